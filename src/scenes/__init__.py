@@ -1,0 +1,18 @@
+"""scenes: train, evaluate and serve image classifiers for scene photos."""
+
+from .config import Config, ConfigError, load_config
+from .models import BundleMeta, build_model, load_bundle
+from .training import TrainResult, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BundleMeta",
+    "Config",
+    "ConfigError",
+    "TrainResult",
+    "build_model",
+    "load_bundle",
+    "load_config",
+    "train",
+]

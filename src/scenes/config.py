@@ -1,0 +1,202 @@
+"""The one typed config of a training run: YAML recipe + CLI overrides, validated up front.
+
+Everything a run needs is plain data here, so a run directory's ``config.yaml`` is enough to
+say exactly what was trained. Validation happens before any data is read or model built:
+unknown keys, wrong types and out-of-range values fail naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_DATA_DIR = "data/intel"
+
+
+class ConfigError(ValueError):
+    """A config value is unknown, of the wrong type or out of range."""
+
+
+class _Section(BaseModel):
+    # extra="forbid": a typo in a key must fail, not be silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    dir: str | None = Field(
+        None, description="dataset folder; null means $SCENES_DATA, else data/intel"
+    )
+    image_size: int = Field(150, ge=32, le=1024, description="square training size in pixels")
+    val_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="share of train held out, stratified"
+    )
+    batch_size: int = Field(32, ge=1, le=4096)
+    num_workers: int | Literal["auto"] = Field(
+        "auto", description="DataLoader workers; auto = 0 on CPU, min(8, cores) with CUDA"
+    )
+    cache_dir: str | None = Field(
+        None, description="decoded-image cache; null means $SCENES_CACHE, else ~/.cache/scenes"
+    )
+
+    @model_validator(mode="after")
+    def _workers_not_negative(self) -> DataConfig:
+        if isinstance(self.num_workers, int) and self.num_workers < 0:
+            raise ValueError("num_workers must be 'auto' or an integer >= 0")
+        return self
+
+
+class ModelConfig(_Section):
+    name: str = Field("mobilenet_v2", description="model name, e.g. resnet50, mobilenet_v2")
+    pretrained: bool = Field(True, description="start from the backend's ImageNet weights")
+    weights: str = Field(
+        "DEFAULT", description="which pretrained weights, e.g. DEFAULT or IMAGENET1K_V1"
+    )
+    weights_file: str | None = Field(None, description="local state-dict file to start from")
+    channels_last: bool = True
+
+
+class AugmentConfig(_Section):
+    preset: Literal["none", "classic", "trivialaugment"] = "classic"
+    p: float = Field(0.25, ge=0.0, le=1.0, description="probability of each classic augmentation")
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(10, ge=1, le=10_000)
+    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warmup (cosine only)")
+    step_size: int = Field(3, ge=1, description="epochs between LR drops (step only)")
+    gamma: float = Field(0.1, gt=0.0, le=1.0, description="LR factor per drop (step, plateau)")
+    plateau_patience: int = Field(1, ge=0)
+    mode: Literal["full", "head", "fine_tune"] = Field(
+        "full",
+        description="full: train everything; head: backbone frozen; "
+        "fine_tune: head for head_epochs, then everything at lr * unfreeze_lr_factor",
+    )
+    head_epochs: int = Field(1, ge=0, description="fine_tune only")
+    unfreeze_lr_factor: float = Field(0.1, gt=0.0, le=1.0, description="fine_tune only")
+    monitor: Literal["val_loss", "val_acc", "val_f1"] = Field(
+        "val_loss", description="metric for early stopping and the best checkpoint"
+    )
+    patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
+    precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = Field(
+        "auto", description="auto: bf16-mixed on CUDA, 32-true on CPU"
+    )
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    deterministic: bool = False
+    grad_clip: float | None = Field(None, gt=0.0)
+    progress_bar: bool = True
+
+
+class Config(_Section):
+    seed: int = 42
+    out: str | None = Field(None, description="run directory; null means runs/<model>-<time>")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    augment: AugmentConfig = AugmentConfig()
+    train: TrainConfig = TrainConfig()
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data.dir or os.environ.get("SCENES_DATA") or DEFAULT_DATA_DIR)
+
+    def resolved_cache_dir(self) -> Path:
+        default = Path.home() / ".cache" / "scenes"
+        return Path(self.data.cache_dir or os.environ.get("SCENES_CACHE") or default)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        got = e.get("input")
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+            section = _section_for(e["loc"][:-1])
+            if section is not None:
+                msg += f"; allowed: {', '.join(section.model_fields)}"
+        lines.append(f"  {field or '<root>'}: {msg} (got {got!r})")
+    return "invalid config:\n" + "\n".join(lines)
+
+
+def _section_for(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (
+            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        ):
+            return None
+        model = field.annotation
+    return model
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """``train.lr=3e-4`` -> (["train", "lr"], 0.0003); values are parsed as YAML scalars."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value (e.g. train.lr=3e-4), got {item!r}")
+    key, raw = item.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"--set expects key=value, the key is empty in {item!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    # YAML reads 1e-3 as a string (no dot); treat number-looking strings as floats.
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    return key.strip().split("."), value
+
+
+def _set_nested(tree: dict, path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part!r} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    sets: list[str] | None = None,
+) -> Config:
+    """Resolve a config: defaults <- YAML file <- ``overrides`` (dotted keys) <- ``--set`` items."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
+        tree = loaded or {}
+    for key, value in (overrides or {}).items():
+        _set_nested(tree, key.split("."), value)
+    for item in sets or []:
+        keys, value = parse_override(item)
+        _set_nested(tree, keys, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        where = f" ({path})" if path else ""
+        raise ConfigError(_format_errors(exc).replace("invalid config", f"invalid config{where}", 1)) from None

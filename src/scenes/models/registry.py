@@ -1,0 +1,207 @@
+"""Build a classifier by name with a head for N classes and the right pretrained weights.
+
+A backend knows how to list names, build an architecture, load its pretrained weights and
+say which preprocessing those weights expect. Adding a family is one entry in ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.error import URLError
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could neither be found locally nor downloaded."""
+
+
+@dataclass
+class BuiltModel:
+    """A model with its head replaced, plus what inference needs to preprocess inputs."""
+
+    module: nn.Module
+    backend: str
+    architecture: str
+    head: str  # dotted name of the replaced classifier layer
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+    interpolation: str = "bilinear"
+    weights: str | None = None  # where the starting weights came from
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        return list(self.module.get_submodule(self.head).parameters())
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        head_ids = {id(p) for p in self.head_parameters()}
+        return [p for p in self.module.parameters() if id(p) not in head_ids]
+
+
+class Backend(Protocol):
+    def names(self) -> list[str]: ...
+
+    def build(
+        self, name: str, num_classes: int, pretrained: bool, weights: str
+    ) -> BuiltModel: ...
+
+
+def last_linear(module: nn.Module) -> str:
+    """Dotted name of the last nn.Linear: the classifier of every torchvision classifier
+    except SqueezeNet (a conv head), which we do not support."""
+    names = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
+    if not names:
+        raise ValueError(f"{type(module).__name__} has no linear classifier layer to replace")
+    return names[-1]
+
+
+def replace_head(module: nn.Module, head: str, num_classes: int) -> None:
+    old = module.get_submodule(head)
+    parent_name, _, child = head.rpartition(".")
+    parent = module.get_submodule(parent_name) if parent_name else module
+    setattr(parent, child, nn.Linear(old.in_features, num_classes, bias=old.bias is not None))
+
+
+def torch_hub_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+class TorchvisionBackend:
+    """Any classification model in torchvision.models, weights through its weights API."""
+
+    def names(self) -> list[str]:
+        import torchvision.models as tvm
+
+        return sorted(n for n in tvm.list_models(module=tvm) if not n.startswith("squeezenet"))
+
+    def build(self, name: str, num_classes: int, pretrained: bool, weights: str) -> BuiltModel:
+        import torchvision.models as tvm
+
+        if name not in self.names():
+            close = [n for n in self.names() if name.split("_")[0] in n][:8]
+            hint = f"; similar: {', '.join(close)}" if close else ""
+            raise ValueError(f"unknown torchvision model {name!r}{hint} (see `scenes models`)")
+        module = tvm.get_model(name, weights=None)
+        built = BuiltModel(module, "torchvision", name, last_linear(module))
+        if pretrained:
+            chosen = self._load_pretrained(name, weights, module)
+            meta = chosen.transforms()
+            built.mean, built.std = list(meta.mean), list(meta.std)
+            built.interpolation = meta.interpolation.value
+            built.weights = f"torchvision:{chosen}"
+        replace_head(module, built.head, num_classes)
+        return built
+
+    def _load_pretrained(self, name: str, weights: str, module: nn.Module):
+        import torchvision.models as tvm
+
+        enum = tvm.get_model_weights(name)
+        try:
+            wanted = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
+        except KeyError:
+            raise ValueError(
+                f"model.weights={weights!r} is not a weights name of {name}; "
+                f"choose from DEFAULT, {', '.join(w.name for w in enum)}"
+            ) from None
+        cached = [w for w in enum if (torch_hub_dir() / Path(w.url).name).is_file()]
+        try:
+            state = wanted.get_state_dict(progress=True)
+            chosen = wanted
+        except (URLError, OSError, RuntimeError) as exc:
+            # Offline with DEFAULT asked for: any of this model's ImageNet weights already
+            # in the cache is a better start than failing.
+            if weights == "DEFAULT" and cached:
+                chosen = cached[0]
+                log.warning("%s not downloadable (%s); using cached %s", wanted, exc, chosen)
+                state = chosen.get_state_dict(progress=False)
+            else:
+                raise WeightsUnavailableError(
+                    f"could not get pretrained weights {wanted} for {name}: {exc}.\n"
+                    f"Either put {Path(wanted.url).name} (from {wanted.url}) into "
+                    f"{torch_hub_dir()} (set TORCH_HOME to choose another cache), "
+                    "or pass --weights FILE (a local state-dict file), "
+                    "or train from scratch with --no-pretrained."
+                ) from exc
+        module.load_state_dict(state)
+        return chosen
+
+
+BACKENDS: dict[str, Backend] = {"torchvision": TorchvisionBackend()}
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``timm:convnext_tiny`` -> ("timm", "convnext_tiny"); no prefix means torchvision."""
+    backend, sep, rest = name.partition(":")
+    if not sep:
+        return "torchvision", name
+    if backend not in BACKENDS:
+        raise ValueError(
+            f"unknown model backend {backend!r} in {name!r}; available: {', '.join(BACKENDS)}"
+        )
+    return backend, rest
+
+
+def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from .safetensors or a torch file (tensors only, never arbitrary pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a state dict")
+    return state
+
+
+def load_weights_file(built: BuiltModel, path: str | Path) -> None:
+    """Load a local state dict; a classifier of another size (e.g. ImageNet's) is skipped."""
+    state = load_state_file(path)
+    own = built.module.state_dict()
+    head_prefix = built.head + "."
+    mismatched_head = [
+        k for k, v in state.items()
+        if k.startswith(head_prefix) and k in own and own[k].shape != v.shape
+    ]
+    for k in mismatched_head:
+        del state[k]
+    missing, unexpected = built.module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(head_prefix)]
+    if missing or unexpected:
+        raise ValueError(
+            f"{path} does not fit {built.architecture}: "
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), "
+            f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"
+        )
+    built.weights = f"file:{os.path.abspath(path)}"
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    pretrained: bool = True,
+    weights: str = "DEFAULT",
+    weights_file: str | Path | None = None,
+) -> BuiltModel:
+    """A model for ``num_classes`` starting from pretrained weights, a local file, or scratch."""
+    backend, arch = split_name(name)
+    built = BACKENDS[backend].build(
+        arch, num_classes, pretrained=pretrained and weights_file is None, weights=weights
+    )
+    if weights_file is not None:
+        load_weights_file(built, weights_file)
+    return built

@@ -1,0 +1,79 @@
+"""Callbacks: the per-epoch table + metrics.csv, and per-epoch reseeding for exact resume."""
+
+from __future__ import annotations
+
+import csv
+import random
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+COLUMNS = [
+    "epoch", "time_s", "lr", "train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1",
+]
+HEADERS = ["epoch", "time", "lr", "train loss", "train acc", "train F1",
+           "val loss", "val acc", "val F1"]
+
+
+class EpochTable(L.Callback):
+    """Prints one table row per epoch and appends the same numbers to ``metrics.csv``."""
+
+    def __init__(self, csv_path: Path, printer=tqdm.write):
+        self.csv_path = Path(csv_path)
+        self.printer = printer
+        self._started = 0.0
+        self._lrs: list[float] = []
+        self._header_printed = False
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+        self._lrs: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._lrs.append(trainer.optimizers[0].param_groups[-1]["lr"])
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not pl_module.epoch_summary:
+            return
+        summary = pl_module.epoch_summary
+        row = {
+            "epoch": trainer.current_epoch + 1,
+            "time_s": round(time.perf_counter() - self._started, 2),
+            # Mean over the epoch's steps: per-step schedules move it within an epoch.
+            "lr": float(np.mean(self._lrs)) if self._lrs else float("nan"),
+            **{k: summary.get(k, float("nan")) for k in COLUMNS[3:]},
+        }
+        self._append_csv(row)
+        if not self._header_printed:
+            self.printer(" ".join(f"{h:>10}" for h in HEADERS))
+            self._header_printed = True
+        self.printer(
+            f"{row['epoch']:>10d} {row['time_s']:>9.1f}s {row['lr']:>10.2e} "
+            + " ".join(f"{row[k]:>10.4f}" for k in COLUMNS[3:])
+        )
+
+    def _append_csv(self, row: dict) -> None:
+        new = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class ReseedEachEpoch(L.Callback):
+    """Seed the global RNGs from (seed, epoch) so dropout and the like do not depend on
+    whether a run was interrupted and resumed."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        epoch_seed = (self.seed * 1_000_003 + trainer.current_epoch) % (2**31)
+        random.seed(epoch_seed)
+        np.random.seed(epoch_seed)
+        torch.manual_seed(epoch_seed)

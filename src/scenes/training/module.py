@@ -1,0 +1,148 @@
+"""The LightningModule: a classifier over uint8 batches, normalised on the device."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from ..config import Config
+from ..data.transforms import normalize_batch
+from ..models.registry import BuiltModel
+from .schedules import lr_multiplier
+
+
+def epoch_metrics(num_classes: int) -> MetricCollection:
+    return MetricCollection(
+        {
+            # Multiclass top-1 over all samples (micro), not the one-vs-rest mean.
+            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
+        }
+    )
+
+
+class SceneClassifier(L.LightningModule):
+    def __init__(self, built: BuiltModel, cfg: Config, class_names: list[str]):
+        super().__init__()
+        self.model = built.module
+        self.built = built
+        self.cfg = cfg
+        self.class_names = list(class_names)
+        n = len(class_names)
+        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        self.train_metrics = epoch_metrics(n)
+        self.val_metrics = epoch_metrics(n)
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        self.epoch_summary: dict[str, float] = {}
+        self.backbone_frozen = False
+        if cfg.model.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.set_backbone_frozen(cfg.train.mode in ("head", "fine_tune"))
+
+    # -- freezing ---------------------------------------------------------------------------
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        self.backbone_frozen = frozen
+        for p in self.built.backbone_parameters():
+            p.requires_grad_(not frozen)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.backbone_frozen:
+            # A frozen backbone must not drift through BatchNorm running statistics either.
+            head = self.model.get_submodule(self.built.head)
+            head_modules = {id(m) for m in head.modules()}
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in head_modules:
+                    m.eval()
+        return self
+
+    def on_train_epoch_start(self) -> None:
+        tc = self.cfg.train
+        if tc.mode == "fine_tune" and self.current_epoch >= tc.head_epochs and self.backbone_frozen:
+            self.set_backbone_frozen(False)
+            if tc.scheduler == "plateau":  # the other schedules apply the factor themselves
+                for group in self.optimizers().optimizer.param_groups:
+                    group["lr"] *= tc.unfreeze_lr_factor
+
+    # -- steps ------------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = normalize_batch(images, self.built.mean, self.built.std, self.cfg.model.channels_last)
+        return self.model(x)
+
+    def _step(self, batch, loss_meter: MeanMetric, metrics: MetricCollection) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.loss_fn(logits, labels)
+        loss_meter.update(loss.detach(), weight=labels.numel())
+        metrics.update(logits.detach(), labels)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, self.train_loss, self.train_metrics)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, self.val_loss, self.val_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        # Validation runs at the end of each training epoch, so both splits are complete here.
+        summary = {"val_loss": self.val_loss.compute()}
+        summary.update({f"val_{k}": v for k, v in self.val_metrics.compute().items()})
+        if self.train_loss.update_count:
+            summary["train_loss"] = self.train_loss.compute()
+            summary.update({f"train_{k}": v for k, v in self.train_metrics.compute().items()})
+        for meter in (self.train_loss, self.val_loss, self.train_metrics, self.val_metrics):
+            meter.reset()
+        self.log_dict(summary, prog_bar=False)
+        self.epoch_summary = {k: float(v) for k, v in summary.items()}
+
+    # -- optimisation -----------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        tc = self.cfg.train
+        params = self.built.head_parameters() if tc.mode == "head" else list(self.model.parameters())
+        if tc.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay, nesterov=True
+            )
+        if tc.scheduler == "plateau":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer,
+                mode="min" if tc.monitor == "val_loss" else "max",
+                factor=tc.gamma,
+                patience=tc.plateau_patience,
+            )
+            return {
+                "optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": tc.monitor, "interval": "epoch"},
+            }
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // tc.epochs)
+        multiplier = lr_multiplier(tc)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: multiplier(step / steps_per_epoch)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoint extras ------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["scenes"] = {
+            "class_names": self.class_names,
+            "backend": self.built.backend,
+            "architecture": self.built.architecture,
+            "head": self.built.head,
+            "mean": self.built.mean,
+            "std": self.built.std,
+            "interpolation": self.built.interpolation,
+            "weights": self.built.weights,
+            "backbone_frozen": self.backbone_frozen,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.set_backbone_frozen(checkpoint.get("scenes", {}).get("backbone_frozen", False))
