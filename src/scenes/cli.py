@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from pathlib import Path
 
 
 def _train_parser(sub) -> None:
@@ -28,16 +28,93 @@ def _train_parser(sub) -> None:
     p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<model>-<time>)")
     p.add_argument(
-        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override any config field, e.g. --set train.scheduler=step (repeatable)",
     )
 
 
 def _data_parser(sub) -> None:
-    p = sub.add_parser("data", help="dataset tools")
+    p = sub.add_parser("data", help="dataset tools: download, check, stats")
     dsub = p.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("download", help="download Intel Image Classification with kagglehub")
-    d.add_argument("--dest", default=None, help="target folder (default: $SCENES_DATA or data/intel)")
+    d.add_argument(
+        "--dest", default=None, help="target folder (default: $SCENES_DATA or data/intel)"
+    )
+    c = dsub.add_parser("check", help="find corrupt files, non-images, duplicates, label conflicts")
+    c.add_argument("directory", metavar="DIR")
+    s = dsub.add_parser("stats", help="image counts per split and class")
+    s.add_argument("directory", metavar="DIR")
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="measure a trained model on a labelled folder")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
+    p.add_argument(
+        "--data", required=True, metavar="DIR", help="labelled folder (<class>/<images>)"
+    )
+    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/eval/<data-name>)")
+    p.add_argument("--batch-size", type=int, default=64)
+
+
+def _predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="classify image files and folders")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--out", metavar="CSV", help="write predictions to this CSV file")
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    p.add_argument("--batch-size", type=int, default=32)
+
+
+def _app_parser(sub) -> None:
+    p = sub.add_parser("app", help="web app: drop a photo, see the top-3 classes")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export the model (ONNX)")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
+    p.add_argument("--format", dest="fmt", choices=["onnx"], default="onnx")
+    p.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/model/model.onnx)")
+
+
+def _resize_parser(sub) -> None:
+    p = sub.add_parser("resize", help="resize a folder tree of images (in parallel)")
+    p.add_argument("src", metavar="SRC")
+    p.add_argument("dst", metavar="DST")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="write RUN_DIR/report.md with tables and figures")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+
+
+def _models_parser(sub) -> None:
+    p = sub.add_parser("models", help="list the model names that can be trained")
+    p.add_argument("pattern", nargs="?", default=None, metavar="PATTERN", help="e.g. 'resnet*'")
+
+
+PARSERS = [
+    _train_parser,
+    _evaluate_parser,
+    _predict_parser,
+    _app_parser,
+    _export_parser,
+    _resize_parser,
+    _data_parser,
+    _report_parser,
+    _models_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
     sub = parser.add_subparsers(dest="command", required=True)
-    _train_parser(sub)
-    _data_parser(sub)
+    for add in PARSERS:
+        add(sub)
     return parser
 
 
@@ -70,21 +147,57 @@ def _train_overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from .commands import run_train
-
-    return run_train(args.config, _train_overrides(args), args.sets, args.resume)
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    from .commands import run_data_download
-
-    if args.data_command == "download":
-        return run_data_download(args.dest)
-    return 2
+def _call(target: str, **kwargs) -> int:
+    """Import the command's module only when it runs: `scenes --help` stays fast."""
+    module_name, func = target.split(":")
+    module = importlib.import_module(module_name, package=__package__)
+    return int(getattr(module, func)(**kwargs) or 0)
 
 
-COMMANDS = {"train": cmd_train, "data": cmd_data}
+def dispatch(args: argparse.Namespace) -> int:
+    a = args
+    if a.command == "train":
+        return _call(
+            ".commands:run_train",
+            config_path=a.config,
+            overrides=_train_overrides(a),
+            sets=a.sets,
+            resume=a.resume,
+        )
+    if a.command == "data":
+        if a.data_command == "download":
+            return _call(".commands:run_data_download", dest=a.dest)
+        return _call(f".data.check:run_{a.data_command}", directory=a.directory)
+    if a.command == "evaluate":
+        return _call(
+            ".evaluation:run_evaluate",
+            run=a.run,
+            data=a.data,
+            tta=a.tta,
+            out=a.out,
+            batch_size=a.batch_size,
+        )
+    if a.command == "predict":
+        return _call(
+            ".predict:run_predict",
+            run=a.run,
+            paths=a.paths,
+            top_k=a.top_k,
+            out=a.out,
+            backend=a.backend,
+            batch_size=a.batch_size,
+        )
+    if a.command == "app":
+        return _call(".app:run_app", run=a.run, host=a.host, port=a.port, backend=a.backend)
+    if a.command == "export":
+        return _call(".export:run_export", run=a.run, fmt=a.fmt, out=a.out)
+    if a.command == "resize":
+        return _call(".resize:run_resize", src=a.src, dst=a.dst, size=a.size, workers=a.workers)
+    if a.command == "report":
+        return _call(".report:run_report", run_dir=a.run_dir)
+    if a.command == "models":
+        return _call(".models.listing:run_models", pattern=a.pattern)
+    raise AssertionError(f"unhandled command {a.command}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,8 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import USER_ERRORS
 
     try:
-        return COMMANDS[args.command](args)
+        return dispatch(args)
     except USER_ERRORS as exc:
+        if args.verbose:
+            raise
         print(f"scenes {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -9,9 +9,7 @@ from pathlib import Path
 from .config import DEFAULT_DATA_DIR, load_config
 
 
-def run_train(
-    config_path: str | None, overrides: dict, sets: list[str], resume: str | None
-) -> int:
+def run_train(config_path: str | None, overrides: dict, sets: list[str], resume: str | None) -> int:
     from .data.download import download_intel
     from .training import train
 

@@ -188,7 +188,9 @@ def load_config(
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{path} must hold a mapping of sections, got {type(loaded).__name__}"
+            )
         tree = loaded or {}
     for key, value in (overrides or {}).items():
         _set_nested(tree, key.split("."), value)
@@ -199,4 +201,6 @@ def load_config(
         return Config.model_validate(tree)
     except ValidationError as exc:
         where = f" ({path})" if path else ""
-        raise ConfigError(_format_errors(exc).replace("invalid config", f"invalid config{where}", 1)) from None
+        raise ConfigError(
+            _format_errors(exc).replace("invalid config", f"invalid config{where}", 1)
+        ) from None

@@ -74,7 +74,9 @@ def read_meta(path: str | Path) -> BundleMeta:
     return BundleMeta(**{k: v for k, v in raw.items() if k in known})
 
 
-def load_bundle(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, BundleMeta]:
+def load_bundle(
+    path: str | Path, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, BundleMeta]:
     """Rebuild the trained network from its bundle alone, in eval mode."""
     directory = resolve_bundle_dir(path)
     meta = read_meta(directory)

@@ -50,9 +50,7 @@ class BuiltModel:
 class Backend(Protocol):
     def names(self) -> list[str]: ...
 
-    def build(
-        self, name: str, num_classes: int, pretrained: bool, weights: str
-    ) -> BuiltModel: ...
+    def build(self, name: str, num_classes: int, pretrained: bool, weights: str) -> BuiltModel: ...
 
 
 def last_linear(module: nn.Module) -> str:
@@ -174,7 +172,8 @@ def load_weights_file(built: BuiltModel, path: str | Path) -> None:
     own = built.module.state_dict()
     head_prefix = built.head + "."
     mismatched_head = [
-        k for k, v in state.items()
+        k
+        for k, v in state.items()
         if k.startswith(head_prefix) and k in own and own[k].shape != v.shape
     ]
     for k in mismatched_head:

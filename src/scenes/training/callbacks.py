@@ -13,10 +13,27 @@ import torch
 from tqdm.auto import tqdm
 
 COLUMNS = [
-    "epoch", "time_s", "lr", "train_loss", "train_acc", "train_f1", "val_loss", "val_acc", "val_f1",
+    "epoch",
+    "time_s",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "train_f1",
+    "val_loss",
+    "val_acc",
+    "val_f1",
 ]
-HEADERS = ["epoch", "time", "lr", "train loss", "train acc", "train F1",
-           "val loss", "val acc", "val F1"]
+HEADERS = [
+    "epoch",
+    "time",
+    "lr",
+    "train loss",
+    "train acc",
+    "train F1",
+    "val loss",
+    "val acc",
+    "val F1",
+]
 
 
 class EpochTable(L.Callback):

@@ -105,7 +105,9 @@ class SceneClassifier(L.LightningModule):
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         tc = self.cfg.train
-        params = self.built.head_parameters() if tc.mode == "head" else list(self.model.parameters())
+        params = (
+            self.built.head_parameters() if tc.mode == "head" else list(self.model.parameters())
+        )
         if tc.optimizer == "adamw":
             optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
         else:
@@ -121,14 +123,21 @@ class SceneClassifier(L.LightningModule):
             )
             return {
                 "optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": tc.monitor, "interval": "epoch"},
+                "lr_scheduler": {
+                    "scheduler": scheduler,
+                    "monitor": tc.monitor,
+                    "interval": "epoch",
+                },
             }
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // tc.epochs)
         multiplier = lr_multiplier(tc)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: multiplier(step / steps_per_epoch)
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
 
     # -- checkpoint extras ------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
