@@ -82,15 +82,16 @@ class EpochTable(L.Callback):
             writer.writerow(row)
 
 
-class ReseedEachEpoch(L.Callback):
-    """Seed the global RNGs from (seed, epoch) so dropout and the like do not depend on
-    whether a run was interrupted and resumed."""
+class ReseedEachStep(L.Callback):
+    """Seed the global RNGs from (seed, epoch, batch) before every training step, so dropout
+    and the like do not depend on whether a run was interrupted and resumed (Lightning and the
+    DataLoader draw from the global RNG at different moments in a resumed run)."""
 
     def __init__(self, seed: int):
         self.seed = seed
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        epoch_seed = (self.seed * 1_000_003 + trainer.current_epoch) % (2**31)
-        random.seed(epoch_seed)
-        np.random.seed(epoch_seed)
-        torch.manual_seed(epoch_seed)
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        step_seed = hash((self.seed, trainer.current_epoch, batch_idx)) % (2**31)
+        random.seed(step_seed)
+        np.random.seed(step_seed)
+        torch.manual_seed(step_seed)

@@ -1,0 +1,30 @@
+"""Helpers shared by the benchmark scripts: where ../shared is, and offline weights."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SCENES_SHARED", REPO.parent / "shared"))
+INTEL = SHARED / "data" / "intel"
+MOBILENET_FILE = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
+
+
+def use_offline_weights() -> Path:
+    """Point TORCH_HOME at a folder holding the shared ImageNet MobileNetV2 file (unless the
+    user's TORCH_HOME already has it), exactly as the README's offline section says."""
+    current = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    if (current / "hub" / "checkpoints" / MOBILENET_FILE.name).is_file():
+        return current
+    if not MOBILENET_FILE.is_file():
+        raise SystemExit(f"missing {MOBILENET_FILE}: the benchmark needs real ImageNet weights")
+    home = Path(tempfile.gettempdir()) / "scenes-bench-torch-home"
+    (home / "hub" / "checkpoints").mkdir(parents=True, exist_ok=True)
+    target = home / "hub" / "checkpoints" / MOBILENET_FILE.name
+    if not target.is_file():
+        shutil.copy(MOBILENET_FILE, target)
+    os.environ["TORCH_HOME"] = str(home)
+    return home

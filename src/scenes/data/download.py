@@ -1,0 +1,59 @@
+"""Fetch the Intel Image Classification dataset with kagglehub into a plain layout.
+
+Kaggle's archive nests every split twice (``seg_train/seg_train/<class>``); we copy it to
+``DEST/train``, ``DEST/test`` and ``DEST/pred`` so the rest of the tool sees one layout.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .discover import DataError
+
+KAGGLE_DATASET = "puneet6060/intel-image-classification"
+KAGGLE_SPLITS = {"seg_train": "train", "seg_test": "test", "seg_pred": "pred"}
+
+
+def manual_steps(dest: Path) -> str:
+    return (
+        f"To use the data offline, put it in {dest} yourself:\n"
+        f"  1. on a machine with internet, download https://www.kaggle.com/datasets/{KAGGLE_DATASET}\n"
+        "     (or: python -c \"import kagglehub; print(kagglehub.dataset_download"
+        f"('{KAGGLE_DATASET}'))\")\n"
+        f"  2. copy seg_train/seg_train/<class>/ to {dest}/train/<class>/ "
+        f"(and seg_test/seg_test to {dest}/test, seg_pred/seg_pred to {dest}/pred),\n"
+        f"     or unzip the archive into {dest} as it is: the nested layout is understood too\n"
+        "  3. or point --data (or SCENES_DATA) at any folder of <class>/<images> folders"
+    )
+
+
+def normalise_kaggle_layout(source: Path, dest: Path) -> Path:
+    """Copy ``source/seg_X/seg_X`` (or ``source/seg_X``) to ``dest/<split>``."""
+    copied = 0
+    for kaggle_name, split in KAGGLE_SPLITS.items():
+        for candidate in (source / kaggle_name / kaggle_name, source / kaggle_name):
+            if candidate.is_dir():
+                target = dest / split
+                if not target.exists():
+                    shutil.copytree(candidate, target)
+                copied += 1
+                break
+    if copied == 0:
+        raise DataError(f"{source} does not look like the Kaggle Intel dataset (no seg_train)")
+    return dest
+
+
+def download_intel(dest: str | Path) -> Path:
+    """Download (or reuse kagglehub's cached copy) and lay it out under ``dest``."""
+    dest = Path(dest)
+    try:
+        import kagglehub
+
+        source = Path(kagglehub.dataset_download(KAGGLE_DATASET))
+    except Exception as exc:  # network, auth or kagglehub errors all lead to the manual path
+        raise DataError(
+            f"could not download {KAGGLE_DATASET} with kagglehub "
+            f"({type(exc).__name__}: {str(exc)[:200]}).\n{manual_steps(dest)}"
+        ) from exc
+    return normalise_kaggle_layout(source, dest)

@@ -1,0 +1,34 @@
+"""Stratified, seeded train/validation split of the training folder."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from .discover import DataError
+
+
+def split_train_val(
+    labels: list[int] | np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val), each class represented in proportion; same seed -> same split."""
+    labels = np.asarray(labels)
+    counts = Counter(labels.tolist())
+    too_small = sorted(label for label, n in counts.items() if n < 2)
+    if too_small:
+        raise DataError(
+            f"classes {too_small} have fewer than 2 images: a stratified validation split "
+            "needs at least one image of each class on both sides"
+        )
+    n_val = max(len(counts), round(len(labels) * val_fraction))
+    if len(labels) - n_val < len(counts):
+        raise DataError(
+            f"val_fraction={val_fraction} leaves too few training images "
+            f"({len(labels)} images, {len(counts)} classes)"
+        )
+    train_idx, val_idx = train_test_split(
+        np.arange(len(labels)), test_size=n_val, stratify=labels, random_state=seed
+    )
+    return np.sort(train_idx), np.sort(val_idx)

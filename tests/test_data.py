@@ -1,0 +1,220 @@
+import warnings
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_folder, make_image
+from PIL import Image
+
+from scenes.config import load_config
+from scenes.data import cache as cache_module
+from scenes.data.cache import decode_images
+from scenes.data.discover import DataError, find_layout, list_labelled_files
+from scenes.data.images import load_image
+from scenes.data.loaders import DecodedDataset, EpochShuffleSampler
+from scenes.data.split import split_train_val
+from scenes.data.transforms import classic_steps, train_transform
+
+
+# -- layouts -------------------------------------------------------------------------------
+def test_train_test_layout(tmp_path):
+    make_folder(tmp_path / "train", ["b", "a"], 2)
+    make_folder(tmp_path / "test", ["a", "b"], 1)
+    layout = find_layout(tmp_path)
+    assert layout.name == "train"
+    assert layout.train_dir == tmp_path / "train" and layout.test_dir == tmp_path / "test"
+    files = list_labelled_files(layout.train_dir)
+    assert files.class_names == ["a", "b"]  # sorted, whatever the creation order
+    assert Counter(files.labels) == {0: 2, 1: 2}
+
+
+def test_kaggle_nested_layout(tmp_path):
+    make_folder(tmp_path / "seg_train" / "seg_train", ["sea", "forest"], 2)
+    make_folder(tmp_path / "seg_test" / "seg_test", ["sea", "forest"], 1)
+    (tmp_path / "seg_pred" / "seg_pred").mkdir(parents=True)
+    layout = find_layout(tmp_path)
+    assert layout.name == "kaggle"
+    assert layout.train_dir == tmp_path / "seg_train" / "seg_train"
+    assert layout.test_dir == tmp_path / "seg_test" / "seg_test"
+
+
+def test_bare_layout(synthetic_folder):
+    layout = find_layout(synthetic_folder)
+    assert layout.name == "bare" and layout.test_dir is None
+    files = list_labelled_files(layout.train_dir)
+    assert files.class_names == ["cat_a", "cat_b", "cat_c"] and len(files.paths) == 36
+
+
+def test_empty_class_and_empty_dir_are_clear_errors(tmp_path):
+    make_folder(tmp_path / "d", ["a"], 2)
+    (tmp_path / "d" / "empty_class").mkdir()
+    (tmp_path / "d" / "empty_class" / "notes.txt").write_text("no images here")
+    with pytest.raises(DataError, match="empty_class"):
+        list_labelled_files(tmp_path / "d")
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(DataError, match="no class folders"):
+        list_labelled_files(tmp_path / "nothing")
+    with pytest.raises(DataError, match="not found"):
+        find_layout(tmp_path / "missing")
+
+
+def test_known_class_order_is_kept_and_unknown_classes_rejected(tmp_path):
+    make_folder(tmp_path / "d", ["b", "c"], 1)
+    files = list_labelled_files(tmp_path / "d", class_names=["a", "b", "c"])
+    assert files.labels == [1, 2]
+    with pytest.raises(DataError, match="does not know: c"):
+        list_labelled_files(tmp_path / "d", class_names=["a", "b"])
+
+
+# -- split ---------------------------------------------------------------------------------
+def test_split_is_stratified_disjoint_and_reproducible():
+    labels = np.repeat([0, 1, 2], [100, 50, 30])
+    train, val = split_train_val(labels, 0.2, seed=7)
+    assert set(train).isdisjoint(val) and len(train) + len(val) == len(labels)
+    assert Counter(labels[val].tolist()) == {0: 20, 1: 10, 2: 6}
+    again_train, again_val = split_train_val(labels, 0.2, seed=7)
+    assert np.array_equal(val, again_val) and np.array_equal(train, again_train)
+    _, other_val = split_train_val(labels, 0.2, seed=8)
+    assert not np.array_equal(val, other_val)
+
+
+def test_split_needs_two_images_per_class():
+    with pytest.raises(DataError, match="fewer than 2"):
+        split_train_val([0, 0, 1], 0.3, seed=0)
+
+
+# -- decoding ------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["L", "RGBA", "CMYK", "P", "LA", "I;16"])
+def test_any_mode_loads_as_rgb(tmp_path, mode):
+    path = make_image(tmp_path / f"x_{mode.replace(';', '')}.png", (200, 30, 30), mode="RGB")
+    image = Image.open(path).convert(mode if mode != "I;16" else "I")
+    if mode == "I;16":
+        image = Image.fromarray((np.asarray(Image.open(path).convert("L"), np.uint16) * 257))
+    target = tmp_path / (path.stem + (".jpg" if mode == "CMYK" else ".tiff" if mode == "I;16" else ".png"))
+    image.save(target)
+    array = load_image(target, 24)
+    assert array.shape == (24, 24, 3) and array.dtype == np.uint8
+    assert array.mean() > 20  # 16-bit images are scaled, not clipped to white or black
+
+
+def test_transparency_is_composited_on_white(tmp_path):
+    rgba = Image.new("RGBA", (10, 10), (255, 0, 0, 0))
+    rgba.save(tmp_path / "clear.png")
+    assert (load_image(tmp_path / "clear.png", 10) == 255).all()
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    image = Image.new("RGB", (40, 20), (0, 0, 0))
+    image.paste((255, 255, 255), (0, 0, 20, 20))  # left half white
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    image.save(tmp_path / "rot.jpg", exif=exif.tobytes(), quality=95)
+    array = load_image(tmp_path / "rot.jpg", 40).astype(int)
+    top, bottom = array[:20].mean(), array[20:].mean()
+    assert top > 200 and bottom < 50  # the white half is now on top
+
+
+def _plant_corrupt_files(folder):
+    good = make_image(folder / "good.jpg", (10, 200, 10))
+    truncated = folder / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:300])
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "text.jpg").write_text("this is not an image")
+    return {"truncated.jpg", "zero.jpg", "text.jpg"}
+
+
+def test_corrupt_files_are_skipped_with_one_warning_naming_them(tmp_path):
+    bad = _plant_corrupt_files(tmp_path)
+    paths = sorted(tmp_path.glob("*.jpg"))
+    with pytest.warns(UserWarning) as record:
+        decoded = decode_images(paths, 32, cache_dir=None, workers=1, progress=False)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert "3 unreadable" in message and all(name in message for name in bad)
+    assert [paths[i].name for i in decoded.kept] == ["good.jpg"]
+    assert decoded.pixels.shape == (1, 32, 32, 3)
+
+
+def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
+    make_folder(tmp_path / "d", ["a", "b"], 3)
+    paths = sorted((tmp_path / "d").rglob("*.jpg"))
+    first = decode_images(paths, 16, tmp_path / "cache", workers=2, progress=False)
+
+    def no_decoding(*args):
+        raise AssertionError("the cache should have been used")
+
+    monkeypatch.setattr(cache_module, "_decode", no_decoding)
+    second = decode_images(paths, 16, tmp_path / "cache", workers=1, progress=False)
+    assert np.array_equal(np.asarray(first.pixels), np.asarray(second.pixels))
+    assert np.array_equal(first.kept, second.kept)
+    with pytest.raises(AssertionError):  # another size is another cache entry
+        decode_images(paths, 20, tmp_path / "cache", workers=1, progress=False)
+
+
+def test_real_small_images_are_resized(tmp_path):
+    make_image(tmp_path / "small.jpg", (50, 50, 50), size=(150, 113))
+    assert load_image(tmp_path / "small.jpg", 150).shape == (150, 150, 3)
+
+
+# -- augmentation and loading --------------------------------------------------------------
+def test_presets_keep_uint8_shape():
+    image = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    for preset in ("classic", "trivialaugment"):
+        out = train_transform(preset, 0.5)(image)
+        assert out.shape == image.shape and out.dtype == torch.uint8
+    assert train_transform("none") is None
+
+
+def test_classic_with_p_zero_is_identity_and_each_step_does_something():
+    image = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
+    assert torch.equal(train_transform("classic", 0.0)(image), image)
+    torch.manual_seed(0)
+    for name, step in classic_steps(1.0):
+        assert not torch.equal(step(image), image), name
+
+
+def test_dataset_augmentation_depends_only_on_seed_epoch_index():
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    ds = DecodedDataset(pixels, np.arange(4), train_transform("classic", 0.9), seed=3)
+    a, _ = ds[(2, 5)]
+    torch.manual_seed(123)  # global RNG state must not matter
+    b, _ = ds[(2, 5)]
+    c, _ = ds[(2, 6)]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_sampler_order_is_seeded_per_epoch():
+    sampler = EpochShuffleSampler(50, seed=1)
+    first = list(sampler)
+    assert sorted(i for i, _ in first) == list(range(50))
+    assert list(sampler) == first
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert [i for i, _ in second] != [i for i, _ in first] and second[0][1] == 1
+
+
+def test_training_never_reads_the_test_split(tmp_path, monkeypatch):
+    from scenes.data.loaders import prepare_data, training_files
+
+    make_folder(tmp_path / "train", ["a", "b"], 6)
+    make_folder(tmp_path / "test", ["a", "b", "zzz_unknown"], 2)
+    (tmp_path / "test" / "a" / "broken.jpg").write_text("not an image")
+    from scenes.data import loaders
+
+    seen = []
+    real = loaders.decode_images
+
+    def recording(paths, *args, **kwargs):
+        seen.extend(str(p) for p in paths)
+        return real(paths, *args, **kwargs)
+
+    monkeypatch.setattr(loaders, "decode_images", recording)
+    cfg = load_config(overrides={"data.dir": str(tmp_path), "data.image_size": 32})
+    layout, files = training_files(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning about the broken test file would fail here
+        data = prepare_data(cfg, layout, files, progress=False)
+    assert seen and all("/train/" in p for p in seen)
+    assert data.class_names == ["a", "b"]
+    assert all("/test/" not in str(p) for p in data.train_paths + data.val_paths)
