@@ -35,6 +35,8 @@ class BundleMeta:
     head: str = ""
     channels_last: bool = True
     format: int = BUNDLE_FORMAT
+    # What the backend needs to rebuild the network offline (the HF model config).
+    backend_config: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -80,7 +82,14 @@ def load_bundle(
     """Rebuild the trained network from its bundle alone, in eval mode."""
     directory = resolve_bundle_dir(path)
     meta = read_meta(directory)
-    built = build_model(meta.model_name, meta.num_classes, pretrained=False)
+    built = build_model(
+        meta.model_name,
+        meta.num_classes,
+        pretrained=False,
+        image_size=meta.image_size,
+        class_names=meta.class_names,
+        backend_config=meta.backend_config,
+    )
     built.module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     module = built.module.to(device).eval()
     if meta.channels_last:

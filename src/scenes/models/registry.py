@@ -6,6 +6,7 @@ say which preprocessing those weights expect. Adding a family is one entry in ``
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class BuiltModel:
     std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
     interpolation: str = "bilinear"
     weights: str | None = None  # where the starting weights came from
+    # Backend-specific data needed to rebuild the network from a bundle (the HF config).
+    backend_config: dict | None = None
 
     def head_parameters(self) -> list[nn.Parameter]:
         return list(self.module.get_submodule(self.head).parameters())
@@ -50,7 +53,10 @@ class BuiltModel:
 class Backend(Protocol):
     def names(self) -> list[str]: ...
 
-    def build(self, name: str, num_classes: int, pretrained: bool, weights: str) -> BuiltModel: ...
+    # options: image_size, class_names, backend_config; a backend ignores those it needs not.
+    def build(
+        self, name: str, num_classes: int, pretrained: bool, weights: str, **options: object
+    ) -> BuiltModel: ...
 
 
 def last_linear(module: nn.Module) -> str:
@@ -81,11 +87,13 @@ class TorchvisionBackend:
 
         return sorted(n for n in tvm.list_models(module=tvm) if not n.startswith("squeezenet"))
 
-    def build(self, name: str, num_classes: int, pretrained: bool, weights: str) -> BuiltModel:
+    def build(
+        self, name: str, num_classes: int, pretrained: bool, weights: str, **_: object
+    ) -> BuiltModel:
         import torchvision.models as tvm
 
         if name not in self.names():
-            close = [n for n in self.names() if name.split("_")[0] in n][:8]
+            close = difflib.get_close_matches(name, self.names(), n=6, cutoff=0.6)
             hint = f"; similar: {', '.join(close)}" if close else ""
             raise ValueError(f"unknown torchvision model {name!r}{hint} (see `scenes models`)")
         module = tvm.get_model(name, weights=None)
@@ -133,7 +141,15 @@ class TorchvisionBackend:
         return chosen
 
 
-BACKENDS: dict[str, Backend] = {"torchvision": TorchvisionBackend()}
+# The other backends import BuiltModel & co. from this module, hence the late import.
+from .hf_backend import HFBackend  # noqa: E402
+from .timm_backend import TimmBackend  # noqa: E402
+
+BACKENDS: dict[str, Backend] = {
+    "torchvision": TorchvisionBackend(),
+    "timm": TimmBackend(),
+    "hf": HFBackend(),
+}
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -195,11 +211,20 @@ def build_model(
     pretrained: bool = True,
     weights: str = "DEFAULT",
     weights_file: str | Path | None = None,
+    **options: object,
 ) -> BuiltModel:
-    """A model for ``num_classes`` starting from pretrained weights, a local file, or scratch."""
+    """A model for ``num_classes`` starting from pretrained weights, a local file, or scratch.
+
+    ``options`` go to the backend: ``image_size`` (ViT-like models are built for it),
+    ``class_names`` (HF id2label), ``backend_config`` (rebuild an HF model from a bundle).
+    """
     backend, arch = split_name(name)
     built = BACKENDS[backend].build(
-        arch, num_classes, pretrained=pretrained and weights_file is None, weights=weights
+        arch,
+        num_classes,
+        pretrained=pretrained and weights_file is None,
+        weights=weights,
+        **{k: v for k, v in options.items() if v is not None},
     )
     if weights_file is not None:
         load_weights_file(built, weights_file)

@@ -151,6 +151,7 @@ class SceneClassifier(L.LightningModule):
             "interpolation": self.built.interpolation,
             "weights": self.built.weights,
             "backbone_frozen": self.backbone_frozen,
+            "backend_config": self.built.backend_config,
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from ..config import Config
 from ..data.loaders import PreparedData, make_loaders, prepare_data, training_files
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
-from .callbacks import EpochTable, ReseedEachEpoch
+from .callbacks import EpochTable, ReseedEachStep
 from .module import SceneClassifier
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,8 @@ def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None)
             pretrained=cfg.model.pretrained,
             weights=cfg.model.weights,
             weights_file=cfg.model.weights_file,
+            image_size=cfg.data.image_size,
+            class_names=class_names,
         )
     if resume_meta["class_names"] != class_names:
         raise ValueError(
@@ -100,7 +102,14 @@ def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None)
             f"the data has {class_names}; resume with the same data"
         )
     # The checkpoint holds the weights: no need (nor network) to fetch pretrained ones.
-    built = build_model(cfg.model.name, len(class_names), pretrained=False)
+    built = build_model(
+        cfg.model.name,
+        len(class_names),
+        pretrained=False,
+        image_size=cfg.data.image_size,
+        class_names=class_names,
+        backend_config=resume_meta.get("backend_config"),
+    )
     built.mean, built.std = resume_meta["mean"], resume_meta["std"]
     built.interpolation, built.weights = resume_meta["interpolation"], resume_meta["weights"]
     return built
@@ -149,14 +158,23 @@ def train(
         filename="best",
         monitor=tc.monitor,
         mode=mode,
-        save_last=True,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    # Lightning's save_last only refreshes last.ckpt when a new best is saved; resuming needs
+    # the latest epoch whatever its score, so "last" is a checkpoint of its own, every epoch.
+    last_checkpoint = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename="last",
+        monitor=None,
         save_top_k=1,
         enable_version_counter=False,
     )
     callbacks = [
-        ReseedEachEpoch(cfg.seed),
+        ReseedEachStep(cfg.seed),
         EpochTable(run_dir / "metrics.csv"),
         checkpoints,
+        last_checkpoint,
         EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
         LearningRateMonitor(logging_interval="epoch"),
         *(extra_callbacks or []),
@@ -184,7 +202,7 @@ def train(
         warnings.filterwarnings("ignore", ".*LeafSpec.*")
         trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
 
-    best_path = Path(checkpoints.best_model_path or checkpoints.last_model_path)
+    best_path = Path(checkpoints.best_model_path or last_checkpoint.best_model_path)
     best_state = torch.load(best_path, map_location="cpu", weights_only=False)
     module.load_state_dict(best_state["state_dict"])
     meta = BundleMeta(
@@ -197,6 +215,7 @@ def train(
         interpolation=built.interpolation,
         head=built.head,
         channels_last=cfg.model.channels_last,
+        backend_config=built.backend_config,
     )
     save_bundle(module.model, meta, run_dir / "model")
     best_epoch = int(best_state["epoch"]) + 1

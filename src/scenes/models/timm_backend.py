@@ -1,0 +1,122 @@
+"""``timm:NAME[.TAG]``: any timm model, preprocessing from the weights' own pretrained config.
+
+timm replaces the classifier itself (``num_classes=``) and tells which layer it is, and its
+``pretrained_cfg`` says which mean/std/interpolation the weights were trained with, so
+inference can never disagree with training (GUIDE section 7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from .registry import BuiltModel, WeightsUnavailableError, last_linear
+
+
+def hf_cache_hint() -> str:
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    return str(Path(HF_HUB_CACHE))
+
+
+def full_name(name: str, weights: str) -> str:
+    """``convnext_tiny`` + ``fb_in1k`` -> ``convnext_tiny.fb_in1k``; DEFAULT keeps timm's default."""
+    arch, _, tag = name.partition(".")
+    if weights in ("DEFAULT", "", None):
+        return name
+    if tag and tag != weights:
+        raise ValueError(
+            f"timm:{name} already names the weights tag {tag!r}, but model.weights={weights!r}; "
+            "give the tag in one place only"
+        )
+    return f"{arch}.{weights}"
+
+
+def head_name(module: nn.Module) -> str:
+    """Dotted name of the classifier timm built (``head.fc``, ``fc``, ``head``, ...)."""
+    classifier = module.get_classifier() if hasattr(module, "get_classifier") else None
+    if isinstance(classifier, nn.Linear):
+        for name, sub in module.named_modules():
+            if sub is classifier:
+                return name
+    return last_linear(module)
+
+
+class TimmBackend:
+    """Any model of ``timm.list_models()``; a ``.tag`` suffix or model.weights picks weights."""
+
+    def names(self) -> list[str]:
+        import timm
+
+        return timm.list_models()
+
+    def build(
+        self,
+        name: str,
+        num_classes: int,
+        pretrained: bool,
+        weights: str,
+        image_size: int | None = None,
+        **_: object,
+    ) -> BuiltModel:
+        import timm
+        from timm.models import get_pretrained_cfg
+
+        name = full_name(name, weights)
+        arch = name.partition(".")[0]
+        if not timm.is_model(arch):
+            close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
+            hint = f"; similar: {', '.join(close)}" if close else ""
+            raise ValueError(f"unknown timm model {arch!r}{hint} (see `scenes models 'timm:*'`)")
+        try:
+            cfg = get_pretrained_cfg(name)
+        except RuntimeError as exc:  # an unknown tag
+            tags = [t.partition(".")[2] for t in timm.list_pretrained(f"{arch}.*")]
+            raise ValueError(f"{exc} Known tags: {', '.join(tags) or 'none'}") from None
+
+        kwargs: dict[str, object] = {"num_classes": num_classes}
+        if image_size is not None and cfg is not None and cfg.fixed_input_size:
+            # ViT-like models bake the input size into their position embeddings; timm
+            # resamples pretrained ones to the training size we ask for.
+            kwargs["img_size"] = image_size
+        module = self._create(name, pretrained, kwargs, cfg)
+        data = module.pretrained_cfg
+        built = BuiltModel(
+            module,
+            "timm",
+            name,
+            head_name(module),
+            mean=[float(v) for v in data.get("mean", (0.485, 0.456, 0.406))],
+            std=[float(v) for v in data.get("std", (0.229, 0.224, 0.225))],
+            interpolation=str(data.get("interpolation", "bilinear")),
+        )
+        if pretrained:
+            built.weights = f"timm:{data.get('architecture', arch)}.{data.get('tag', '')}"
+        return built
+
+    def _create(self, name: str, pretrained: bool, kwargs: dict, cfg) -> nn.Module:
+        import timm
+
+        try:
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
+        except TypeError as exc:
+            if "img_size" in kwargs and "img_size" in str(exc):
+                raise ValueError(
+                    f"timm:{name} needs a fixed input size of {cfg.input_size[1]} px and cannot "
+                    f"be built for {kwargs['img_size']} px; set --image-size "
+                    f"{cfg.input_size[1]}"
+                ) from None
+            raise
+        except Exception as exc:
+            if not pretrained:
+                raise
+            source = (cfg.hf_hub_id or cfg.url) if cfg is not None else name
+            raise WeightsUnavailableError(
+                f"could not get pretrained weights for timm:{name} (from {source}): "
+                f"{type(exc).__name__}: {exc}.\n"
+                f"Either download them once online into the Hugging Face cache "
+                f"({hf_cache_hint()}; set HF_HOME to choose another), "
+                "or pass --weights FILE (a local state-dict file), "
+                "or train from scratch with --no-pretrained."
+            ) from exc
