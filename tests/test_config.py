@@ -80,8 +80,17 @@ def test_numbers_in_set_are_parsed():
 
 def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["train", "--data", str(tmp_path / "missing"), "--out", str(out),
-                 "--set", "train.optimizer=adam"])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(tmp_path / "missing"),
+            "--out",
+            str(out),
+            "--set",
+            "train.optimizer=adam",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "train.optimizer" in err and "'adamw' or 'sgd'" in err

@@ -90,8 +90,10 @@ def test_any_mode_loads_as_rgb(tmp_path, mode):
     path = make_image(tmp_path / f"x_{mode.replace(';', '')}.png", (200, 30, 30), mode="RGB")
     image = Image.open(path).convert(mode if mode != "I;16" else "I")
     if mode == "I;16":
-        image = Image.fromarray((np.asarray(Image.open(path).convert("L"), np.uint16) * 257))
-    target = tmp_path / (path.stem + (".jpg" if mode == "CMYK" else ".tiff" if mode == "I;16" else ".png"))
+        image = Image.fromarray(np.asarray(Image.open(path).convert("L"), np.uint16) * 257)
+    target = tmp_path / (
+        path.stem + (".jpg" if mode == "CMYK" else ".tiff" if mode == "I;16" else ".png")
+    )
     image.save(target)
     array = load_image(target, 24)
     assert array.shape == (24, 24, 3) and array.dtype == np.uint8

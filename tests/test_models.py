@@ -10,7 +10,8 @@ from scenes.models.registry import BACKENDS, split_name
 
 
 @pytest.mark.parametrize(
-    "name, head", [("resnet18", "fc"), ("mobilenet_v2", "classifier.1"), ("efficientnet_b0", "classifier.1")]
+    "name, head",
+    [("resnet18", "fc"), ("mobilenet_v2", "classifier.1"), ("efficientnet_b0", "classifier.1")],
 )
 def test_any_torchvision_model_gets_a_head_for_n_classes(name, head):
     built = build_model(name, 5, pretrained=False)
@@ -96,8 +97,13 @@ def test_bundle_round_trip_reproduces_logits(tmp_path):
             p.add_(torch.randn_like(p) * 0.01)
     module = built.module.eval()
     meta = BundleMeta(
-        backend="torchvision", architecture="resnet18", class_names=["x", "y", "z"],
-        image_size=32, mean=built.mean, std=built.std, head=built.head,
+        backend="torchvision",
+        architecture="resnet18",
+        class_names=["x", "y", "z"],
+        image_size=32,
+        mean=built.mean,
+        std=built.std,
+        head=built.head,
     )
     save_bundle(module, meta, tmp_path / "model")
     loaded, loaded_meta = load_bundle(tmp_path)  # a run dir holding model/ works too

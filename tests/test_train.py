@@ -11,7 +11,6 @@ from scenes.inference import BundleModel
 from scenes.models import load_bundle
 from scenes.training import train
 from scenes.training.callbacks import COLUMNS
-from scenes.training.run import RunDirError
 from scenes.training.schedules import lr_multiplier, warmup_cosine
 
 
@@ -27,11 +26,26 @@ def data(tmp_path):
 
 def test_cli_train_writes_the_run_directory(data, tmp_path, capsys):
     out = tmp_path / "run"
-    code = main([
-        "train", "--data", str(data), "--out", str(out), "--epochs", "2", "--image-size", "32",
-        "--batch-size", "8", "--no-pretrained", "--set", "train.progress_bar=false",
-        "--set", "data.val_fraction=0.25",
-    ])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--no-pretrained",
+            "--set",
+            "train.progress_bar=false",
+            "--set",
+            "data.val_fraction=0.25",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "train loss" in printed and "val acc" in printed and "best epoch" in printed
@@ -41,8 +55,13 @@ def test_cli_train_writes_the_run_directory(data, tmp_path, capsys):
     for r in rows:
         assert 0.0 <= float(r["val_acc"]) <= 1.0 and float(r["time_s"]) > 0
     assert load_config(out / "config.yaml").train.epochs == 2
-    for name in ("checkpoints/best.ckpt", "checkpoints/last.ckpt", "model/model.json",
-                 "model/model.safetensors", "split.csv"):
+    for name in (
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+        "model/model.json",
+        "model/model.safetensors",
+        "split.csv",
+    ):
         assert (out / name).is_file(), name
     assert list((out / "tensorboard").glob("events.out.tfevents*"))
     with (out / "split.csv").open() as fh:
@@ -78,9 +97,13 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path):
 
 
 def test_bundle_reproduces_the_best_checkpoint_logits(trained_run):
-    ckpt = torch.load(trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(
+        trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False
+    )
     module, meta = load_bundle(trained_run)
-    state = {k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state = {
+        k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
+    }
     reference, _ = load_bundle(trained_run)
     reference.load_state_dict(state)
     x = torch.randn(5, 3, meta.image_size, meta.image_size)
@@ -113,7 +136,9 @@ def test_fine_tune_unfreezes_after_head_epochs(data, tmp_path):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen[trainer.current_epoch] = pl_module.model.features[0][0].weight.requires_grad
 
-    cfg = tiny_train_config(data, tmp_path / "ft", **{"train.mode": "fine_tune", "train.head_epochs": 1})
+    cfg = tiny_train_config(
+        data, tmp_path / "ft", **{"train.mode": "fine_tune", "train.head_epochs": 1}
+    )
     train(cfg, extra_callbacks=[Spy()])
     assert seen == {0: False, 1: True}
 
@@ -125,9 +150,16 @@ def test_other_schedules_train(data, tmp_path, scheduler):
 
 
 def test_early_stopping_stops_when_the_monitor_stalls(data, tmp_path):
-    cfg = tiny_train_config(data, tmp_path / "es", **{
-        "train.epochs": 8, "train.lr": 1e-9, "train.patience": 1, "train.monitor": "val_acc",
-    })
+    cfg = tiny_train_config(
+        data,
+        tmp_path / "es",
+        **{
+            "train.epochs": 8,
+            "train.lr": 1e-9,
+            "train.patience": 1,
+            "train.monitor": "val_acc",
+        },
+    )
     result = train(cfg)
     assert len(read_metrics(result.run_dir)) == 2  # no improvement after epoch 1, patience 1
 
@@ -136,8 +168,15 @@ def test_cosine_schedule_warms_up_then_decays():
     assert warmup_cosine(0.5, 10, 1) == pytest.approx(0.5)
     assert warmup_cosine(1.0, 10, 1) == pytest.approx(1.0)
     assert warmup_cosine(10.0, 10, 1) == pytest.approx(0.0)
-    cfg = load_config(sets=["train.mode=fine_tune", "train.head_epochs=2", "train.epochs=6",
-                            "train.unfreeze_lr_factor=0.1", "train.warmup_epochs=0"]).train
+    cfg = load_config(
+        sets=[
+            "train.mode=fine_tune",
+            "train.head_epochs=2",
+            "train.epochs=6",
+            "train.unfreeze_lr_factor=0.1",
+            "train.warmup_epochs=0",
+        ]
+    ).train
     multiplier = lr_multiplier(cfg)
     assert multiplier(0.0) == pytest.approx(1.0)
     assert multiplier(1.99) < 0.01  # head phase decays to ~0

@@ -54,9 +54,7 @@ def _key(paths: list[Path], size: int, interpolation: str) -> str:
 def warn_failed(failed: dict[str, str]) -> None:
     if failed:
         listing = "\n".join(f"  {path}: {why}" for path, why in failed.items())
-        warnings.warn(
-            f"skipped {len(failed)} unreadable image file(s):\n{listing}", stacklevel=2
-        )
+        warnings.warn(f"skipped {len(failed)} unreadable image file(s):\n{listing}", stacklevel=2)
 
 
 def decode_images(

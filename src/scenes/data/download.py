@@ -19,7 +19,7 @@ def manual_steps(dest: Path) -> str:
     return (
         f"To use the data offline, put it in {dest} yourself:\n"
         f"  1. on a machine with internet, download https://www.kaggle.com/datasets/{KAGGLE_DATASET}\n"
-        "     (or: python -c \"import kagglehub; print(kagglehub.dataset_download"
+        '     (or: python -c "import kagglehub; print(kagglehub.dataset_download'
         f"('{KAGGLE_DATASET}'))\")\n"
         f"  2. copy seg_train/seg_train/<class>/ to {dest}/train/<class>/ "
         f"(and seg_test/seg_test to {dest}/test, seg_pred/seg_pred to {dest}/pred),\n"

@@ -122,7 +122,9 @@ def prepare_data(
     train_idx, val_idx = split_train_val(labels, cfg.data.val_fraction, cfg.seed)
     augment = train_transform(cfg.augment.preset, cfg.augment.p)
     # Index the memory map lazily through a view: no copy of the pixel array is made.
-    train_ds = DecodedDataset(_Subset(decoded.pixels, train_idx), labels[train_idx], augment, cfg.seed)
+    train_ds = DecodedDataset(
+        _Subset(decoded.pixels, train_idx), labels[train_idx], augment, cfg.seed
+    )
     val_ds = DecodedDataset(_Subset(decoded.pixels, val_idx), labels[val_idx])
     return PreparedData(
         class_names=files.class_names,

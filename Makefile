@@ -1,0 +1,40 @@
+# Everyday commands. `make train` and `make test` create .venv and install on first use.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+# Pinned on purpose: an unpinned torch can pull a multi-GB build that does not match
+# torchvision. Override for another platform, e.g. make TORCH_SPEC="torch==2.9.1 torchvision==0.24.1"
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+ARGS ?=
+
+.PHONY: install train test lint format bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[dev,hf]"
+	touch $@
+
+train: install  ## fine-tune on data/intel (downloads it when missing); ARGS="--config ..." to pass flags
+	$(BIN)/scenes train $(ARGS)
+
+test: install  ## the whole test suite (minutes on 2 cores)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: install
+	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks
+
+bench: install  ## the README's figures (slow: ~20 min on 2 cores)
+	cd benchmarks && ../$(BIN)/python train_cpu.py
+	cd benchmarks && ../$(BIN)/python throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
