@@ -53,11 +53,21 @@ def _data_parser(sub) -> None:
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="measure a trained model on a labelled folder")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
-    p.add_argument(
-        "--data", required=True, metavar="DIR", help="labelled folder (<class>/<images>)"
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--data",
+        metavar="DIR",
+        help="labelled folder (<class>/<images>), or a dataset root: its test folder is used",
+    )
+    source.add_argument(
+        "--split",
+        choices=["val"],
+        help="the run's own validation split (listed in RUN_DIR/split.csv)",
     )
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/eval/<data-name>)")
+    p.add_argument(
+        "--out", metavar="DIR", help="output folder (default: RUN_DIR/eval/<data-name or split>)"
+    )
     p.add_argument("--batch-size", type=int, default=64)
 
 
@@ -176,6 +186,7 @@ def dispatch(args: argparse.Namespace) -> int:
             tta=a.tta,
             out=a.out,
             batch_size=a.batch_size,
+            split=a.split,
         )
     if a.command == "predict":
         return _call(

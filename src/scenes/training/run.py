@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..config import Config
 from ..data.loaders import PreparedData, make_loaders, prepare_data, training_files
+from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
 from .callbacks import EpochTable, ReseedEachStep
@@ -146,6 +147,7 @@ def train(
     (run_dir / "figures").mkdir(exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
     _write_split(run_dir, data)
+    write_data_figures(run_dir / "figures", data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:
         _trim_metrics(run_dir / "metrics.csv", resume_meta["epoch"] + 1)
 
@@ -218,6 +220,7 @@ def train(
         backend_config=built.backend_config,
     )
     save_bundle(module.model, meta, run_dir / "model")
+    write_curve_figures(run_dir / "figures", run_dir / "metrics.csv")
     best_epoch = int(best_state["epoch"]) + 1
     best = _row_for_epoch(run_dir / "metrics.csv", best_epoch)
     return TrainResult(

@@ -1,0 +1,198 @@
+"""``scenes report RUN_DIR``: one Markdown page that tells the story of a run.
+
+The model and recipe, the per-epoch table, the best epoch, every figure, and the evaluation
+results (RUN/eval/*/metrics.json) when there are any. Links are relative, so the page renders
+on GitHub or in any Markdown viewer next to the run's files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from . import figures
+
+FIGURE_TITLES = {
+    figures.TRAINING_CURVES: "Training curves",
+    figures.CLASS_DISTRIBUTION: "Class distribution",
+    figures.TRAINING_SAMPLES: "Training images",
+    figures.AUGMENTATIONS: "Augmentations",
+}
+METRIC_FORMATS = {"epoch": "{:.0f}", "time_s": "{:.1f}", "lr": "{:.2e}"}
+
+
+def _fmt(key: str, value: float) -> str:
+    if math.isnan(value):
+        return "–"
+    return METRIC_FORMATS.get(key, "{:.4f}").format(value)
+
+
+def best_epoch(columns: dict[str, list[float]], monitor: str) -> int:
+    """Index of the best row by ``monitor`` (val_loss: lowest; accuracy/F1: highest)."""
+    values = columns[monitor]
+    valid = [i for i, v in enumerate(values) if not math.isnan(v)]
+    if not valid:
+        raise ValueError(f"metrics.csv has no values for {monitor}")
+    pick = min if monitor.endswith("loss") else max
+    return pick(valid, key=lambda i: values[i])
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _model_section(run_dir: Path, config: dict) -> list[str]:
+    lines = []
+    meta_file = run_dir / "model" / "model.json"
+    if meta_file.is_file():
+        meta = json.loads(meta_file.read_text())
+        lines.append(
+            f"Model `{meta['backend']}:{meta['architecture']}` at {meta['image_size']} px, "
+            f"{len(meta['class_names'])} classes: {', '.join(meta['class_names'])}. "
+            "Deployable bundle: [`model/`](model/)."
+        )
+    if config:
+        data, train, augment = (config.get(k, {}) for k in ("data", "train", "augment"))
+        lines += [""] if lines else []
+        lines.append(
+            f"Recipe: {train.get('epochs')} epochs max, lr {train.get('lr')}, "
+            f"batch {data.get('batch_size')}, scheduler {train.get('scheduler')}, "
+            f"mode {train.get('mode')}, augmentation {augment.get('preset')}, "
+            f"validation fraction {data.get('val_fraction')}, seed {config.get('seed')}."
+        )
+        lines += [
+            "",
+            "<details><summary>config.yaml</summary>",
+            "",
+            "```yaml",
+            yaml.safe_dump(config, sort_keys=False).rstrip(),
+            "```",
+            "",
+            "</details>",
+        ]
+    return lines
+
+
+def _epochs_section(columns: dict[str, list[float]], monitor: str) -> list[str]:
+    best = best_epoch(columns, monitor)
+    keys = list(columns)
+    rows = []
+    for i in range(len(columns["epoch"])):
+        cells = [_fmt(k, columns[k][i]) for k in keys]
+        if i == best:
+            cells = [f"**{c}**" for c in cells]
+        rows.append(cells)
+    b = {k: columns[k][best] for k in keys}
+    summary = (
+        f"Best epoch: **{b['epoch']:.0f}** of {len(rows)} (by {monitor}): "
+        f"validation top-1 {_fmt('val_acc', b.get('val_acc', math.nan))}, "
+        f"macro F1 {_fmt('val_f1', b.get('val_f1', math.nan))}, "
+        f"loss {_fmt('val_loss', b.get('val_loss', math.nan))}. "
+        "The model bundle holds this epoch's weights."
+    )
+    return ["## Training", "", summary, "", *_table(keys, rows)]
+
+
+def _figures_section(run_dir: Path) -> list[str]:
+    folder = run_dir / "figures"
+    pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
+    # Known figures first, in story order; anything else a user dropped in after them.
+    order = list(FIGURE_TITLES)
+    pngs.sort(key=lambda p: (order.index(p.name) if p.name in order else len(order), p.name))
+    lines = ["## Figures", ""]
+    if not pngs:
+        return [*lines, "No figures in `figures/`."]
+    for png in pngs:
+        title = FIGURE_TITLES.get(png.name, png.stem.replace("_", " ").capitalize())
+        lines += [f"### {title}", "", f"![{title}](figures/{png.name})", ""]
+    return lines
+
+
+def _evaluation_section(run_dir: Path) -> list[str]:
+    results = sorted((run_dir / "eval").glob("*/metrics.json"))
+    if not results:
+        return [
+            "## Evaluation",
+            "",
+            "Not evaluated yet: `scenes evaluate --run RUN_DIR --split val` "
+            "(or `--data TEST_DIR`), then `scenes report RUN_DIR` again.",
+        ]
+    lines = ["## Evaluation", ""]
+    for path in results:
+        m = json.loads(path.read_text())
+        folder = path.parent.relative_to(run_dir).as_posix()
+        lines += [
+            f"### `{folder}`",
+            "",
+            f"{m['num_images']} images from `{m['source']}`"
+            + (", TTA (image + horizontal flip)" if m.get("tta") else "")
+            + (f", {m['num_skipped']} unreadable skipped" if m.get("num_skipped") else "")
+            + f": **top-1 accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}**.",
+            "",
+        ]
+        rows = [
+            [
+                name,
+                f"{c['precision']:.4f}",
+                f"{c['recall']:.4f}",
+                f"{c['f1']:.4f}",
+                str(c["support"]),
+            ]
+            for name, c in m["per_class"].items()
+        ]
+        lines += [*_table(["class", "precision", "recall", "F1", "support"], rows), ""]
+        for name, title in (
+            (figures.CONFUSION_MATRIX, "Confusion matrix"),
+            (figures.ERROR_GRID, "Most confident mistakes"),
+        ):
+            if (path.parent / name).is_file():
+                lines += [f"![{title}]({folder}/{name})", ""]
+        if (path.parent / "predictions.csv").is_file():
+            lines += [
+                f"Every prediction: [`{folder}/predictions.csv`]({folder}/predictions.csv)",
+                "",
+            ]
+    return lines
+
+
+def write_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    metrics_csv = run_dir / "metrics.csv"
+    if not metrics_csv.is_file():
+        raise FileNotFoundError(
+            f"{metrics_csv} not found: `scenes report` needs a run directory written by "
+            "`scenes train`"
+        )
+    columns = figures.read_metrics(metrics_csv)
+    if not columns:
+        raise ValueError(f"{metrics_csv} has no epochs yet: train for at least one epoch")
+    config_file = run_dir / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    monitor = (config or {}).get("train", {}).get("monitor", "val_loss")
+    if monitor not in columns:
+        monitor = "val_loss"
+    lines = [
+        f"# Run `{run_dir.resolve().name}`",
+        "",
+        *_model_section(run_dir, config or {}),
+        "",
+        *_epochs_section(columns, monitor),
+        "",
+        *_figures_section(run_dir),
+        "",
+        *_evaluation_section(run_dir),
+    ]
+    report = run_dir / "report.md"
+    report.write_text("\n".join(lines).rstrip() + "\n")
+    return report
+
+
+def run_report(run_dir: str) -> int:
+    path = write_report(run_dir)
+    print(f"report written to {path}")
+    return 0
