@@ -220,3 +220,41 @@ def test_training_never_reads_the_test_split(tmp_path, monkeypatch):
     assert seen and all("/train/" in p for p in seen)
     assert data.class_names == ["a", "b"]
     assert all("/test/" not in str(p) for p in data.train_paths + data.val_paths)
+
+
+# -- download ------------------------------------------------------------------------------
+def test_download_offline_gives_the_manual_steps(tmp_path, monkeypatch, capsys):
+    import kagglehub
+
+    from scenes.cli import main
+
+    def offline(handle, *args, **kwargs):
+        raise ConnectionError("Failed to resolve 'api.kaggle.com'")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    dest = tmp_path / "intel"
+    assert main(["data", "download", "--dest", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert "puneet6060/intel-image-classification" in err and "ConnectionError" in err
+    assert f"{dest}/train/<class>/" in err and "--data" in err
+    # scenes train on a missing data folder tries the download, then stops the same way
+    assert main(["train", "--data", str(dest), "--out", str(tmp_path / "run")]) == 2
+    assert "kaggle.com/datasets" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_kaggle_archive_is_laid_out_as_train_test_pred(tmp_path, monkeypatch):
+    import kagglehub
+
+    from scenes.data.download import download_intel
+
+    archive = tmp_path / "kaggle_cache"
+    make_folder(archive / "seg_train" / "seg_train", ["sea", "street"], 2)
+    make_folder(archive / "seg_test" / "seg_test", ["sea", "street"], 1)
+    make_image(archive / "seg_pred" / "seg_pred" / "1.jpg", (1, 2, 3))
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda handle, **kw: str(archive))
+    dest = download_intel(tmp_path / "intel")
+    layout = find_layout(dest)
+    assert layout.name == "train" and layout.test_dir == dest / "test"
+    assert len(list_labelled_files(layout.train_dir).paths) == 4
+    assert (dest / "pred" / "1.jpg").is_file()
