@@ -1,0 +1,177 @@
+"""``Predictor`` and ``scenes predict``: top-k classes for images, on PyTorch or ONNX Runtime.
+
+Preprocessing is ``BundleModel``'s (the bundle's model.json), identical to evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .data.discover import is_image_file
+from .inference import BundleModel
+
+log = logging.getLogger(__name__)
+
+Source = str | Path | Image.Image
+Prediction = list[tuple[str, float]]
+
+
+@dataclass
+class PredictionRow:
+    source: str
+    top: Prediction  # empty when the file could not be read
+    error: str | None = None
+
+
+class Predictor:
+    """A trained bundle for prediction. ``backend="onnx"`` runs the exported ONNX graph."""
+
+    def __init__(self, model: BundleModel, backend: str = "torch", onnx_path: Path | None = None):
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+        self.model = model
+        self.backend = backend
+        self.session = None
+        if backend == "onnx":
+            import onnxruntime as ort
+
+            self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+    @classmethod
+    def load(cls, path: str | Path, backend: str = "torch", device: str = "cpu") -> Predictor:
+        """From a run directory or a ``model/`` bundle. ONNX: uses ``<bundle>/model.onnx``,
+        exporting it first when it is missing."""
+        model = BundleModel.load(path, device)
+        onnx_path = None
+        if backend == "onnx":
+            from .export import default_onnx_path, export_onnx
+
+            onnx_path = default_onnx_path(path)
+            if not onnx_path.is_file():
+                log.warning("no %s yet: exporting it now", onnx_path)
+                export_onnx(path, onnx_path)
+        return cls(model, backend, onnx_path)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.model.class_names
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(B, num_classes) probabilities for a uint8 (B, H, W, 3) batch."""
+        if self.session is None:
+            return self.model.probabilities(images).numpy()
+        x = self.model.to_input(images).contiguous().cpu().numpy()
+        logits = self.session.run(["logits"], {"input": x})[0]
+        return torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
+
+    def _top(self, probs: np.ndarray, top_k: int) -> Prediction:
+        order = np.argsort(-probs, kind="stable")[: max(1, min(top_k, len(probs)))]
+        return [(self.class_names[i], float(probs[i])) for i in order]
+
+    def predict(self, image: Source, top_k: int = 3) -> Prediction:
+        """[(label, probability), ...] best first. Raises for an unreadable image."""
+        batch = self.model.load_image(image)[None]
+        return self._top(self.probabilities(batch)[0], top_k)
+
+    def predict_many(
+        self,
+        sources: Sequence[Source],
+        top_k: int = 3,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> list[PredictionRow]:
+        """One row per source, in order; an unreadable file is a row with ``error`` set."""
+        rows: list[PredictionRow] = []
+        bar = tqdm(total=len(sources), unit="img", desc="predicting", disable=not progress)
+        for start in range(0, len(sources), batch_size):
+            chunk = sources[start : start + batch_size]
+            images, ok, errors = self.model.load_images(chunk)
+            probs = self.probabilities(images) if len(ok) else np.empty((0, 0))
+            by_index = dict(zip(ok, probs, strict=True))
+            for i, source in enumerate(chunk):
+                name = str(source) if not isinstance(source, Image.Image) else "<image>"
+                if i in by_index:
+                    rows.append(PredictionRow(name, self._top(by_index[i], top_k)))
+                else:
+                    rows.append(PredictionRow(name, [], errors[i]))
+            bar.update(len(chunk))
+        bar.close()
+        return rows
+
+
+def collect_images(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given (even odd ones: they get an error row), folders searched recursively."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if is_image_file(p)))
+        elif path.exists():
+            found.append(path)
+        else:
+            raise FileNotFoundError(f"no such file or folder: {path}")
+    return found
+
+
+def write_csv(rows: list[PredictionRow], out: str | Path, top_k: int) -> None:
+    header = ["path"]
+    for k in range(1, top_k + 1):
+        header += [f"label_{k}", f"prob_{k}"]
+    header.append("error")
+    with Path(out).open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        for row in rows:
+            cells: list[object] = [row.source]
+            for k in range(top_k):
+                cells += list(row.top[k]) if k < len(row.top) else ["", ""]
+            writer.writerow([*cells, row.error or ""])
+
+
+def format_table(rows: list[PredictionRow]) -> str:
+    width = max([len(r.source) for r in rows] + [4])
+    lines = [f"{'path':<{width}}  prediction"]
+    for r in rows:
+        text = r.error and f"ERROR {r.error}" or "  ".join(f"{lab} {p:.3f}" for lab, p in r.top)
+        lines.append(f"{r.source:<{width}}  {text}")
+    return "\n".join(lines)
+
+
+def run_predict(
+    run: str,
+    paths: list[str],
+    top_k: int = 3,
+    out: str | None = None,
+    backend: str = "torch",
+    batch_size: int = 32,
+) -> int:
+    if top_k < 1:
+        raise ValueError("--top-k must be at least 1")
+    files = collect_images(paths)
+    if not files:
+        raise FileNotFoundError(f"no image files in {', '.join(paths)}")
+    predictor = Predictor.load(run, backend=backend)
+    top_k = min(top_k, len(predictor.class_names))
+    rows = predictor.predict_many(
+        files, top_k, batch_size, progress=sys.stderr.isatty() or len(files) > 100
+    )
+    failed = sum(r.error is not None for r in rows)
+    if out:
+        write_csv(rows, out, top_k)
+        print(
+            f"wrote {len(rows)} predictions to {out}"
+            + (f" ({failed} unreadable)" if failed else "")
+        )
+    else:
+        print(format_table(rows))
+    return 0

@@ -1,0 +1,97 @@
+"""``scenes resize``: resize a folder tree of images in parallel (the original rescale step).
+
+Outputs keep the tree and file names; existing outputs newer than their source are skipped,
+and every file is written to a temporary name first, so re-running is safe and cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .data.discover import is_image_file
+from .data.images import load_image
+
+# Formats we write back as themselves; anything else becomes PNG (lossless, universal).
+SAVE_AS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
+
+
+@dataclass
+class ResizeSummary:
+    written: int = 0
+    skipped: int = 0  # already up to date
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def output_path(src_root: Path, dst_root: Path, path: Path) -> Path:
+    target = dst_root / path.relative_to(src_root)
+    return target if target.suffix.lower() in SAVE_AS else target.with_suffix(".png")
+
+
+def _resize_one(job: tuple[str, str, int]) -> str | None:
+    src, dst, size = job
+    try:
+        pixels = load_image(src, size)
+        target = Path(dst)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
+        fmt = SAVE_AS.get(target.suffix.lower(), "PNG")
+        Image.fromarray(pixels).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+        tmp.replace(target)
+        return None
+    except Exception as exc:  # report and go on: one bad file must not stop the tree
+        return f"{type(exc).__name__}: {exc}"
+
+
+def resize_tree(
+    src: str | Path,
+    dst: str | Path,
+    size: int = 224,
+    workers: int | None = None,
+    progress: bool = True,
+) -> ResizeSummary:
+    src, dst = Path(src), Path(dst)
+    if not src.is_dir():
+        raise FileNotFoundError(f"source folder not found: {src}")
+    if size < 1:
+        raise ValueError("--size must be a positive number of pixels")
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise ValueError(f"DST {dst} must not be SRC or inside it")
+    summary = ResizeSummary()
+    jobs = []
+    for path in sorted(p for p in src.rglob("*") if is_image_file(p)):
+        target = output_path(src, dst, path)
+        if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
+            summary.skipped += 1
+        else:
+            jobs.append((str(path), str(target), size))
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        results = pool.map(_resize_one, jobs, chunksize=16)
+        for (source, _, _), error in tqdm(
+            zip(jobs, results, strict=True),
+            total=len(jobs),
+            unit="img",
+            desc=f"resizing to {size}px",
+            disable=not progress,
+        ):
+            if error is None:
+                summary.written += 1
+            else:
+                summary.failed[source] = error
+    return summary
+
+
+def run_resize(src: str, dst: str, size: int = 224, workers: int | None = None) -> int:
+    summary = resize_tree(src, dst, size, workers)
+    print(
+        f"resized {summary.written}, already done {summary.skipped}, unreadable {len(summary.failed)}"
+    )
+    for path, error in summary.failed.items():
+        print(f"  skipped {path}: {error}")
+    return 0 if not summary.failed else 1

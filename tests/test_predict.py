@@ -1,0 +1,109 @@
+import csv
+
+import numpy as np
+import pytest
+from conftest import make_folder, make_image
+from PIL import Image
+
+from scenes.cli import main
+from scenes.evaluation import evaluate
+from scenes.predict import Predictor, collect_images
+
+CLASSES = ["cat_a", "cat_b", "cat_c"]
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run):
+    return Predictor.load(trained_run)
+
+
+def test_predictor_agrees_with_evaluate_on_the_same_images(trained_run, predictor, tmp_path):
+    folder = make_folder(tmp_path / "holdout", CLASSES, 4, seed=3)
+    result = evaluate(trained_run, data=folder, out=False)
+    rows = predictor.predict_many([p["path"] for p in result.predictions], top_k=3)
+    for expected, row in zip(result.predictions, rows, strict=True):
+        assert row.error is None
+        assert row.top[0][0] == expected["predicted"]
+        for (label, prob), (exp_label, exp_prob) in zip(row.top, expected["top3"], strict=True):
+            assert label == exp_label and prob == pytest.approx(exp_prob, abs=1e-5)
+
+
+def test_predictions_are_sorted_probabilities_that_sum_to_one(predictor, tmp_path):
+    path = make_image(tmp_path / "x.jpg", (220, 40, 40))
+    top = predictor.predict(path, top_k=3)
+    assert [label for label, _ in top] != [] and len(top) == 3
+    probs = [p for _, p in top]
+    assert probs == sorted(probs, reverse=True) and sum(probs) == pytest.approx(1.0, abs=1e-6)
+    assert top[0][0] == "cat_a"  # the red class
+    assert len(predictor.predict(path, top_k=1)) == 1
+
+
+@pytest.mark.parametrize(
+    "mode, suffix", [("L", ".png"), ("RGBA", ".png"), ("RGB", ".png"), ("RGB", ".webp")]
+)
+def test_any_image_kind_is_accepted(predictor, tmp_path, mode, suffix):
+    path = make_image(tmp_path / f"img{suffix}", (40, 200, 40), mode=mode)
+    top = predictor.predict(path)
+    assert sum(p for _, p in top) == pytest.approx(1.0, abs=1e-6)
+    image = Image.open(path)
+    assert predictor.predict(image)[0] == pytest.approx(top[0])  # a PIL image works too
+
+
+def test_predict_many_turns_a_bad_file_into_an_error_row(predictor, tmp_path):
+    good = make_image(tmp_path / "good.jpg", (40, 40, 220))
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image")
+    rows = predictor.predict_many([good, bad, good], batch_size=2)
+    assert [r.error is None for r in rows] == [True, False, True]
+    assert "bad.jpg" in rows[1].source and rows[1].top == []
+    assert rows[0].top == rows[2].top
+
+
+def test_onnx_backend_gives_the_same_probabilities(trained_run, predictor, tmp_path):
+    onnx_predictor = Predictor.load(trained_run, backend="onnx")  # exports when missing
+    folder = make_folder(tmp_path / "f", CLASSES, 2, seed=5)
+    images, _, _ = predictor.model.load_images(collect_images([folder]))
+    np.testing.assert_allclose(
+        onnx_predictor.probabilities(images), predictor.probabilities(images), atol=1e-5
+    )
+
+
+def test_cli_predict_writes_csv_for_files_and_folders(trained_run, tmp_path, capsys):
+    folder = make_folder(tmp_path / "photos", ["x", "y"], 3)
+    (folder / "x" / "broken.jpg").write_text("oops")
+    single = make_image(tmp_path / "single.png", (200, 40, 200))
+    out = tmp_path / "preds.csv"
+    assert (
+        main(
+            [
+                "predict",
+                "--run",
+                str(trained_run),
+                str(folder),
+                str(single),
+                "--out",
+                str(out),
+                "--top-k",
+                "2",
+            ]
+        )
+        == 0
+    )
+    with out.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 8 and list(rows[0]) == [
+        "path",
+        "label_1",
+        "prob_1",
+        "label_2",
+        "prob_2",
+        "error",
+    ]
+    broken = [r for r in rows if r["path"].endswith("broken.jpg")]
+    assert broken and broken[0]["error"] and broken[0]["label_1"] == ""
+    ok = [r for r in rows if not r["error"]]
+    assert all(r["label_1"] in CLASSES and float(r["prob_1"]) >= float(r["prob_2"]) for r in ok)
+    # without --out: a table on stdout
+    assert main(["predict", "--run", str(trained_run), str(single)]) == 0
+    assert "single.png" in capsys.readouterr().out
+    assert main(["predict", "--run", str(trained_run), str(tmp_path / "missing.jpg")]) == 2
