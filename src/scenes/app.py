@@ -1,0 +1,96 @@
+"""``scenes app``: a Gradio page where you drop a photo and see the top-3 classes.
+
+The page calls the same ``Predictor`` as ``scenes predict`` (preprocessing from model.json),
+so it cannot disagree with ``scenes evaluate``. The function is also an API endpoint
+(``/predict``) for ``gradio_client``.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+
+from .models.bundle import resolve_bundle_dir
+from .predict import Predictor
+
+API_NAME = "predict"
+MAX_UPLOAD = "25mb"
+READABLE = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+
+
+def _unreadable(name: str, exc: BaseException) -> gr.Error:
+    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return gr.Error(
+            f"{name} is too large to decode safely ({exc}). Please upload a smaller photo."
+        )
+    return gr.Error(f"{name} is not an image this app can read. Please upload a {READABLE} photo.")
+
+
+class PhotoInput(gr.Image):
+    """``gr.Image`` whose unreadable uploads (not an image, decompression bomb) become a clear
+    message in the page instead of a server-side stack trace."""
+
+    is_template = True  # rendered by the frontend's plain Image component
+
+    def preprocess(self, payload):
+        name = getattr(payload, "orig_name", None) or "the upload"
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _unreadable(name, exc) from exc
+
+
+def example_images(run: str | Path, count: int = 4) -> list[str]:
+    """A few validation photos of the run (when its split.csv is there and they exist)."""
+    split = Path(run) / "split.csv"
+    if not split.is_file():
+        return []
+    picked: dict[str, str] = {}
+    with split.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] == "val" and row["label"] not in picked and Path(row["path"]).is_file():
+                picked[row["label"]] = row["path"]
+    return list(picked.values())[:count]
+
+
+def build_app(predictor: Predictor, examples: list[str] | None = None) -> gr.Blocks:
+    names = ", ".join(predictor.class_names)
+
+    def classify(path: str | None) -> dict[str, float]:
+        if path is None:
+            raise gr.Error("Drop or paste a photo first.")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                top = predictor.predict(path, top_k=3)
+        except Exception as exc:
+            raise _unreadable(Path(path).name, exc) from exc
+        return dict(top)
+
+    with gr.Blocks(title="scenes: what is in this photo?") as demo:
+        gr.Markdown(f"## What scene is this?\nDrop or paste a photo. Classes: {names}.")
+        with gr.Row():
+            photo = PhotoInput(type="filepath", sources=["upload", "clipboard"], label="Photo")
+            labels = gr.Label(num_top_classes=3, label="Top 3")
+        photo.change(classify, inputs=photo, outputs=labels, api_name=API_NAME)
+        if examples:
+            gr.Examples(examples=examples, inputs=photo)
+    # Inference holds the CPU: two at a time, the rest wait in line rather than pile up.
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def run_app(run: str, host: str = "127.0.0.1", port: int = 7860, backend: str = "torch") -> int:
+    resolve_bundle_dir(run)  # fail early, with the bundle's own message
+    predictor = Predictor.load(run, backend=backend)
+    demo = build_app(predictor, example_images(run))
+    demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=True)
+    return 0

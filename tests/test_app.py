@@ -1,0 +1,176 @@
+"""The web app as a user meets it: a live server, gradio_client, and a real headless Chromium."""
+
+import shutil
+import socket
+import time
+
+import pytest
+from conftest import INTEL_TRAIN, make_image, needs_intel
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from scenes.app import build_app, example_images
+from scenes.predict import Predictor
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+NOT_AN_IMAGE = "is not an image this app can read"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    demo = build_app(Predictor.load(trained_run), example_images(trained_run))
+    port = free_port()
+    demo.launch(
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=True,
+    )
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def real_photo():
+    if not INTEL_TRAIN.is_dir():
+        pytest.skip(f"no {INTEL_TRAIN}")
+    return sorted((INTEL_TRAIN / "sea").iterdir())[0]
+
+
+@needs_intel
+def test_client_uploads_a_real_photo_and_gets_three_labels(server, real_photo, trained_run):
+    result = Client(server, verbose=False).predict(
+        handle_file(str(real_photo)), api_name="/predict"
+    )
+    confidences = result["confidences"]
+    assert len(confidences) == 3
+    assert result["label"] == confidences[0]["label"]
+    assert sum(c["confidence"] for c in confidences) == pytest.approx(1.0, abs=1e-4)
+    expected = Predictor.load(trained_run).predict(real_photo)
+    assert [(c["label"], c["confidence"]) for c in confidences] == [
+        (lab, pytest.approx(p, abs=1e-6)) for lab, p in expected
+    ]
+
+
+def test_odd_photos_work_and_bad_uploads_get_a_clear_message(server, tmp_path):
+    client = Client(server, verbose=False)
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (4000, 3000), (30, 200, 30)).save(big)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (60, 40), (200, 30, 30)).save(rotated, exif=exif.tobytes())
+    for path in (
+        make_image(tmp_path / "gray.png", (200, 200, 200), mode="L"),
+        make_image(tmp_path / "rgba.png", (30, 30, 200), mode="RGBA"),
+        make_image(tmp_path / "photo.webp", (30, 30, 200)),
+        big,
+        rotated,
+    ):
+        result = client.predict(handle_file(str(path)), api_name="/predict")
+        assert len(result["confidences"]) == 3, path.name
+    assert client.predict(handle_file(str(big)), api_name="/predict")["label"] == "cat_b"  # green
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not a photo")
+    with pytest.raises(Exception, match=NOT_AN_IMAGE):
+        client.predict(handle_file(str(text)), api_name="/predict")
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20_000, 20_000)).save(bomb)  # 400 Mpx: a tiny file, a huge decode
+    with pytest.raises(Exception, match="too large to decode safely"):
+        client.predict(handle_file(str(bomb)), api_name="/predict")
+    # the server keeps serving
+    good = make_image(tmp_path / "after.jpg", (220, 40, 40))
+    assert client.predict(handle_file(str(good)), api_name="/predict")["label"] == "cat_a"
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("Debian chromium and chromium-driver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _upload(driver, path):
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(path))
+
+
+def _top_labels(driver, timeout=60.0):
+    from selenium.webdriver.common.by import By
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = driver.find_elements(By.CSS_SELECTOR, "button.confidence-set")
+        if len(rows) == 3 and all(r.text.strip() for r in rows):
+            return [r.text.split("\n")[0].strip() for r in rows]
+        time.sleep(0.3)
+    raise AssertionError("no top-3 labels appeared in the page")
+
+
+def test_browser_upload_shows_top3_then_survives_a_bad_upload(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as EC
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(server)
+    WebDriverWait(browser, 60).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]"))
+    )
+    _upload(browser, make_image(tmp_path / "red.jpg", (220, 40, 40), size=(150, 150)))
+    labels = _top_labels(browser)
+    assert labels[0] == "cat_a" and sorted(labels) == ["cat_a", "cat_b", "cat_c"]
+    browser.save_screenshot(str(tmp_path / "app.png"))
+    with Image.open(tmp_path / "app.png") as shot:
+        assert shot.size[0] >= 1000
+
+    browser.get(server)
+    WebDriverWait(browser, 60).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]"))
+    )
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not a photo")
+    _upload(browser, bad)
+    WebDriverWait(browser, 60).until(
+        lambda d: NOT_AN_IMAGE in d.find_element(By.TAG_NAME, "body").text
+    )
+
+    browser.get(server)  # a fresh page, same server: the next good upload still works
+    WebDriverWait(browser, 60).until(
+        EC.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]"))
+    )
+    _upload(browser, make_image(tmp_path / "green.png", (40, 200, 40), size=(150, 150)))
+    assert _top_labels(browser)[0] == "cat_b"
+
+
+def test_examples_come_from_the_validation_split(trained_run):
+    examples = example_images(trained_run)
+    assert 1 <= len(examples) <= 3 and all("/data/" in e for e in examples)
