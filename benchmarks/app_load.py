@@ -15,11 +15,12 @@ import statistics
 import threading
 import time
 
-from _common import INTEL
 from gradio_client import Client, handle_file
 
 from scenes.app import build_app
 from scenes.predict import Predictor, collect_images
+
+from _common import INTEL
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import INTEL
-
 from scenes.export import export_onnx
 from scenes.models import build_model, save_bundle
 from scenes.models.bundle import BundleMeta
 from scenes.predict import Predictor, collect_images
+
+from _common import INTEL
 
 CLASSES = ["buildings", "forest", "glacier", "mountain", "sea", "street"]
 

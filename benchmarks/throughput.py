@@ -17,13 +17,14 @@ import time
 
 import lightning as L
 import torch
-from _common import INTEL
 
 from scenes.config import load_config
 from scenes.data.loaders import make_loaders, prepare_data, training_files
 from scenes.data.transforms import normalize_batch
 from scenes.models import build_model
 from scenes.training.module import SceneClassifier
+
+from _common import INTEL
 
 WARMUP = 3
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import INTEL, REPO, use_offline_weights
-
 from scenes.config import load_config
 from scenes.training import train
+
+from _common import INTEL, REPO, use_offline_weights
 
 
 def main() -> None:

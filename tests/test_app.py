@@ -5,12 +5,13 @@ import socket
 import time
 
 import pytest
-from conftest import INTEL_TRAIN, make_image, needs_intel
 from gradio_client import Client, handle_file
 from PIL import Image
 
 from scenes.app import build_app, example_images
 from scenes.predict import Predictor
+
+from conftest import INTEL_TRAIN, make_image, needs_intel
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 NOT_AN_IMAGE = "is not an image this app can read"

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_folder, make_image
 from PIL import Image
 
 from scenes.cli import main
 from scenes.inference import BundleModel
 from scenes.models.bundle import read_meta
 from scenes.models.registry import WeightsUnavailableError, build_model
+
+from conftest import make_folder, make_image
 
 CLASSES = ["cat_a", "cat_b", "cat_c"]
 TIMM_MODELS = ["timm:resnet10t", "timm:test_vit"]  # a CNN and a fixed-size ViT
@@ -156,6 +157,7 @@ def test_backend_trains_reloads_evaluates_and_exports(backend_runs, key):
 
     # ONNX export gives the same logits, at a batch size other than the traced one.
     import onnxruntime as ort
+
     from scenes.export import export_onnx
 
     onnx_path = export_onnx(run)

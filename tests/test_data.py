@@ -4,7 +4,6 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-from conftest import make_folder, make_image
 from PIL import Image
 
 from scenes.config import load_config
@@ -15,6 +14,8 @@ from scenes.data.images import load_image
 from scenes.data.loaders import DecodedDataset, EpochShuffleSampler
 from scenes.data.split import split_train_val
 from scenes.data.transforms import classic_steps, train_transform
+
+from conftest import make_folder, make_image
 
 
 # -- layouts -------------------------------------------------------------------------------

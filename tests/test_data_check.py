@@ -6,11 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import INTEL_TRAIN, make_folder, needs_intel
 
 from scenes.cli import main
 from scenes.data.check import check_folder, folder_stats, format_report, format_stats
 from scenes.data.discover import DataError
+
+from conftest import INTEL_TRAIN, make_folder, needs_intel
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_folder
 from PIL import Image
 from sklearn.metrics import (
     accuracy_score,
@@ -26,6 +25,8 @@ from scenes.cli import main
 from scenes.data.discover import DataError
 from scenes.evaluation import compute_metrics, evaluate, most_confident_errors
 from scenes.inference import BundleModel
+
+from conftest import make_folder
 
 CLASSES = ["cat_a", "cat_b", "cat_c"]
 

@@ -2,12 +2,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import CLASSES as INTEL_CLASSES
-from conftest import INTEL_TRAIN, needs_intel
 
 from scenes.cli import main
 from scenes.export import export_onnx
 from scenes.inference import BundleModel
+
+from conftest import CLASSES as INTEL_CLASSES
+from conftest import INTEL_TRAIN, needs_intel
 
 
 @needs_intel

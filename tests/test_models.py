@@ -2,11 +2,12 @@ from urllib.error import URLError
 
 import pytest
 import torch
-from conftest import MOBILENET_FILE, needs_weights
 
 from scenes.models import WeightsUnavailableError, build_model, load_bundle, save_bundle
 from scenes.models.bundle import BundleMeta
 from scenes.models.registry import BACKENDS, split_name
+
+from conftest import MOBILENET_FILE, needs_weights
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,13 @@ import csv
 
 import numpy as np
 import pytest
-from conftest import make_folder, make_image
 from PIL import Image
 
 from scenes.cli import main
 from scenes.evaluation import evaluate
 from scenes.predict import Predictor, collect_images
+
+from conftest import make_folder, make_image
 
 CLASSES = ["cat_a", "cat_b", "cat_c"]
 

@@ -3,11 +3,12 @@
 import csv
 
 import pytest
-from conftest import CLASSES, needs_intel, needs_weights, real_subset
 
 from scenes.config import load_config
 from scenes.inference import BundleModel
 from scenes.training import train
+
+from conftest import CLASSES, needs_intel, needs_weights, real_subset
 
 
 @needs_intel

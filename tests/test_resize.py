@@ -1,8 +1,9 @@
-from conftest import make_image
 from PIL import Image
 
 from scenes.cli import main
 from scenes.resize import resize_tree
+
+from conftest import make_image
 
 
 def _tree(root):

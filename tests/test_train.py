@@ -3,7 +3,6 @@ import csv
 import lightning as L
 import pytest
 import torch
-from conftest import make_folder, tiny_train_config
 
 from scenes.cli import main
 from scenes.config import load_config
@@ -12,6 +11,8 @@ from scenes.models import load_bundle
 from scenes.training import train
 from scenes.training.callbacks import COLUMNS
 from scenes.training.schedules import lr_multiplier, warmup_cosine
+
+from conftest import make_folder, tiny_train_config
 
 
 def read_metrics(run_dir):
