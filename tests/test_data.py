@@ -80,6 +80,39 @@ def test_split_is_stratified_disjoint_and_reproducible():
     assert not np.array_equal(val, other_val)
 
 
+def test_exact_duplicates_never_straddle_train_and_val():
+    labels = np.repeat([0, 1], 50)
+    groups = [f"img{i}" for i in range(100)]
+    _, plain_val = split_train_val(labels, 0.2, seed=1)
+    for i in plain_val[:5]:  # give five val images an identical twin that lands in train
+        groups[i] = groups[(i + 1) % 100] if (i + 1) % 100 not in plain_val else groups[i]
+    train, val = split_train_val(labels, 0.2, seed=1, groups=groups)
+    assert set(train).isdisjoint(val) and len(train) + len(val) == 100
+    assert not {groups[i] for i in val} & {groups[i] for i in train}
+    assert len(val) < len(plain_val)
+
+
+def test_planted_duplicate_files_stay_on_one_side(tmp_path):
+    from scenes.data.loaders import prepare_data, training_files
+
+    make_folder(tmp_path / "d", ["a", "b"], 20)
+    for i in range(10):  # exact copies of the same photo, some labelled differently
+        (tmp_path / "d" / ("a" if i % 2 else "b") / f"dup{i}.jpg").write_bytes(
+            (tmp_path / "d" / "a" / "000.jpg").read_bytes()
+        )
+    cfg = load_config(
+        overrides={"data.dir": str(tmp_path / "d"), "data.image_size": 32, "data.val_fraction": 0.3}
+    )
+    data = prepare_data(cfg, *training_files(cfg), progress=False)
+    copies = {"000.jpg"} | {f"dup{i}.jpg" for i in range(10)}
+    sides = {
+        "train" if p in data.train_paths else "val"
+        for p in data.train_paths + data.val_paths
+        if p.name in copies
+    }
+    assert len(sides) == 1  # all copies on one side, whichever it is
+
+
 def test_split_needs_two_images_per_class():
     with pytest.raises(DataError, match="fewer than 2"):
         split_train_val([0, 0, 1], 0.3, seed=0)

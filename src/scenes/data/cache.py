@@ -8,12 +8,13 @@ one warning that names them, so a bad file never crashes a run mid-epoch.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
 import warnings
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +24,25 @@ from .images import load_image
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: content digests stored beside the pixels
 
 
 @dataclass
 class DecodedImages:
-    """Images as an (N, size, size, 3) uint8 array; ``kept`` indexes the input paths."""
+    """Images as an (N, size, size, 3) uint8 array; ``kept`` indexes the input paths;
+    ``digests`` are the SHA-1 of each kept file's bytes (finds exact duplicates)."""
 
     pixels: np.ndarray
     kept: np.ndarray
     failed: dict[str, str]
+    digests: list[str] = field(default_factory=list)
 
 
-def _decode(args: tuple[str, int, str]) -> np.ndarray | str:
+def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray, str] | str:
     path, size, interpolation = args
     try:
-        return load_image(path, size, interpolation)
+        data = Path(path).read_bytes()  # read once: hashed here, decoded from memory
+        return load_image(io.BytesIO(data), size, interpolation), hashlib.sha1(data).hexdigest()
     except Exception as exc:  # any decoder error means: skip this file, report it
         return f"{type(exc).__name__}: {exc}"
 
@@ -74,13 +78,14 @@ def decode_images(
         if array_file.is_file() and meta_file.is_file():
             meta = json.loads(meta_file.read_text())
             pixels = np.load(array_file, mmap_mode="r")
-            result = DecodedImages(pixels, np.asarray(meta["kept"], dtype=np.int64), meta["failed"])
+            kept = np.asarray(meta["kept"], dtype=np.int64)
+            result = DecodedImages(pixels, kept, meta["failed"], meta["digests"])
             warn_failed(result.failed)
             return result
 
     workers = workers or min(8, os.cpu_count() or 1)
     pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-    kept, failed = [], {}
+    kept, failed, digests = [], {}, []
     jobs = [(str(p), size, interpolation) for p in paths]
     bar = tqdm(
         total=len(paths), desc=f"Decoding images at {size}px", unit="img", disable=not progress
@@ -90,12 +95,13 @@ def decode_images(
             if isinstance(out, str):
                 failed[str(paths[i])] = out
             else:
-                pixels[len(kept)] = out
+                pixels[len(kept)], digest = out
                 kept.append(i)
+                digests.append(digest)
             bar.update()
     bar.close()
     pixels = pixels[: len(kept)]
-    result = DecodedImages(pixels, np.asarray(kept, dtype=np.int64), failed)
+    result = DecodedImages(pixels, np.asarray(kept, dtype=np.int64), failed, digests)
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # Write to temporary names then rename, so an interrupted build never leaves a
@@ -104,7 +110,7 @@ def decode_images(
         np.save(tmp, pixels)
         os.replace(tmp, array_file)
         meta_tmp = meta_file.with_suffix(f".tmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps({"kept": kept, "failed": failed}))
+        meta_tmp.write_text(json.dumps({"kept": kept, "failed": failed, "digests": digests}))
         os.replace(meta_tmp, meta_file)
         log.info("cached %d decoded images in %s", len(kept), array_file)
     warn_failed(failed)

@@ -7,6 +7,7 @@ evaluation and serving, so a photo is seen the same way everywhere.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -48,7 +49,7 @@ def resize_square(image: Image.Image, size: int, interpolation: str = "bilinear"
 
 
 def load_image(
-    source: str | Path | Image.Image, size: int, interpolation: str = "bilinear"
+    source: str | Path | BinaryIO | Image.Image, size: int, interpolation: str = "bilinear"
 ) -> np.ndarray:
     """RGB uint8 array of shape (size, size, 3). Raises OSError/ValueError for unusable files."""
     if isinstance(source, Image.Image):

@@ -119,7 +119,9 @@ def prepare_data(
     if missing:
         names = ", ".join(files.class_names[i] for i in missing)
         raise DataError(f"every image of class(es) {names} in {layout.train_dir} is unreadable")
-    train_idx, val_idx = split_train_val(labels, cfg.data.val_fraction, cfg.seed)
+    train_idx, val_idx = split_train_val(
+        labels, cfg.data.val_fraction, cfg.seed, groups=decoded.digests
+    )
     augment = train_transform(cfg.augment.preset, cfg.augment.p)
     # Index the memory map lazily through a view: no copy of the pixel array is made.
     train_ds = DecodedDataset(

@@ -11,9 +11,17 @@ from .discover import DataError
 
 
 def split_train_val(
-    labels: list[int] | np.ndarray, val_fraction: float, seed: int
+    labels: list[int] | np.ndarray,
+    val_fraction: float,
+    seed: int,
+    groups: list[str] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, val), each class represented in proportion; same seed -> same split."""
+    """Indices (train, val), each class represented in proportion; same seed -> same split.
+
+    ``groups`` (e.g. content digests) keeps identical images on one side: a validation image
+    whose exact copy is in train would measure memory, not generalisation. Such val members
+    move to train, which shifts the val share by the number of duplicates only.
+    """
     labels = np.asarray(labels)
     counts = Counter(labels.tolist())
     too_small = sorted(label for label, n in counts.items() if n < 2)
@@ -31,4 +39,9 @@ def split_train_val(
     train_idx, val_idx = train_test_split(
         np.arange(len(labels)), test_size=n_val, stratify=labels, random_state=seed
     )
+    if groups is not None:
+        in_train = {groups[i] for i in train_idx}
+        leaked = np.array([groups[i] in in_train for i in val_idx], dtype=bool)
+        train_idx = np.concatenate([train_idx, val_idx[leaked]])
+        val_idx = val_idx[~leaked]
     return np.sort(train_idx), np.sort(val_idx)
