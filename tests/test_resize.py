@@ -33,6 +33,11 @@ def test_resize_is_idempotent_and_redoes_changed_sources(tmp_path):
     make_image(src / "a" / "one.jpg", (200, 20, 30), size=(90, 90))  # newer source
     third = resize_tree(src, tmp_path / "dst", size=32, workers=1, progress=False)
     assert third.written == 1 and third.skipped == 2
+    # another --size is not "already done"
+    other = resize_tree(src, tmp_path / "dst", size=40, workers=1, progress=False)
+    assert other.written == 3 and other.skipped == 0
+    with Image.open(tmp_path / "dst" / "a" / "one.jpg") as im:
+        assert im.size == (40, 40)
 
 
 def test_cli_resize_reports_bad_files_with_exit_1(tmp_path, capsys):

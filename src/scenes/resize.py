@@ -1,7 +1,8 @@
 """``scenes resize``: resize a folder tree of images in parallel (the original rescale step).
 
-Outputs keep the tree and file names; existing outputs newer than their source are skipped,
-and every file is written to a temporary name first, so re-running is safe and cheap.
+Outputs keep the tree and file names; existing outputs newer than their source and already at
+the requested size are skipped, and every file is written to a temporary name first, so
+re-running is safe and cheap.
 """
 
 from __future__ import annotations
@@ -31,6 +32,18 @@ class ResizeSummary:
 def output_path(src_root: Path, dst_root: Path, path: Path) -> Path:
     target = dst_root / path.relative_to(src_root)
     return target if target.suffix.lower() in SAVE_AS else target.with_suffix(".png")
+
+
+def is_done(source: Path, target: Path, size: int) -> bool:
+    """Up to date: newer than its source and at ``size`` (a re-run with another --size redoes it).
+    Opening only reads the header, so checking a done tree stays cheap."""
+    if not target.is_file() or target.stat().st_mtime < source.stat().st_mtime:
+        return False
+    try:
+        with Image.open(target) as im:
+            return im.size == (size, size)
+    except Exception:  # a truncated or foreign file at the target: write it again
+        return False
 
 
 def _resize_one(job: tuple[str, str, int]) -> str | None:
@@ -66,7 +79,7 @@ def resize_tree(
     jobs = []
     for path in sorted(p for p in src.rglob("*") if is_image_file(p)):
         target = output_path(src, dst, path)
-        if target.is_file() and target.stat().st_mtime >= path.stat().st_mtime:
+        if is_done(path, target, size):
             summary.skipped += 1
         else:
             jobs.append((str(path), str(target), size))
