@@ -103,14 +103,13 @@ def backend_runs(tmp_path_factory):
 def checkpoint_logits(run: Path, batch: torch.Tensor) -> torch.Tensor:
     """Logits of the best Lightning checkpoint, rebuilt independently of the bundle."""
     meta = read_meta(run)
-    config = json.loads((run / "model" / "model.json").read_text())
     built = build_model(
         meta.model_name,
         meta.num_classes,
         pretrained=False,
         image_size=meta.image_size,
         class_names=meta.class_names,
-        backend_config=config.get("backend_config"),
+        backend_config=meta.backend_config,
     )
     state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     weights = {

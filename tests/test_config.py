@@ -102,3 +102,22 @@ def test_resolved_config_is_written_and_reloads(tmp_path):
     saved = tmp_path / "config.yaml"
     saved.write_text(cfg.to_yaml())
     assert load_config(saved) == cfg
+
+
+def test_cli_help_does_not_import_the_heavy_stack():
+    import subprocess
+    import sys
+
+    code = "import sys, scenes.cli; scenes.cli.build_parser(); print(sorted(m for m in ('torch', 'lightning', 'matplotlib', 'gradio') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves():
+    import scenes
+
+    assert sorted(scenes.__all__) == sorted(scenes._EXPORTS)
+    for name in scenes.__all__:
+        assert getattr(scenes, name) is not None
+    with pytest.raises(AttributeError):
+        scenes.not_a_thing  # noqa: B018

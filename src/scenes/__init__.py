@@ -1,14 +1,31 @@
-"""scenes: train, evaluate and serve image classifiers for scene photos."""
+"""scenes: train, evaluate and serve image classifiers for scene photos.
 
-from .config import Config, ConfigError, load_config
-from .evaluation import EvalResult, evaluate
-from .models import BundleMeta, build_model, load_bundle
-from .predict import Predictor
-from .training import TrainResult, train
+The public names are imported on first use: ``import scenes`` (and so ``scenes --help``,
+whose CLI lives in this package) must not pay for torch, Lightning and matplotlib up front.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
+_EXPORTS = {
+    "Config": ".config",
+    "ConfigError": ".config",
+    "load_config": ".config",
+    "EvalResult": ".evaluation",
+    "evaluate": ".evaluation",
+    "BundleMeta": ".models",
+    "build_model": ".models",
+    "load_bundle": ".models",
+    "Predictor": ".predict",
+    "TrainResult": ".training",
+    "train": ".training",
+}
+
+__all__ = [  # literal, so linters and IDEs see the names; must equal _EXPORTS' keys (tested)
     "BundleMeta",
     "Config",
     "ConfigError",
@@ -21,3 +38,16 @@ __all__ = [
     "load_config",
     "train",
 ]
+
+if TYPE_CHECKING:
+    from .config import Config, ConfigError, load_config
+    from .evaluation import EvalResult, evaluate
+    from .models import BundleMeta, build_model, load_bundle
+    from .predict import Predictor
+    from .training import TrainResult, train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'scenes' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
