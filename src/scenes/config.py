@@ -14,11 +14,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from .errors import ConfigError
+
 DEFAULT_DATA_DIR = "data/intel"
 
 
-class ConfigError(ValueError):
-    """A config value is unknown, of the wrong type or out of range."""
+def default_cache_dir() -> Path:
+    """Where decoded images and other derived data are kept: $SCENES_CACHE, else ~/.cache/scenes."""
+    return Path(os.environ.get("SCENES_CACHE") or Path.home() / ".cache" / "scenes")
 
 
 class _Section(BaseModel):
@@ -108,8 +111,7 @@ class Config(_Section):
         return Path(self.data.dir or os.environ.get("SCENES_DATA") or DEFAULT_DATA_DIR)
 
     def resolved_cache_dir(self) -> Path:
-        default = Path.home() / ".cache" / "scenes"
-        return Path(self.data.cache_dir or os.environ.get("SCENES_CACHE") or default)
+        return Path(self.data.cache_dir) if self.data.cache_dir else default_cache_dir()
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)

@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import DataError
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
-
-
-class DataError(ValueError):
-    """The data folder cannot be used as it is; the message says what to do."""
 
 
 @dataclass(frozen=True)

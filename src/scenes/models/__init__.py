@@ -1,9 +1,25 @@
-"""Model registry (torchvision, and more backends) and the deployable bundle."""
+"""Model registry (torchvision, timm, Hugging Face backends) and the deployable bundle.
 
-from .bundle import BundleMeta, load_bundle, read_meta, save_bundle
-from .registry import BACKENDS, BuiltModel, WeightsUnavailableError, build_model
+Names are imported on first use, so ``scenes models`` (which reads ``models.listing``) does not
+pay for torch when its cached listing suffices.
+"""
 
-__all__ = [
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "BundleMeta": ".bundle",
+    "load_bundle": ".bundle",
+    "read_meta": ".bundle",
+    "save_bundle": ".bundle",
+    "BACKENDS": ".registry",
+    "BuiltModel": ".registry",
+    "WeightsUnavailableError": ".registry",
+    "build_model": ".registry",
+}
+__all__ = [  # literal, so linters and IDEs see the names; must equal _EXPORTS' keys (tested)
     "BACKENDS",
     "BuiltModel",
     "BundleMeta",
@@ -13,3 +29,13 @@ __all__ = [
     "read_meta",
     "save_bundle",
 ]
+
+if TYPE_CHECKING:
+    from .bundle import BundleMeta, load_bundle, read_meta, save_bundle
+    from .registry import BACKENDS, BuiltModel, WeightsUnavailableError, build_model
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'scenes.models' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name], __name__), name)

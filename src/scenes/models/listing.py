@@ -1,15 +1,22 @@
 """``scenes models [PATTERN]``: what can be given to ``--model``.
 
 torchvision and timm can list their models offline; the Hugging Face hub cannot, so for
-``hf:`` we explain the accepted ids instead of listing them.
+``hf:`` we explain the accepted ids instead of listing them. Listing needs torchvision or timm
+imported (several seconds, mostly torch itself), so the names are kept in the cache, one file
+per installed version of each package: after the first call, ``scenes models`` imports no torch.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Callable
 from fnmatch import fnmatchcase
+from importlib.metadata import version
 
-from .registry import BACKENDS, split_name
+from ..config import default_cache_dir
 
+BACKEND_NAMES = ("torchvision", "timm", "hf")
 HF_NOTE = (
     "hf:ID  any Hugging Face AutoModelForImageClassification checkpoint: a hub id "
     "(e.g. hf:google/vit-base-patch16-224, hf:facebook/convnext-tiny-224; found in the "
@@ -18,24 +25,67 @@ HF_NOTE = (
 )
 
 
+def _split_pattern(pattern: str) -> tuple[str, str]:
+    """``timm:convnext*`` -> ("timm", "convnext*"), checked like ``--model`` names are."""
+    backend, _, rest = pattern.partition(":")
+    if backend not in BACKEND_NAMES:
+        raise ValueError(
+            f"unknown model backend {backend!r} in {pattern!r}; available: "
+            f"{', '.join(BACKEND_NAMES)}"
+        )
+    return backend, rest
+
+
+def _registry_names(backend: str) -> list[str]:
+    from .registry import BACKENDS
+
+    return BACKENDS[backend].names()
+
+
+def _timm_pretrained() -> list[str]:
+    import timm
+
+    return timm.list_pretrained()
+
+
+def cached_names(kind: str, package: str, compute: Callable[[], list[str]]) -> list[str]:
+    """``compute()``, kept in ``<cache>/model-names/<kind>-<package version>.json``."""
+    path = default_cache_dir() / "model-names" / f"{kind}-{version(package)}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    names = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(names))
+        os.replace(tmp, path)
+    except OSError:  # a read-only cache only costs speed
+        pass
+    return names
+
+
+def backend_names(backend: str) -> list[str]:
+    return cached_names(backend, backend, lambda: _registry_names(backend))
+
+
 def list_models(pattern: str | None = None) -> dict[str, list[str]]:
     """Names by backend matching a shell-style ``pattern``; a ``timm:``/``torchvision:``/``hf:``
     prefix restricts the search to that backend. Names carry the prefix ``--model`` needs
     (none for torchvision, the default backend)."""
     if pattern and ":" in pattern:
-        backend, rest = split_name(pattern)
+        backend, rest = _split_pattern(pattern)
         backends, pattern = [backend], rest or "*"
     else:
         # Without a pattern the ~1,400 timm names would drown the list: ask for them by prefix.
         backends = ["torchvision", "timm"] if pattern else ["torchvision"]
     found: dict[str, list[str]] = {}
     for backend in backends:
-        names = BACKENDS[backend].names()
+        names = backend_names(backend) if backend != "hf" else []
         if backend == "timm" and pattern and "." in pattern:
-            import timm
-
             # A tag in the pattern (convnext_tiny.*) lists the pretrained weights available.
-            names = timm.list_pretrained()
+            names = cached_names("timm-pretrained", "timm", _timm_pretrained)
         matched = [n for n in names if fnmatchcase(n, pattern or "*")]
         prefix = "" if backend == "torchvision" else f"{backend}:"
         found[backend] = [prefix + n for n in matched]
@@ -55,7 +105,7 @@ def run_models(pattern: str | None = None) -> int:
             for name in names:
                 print(f"  {name}")
     if pattern is None:
-        timm_count = len(BACKENDS["timm"].names())
+        timm_count = len(backend_names("timm"))
         print(
             f"timm ({timm_count}): list them with `scenes models 'timm:*'` or a pattern such as "
             "`scenes models 'timm:convnext*'`; pick weights with a tag: "

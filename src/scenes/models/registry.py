@@ -17,14 +17,12 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
+from ..errors import WeightsUnavailableError
+
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights could neither be found locally nor downloaded."""
 
 
 @dataclass

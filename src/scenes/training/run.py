@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..config import Config
 from ..data.loaders import PreparedData, make_loaders, prepare_data, training_files
+from ..errors import RunDirError
 from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
@@ -33,10 +34,6 @@ class TrainResult:
     best: dict[str, float]  # metrics of the best epoch (validation split)
     epochs_run: int
     wall_time_s: float
-
-
-class RunDirError(ValueError):
-    """The run directory would overwrite another run."""
 
 
 def default_run_dir(cfg: Config) -> Path:
