@@ -38,3 +38,36 @@ def test_export_of_a_missing_bundle_is_a_clear_error(tmp_path, capsys):
     assert "no model bundle" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
         export_onnx(tmp_path)
+
+
+def test_onnx_follows_the_bundle_after_a_resumed_run_rewrites_it(tmp_path):
+    """Export, resume one more epoch (the bundle is rewritten), then the ONNX backend must
+    answer like the PyTorch one: the stale graph is re-exported, never served."""
+    from scenes.export import StaleExportError, is_current
+    from scenes.predict import Predictor
+    from scenes.training import train
+
+    from conftest import make_folder, tiny_train_config
+
+    data = make_folder(tmp_path / "data", ["cat_a", "cat_b", "cat_c"], 12)
+    # Head only: validation loss falls steadily, so the resumed epoch is the new best and the
+    # bundle is rewritten with other weights.
+    overrides = {"model.name": "resnet18", "train.mode": "head", "train.scheduler": "none"}
+    run = train(tiny_train_config(data, tmp_path / "run", **overrides, **{"train.epochs": 1}))
+    run = run.run_dir
+    onnx_file = export_onnx(run)
+    assert is_current(onnx_file, run)
+    cfg = tiny_train_config(data, tmp_path / "run", **{**overrides, "train.epochs": 2})
+    train(cfg, resume=run / "checkpoints" / "last.ckpt")
+    assert not is_current(onnx_file, run)  # the bundle changed under the export
+    with pytest.raises(StaleExportError, match="scenes export"):
+        Predictor(BundleModel.load(run), backend="onnx", onnx_path=onnx_file)
+
+    images = sorted(data.rglob("*.jpg"))[::4]
+    torch_rows = Predictor.load(run, device="cpu").predict_many(images, top_k=3)
+    onnx_rows = Predictor.load(run, backend="onnx", device="cpu").predict_many(images, top_k=3)
+    assert is_current(onnx_file, run)  # re-exported on load
+    for a, b in zip(torch_rows, onnx_rows, strict=True):
+        assert [label for label, _ in a.top] == [label for label, _ in b.top]
+        for (_, p), (_, q) in zip(a.top, b.top):
+            assert p == pytest.approx(q, abs=1e-5)

@@ -108,3 +108,22 @@ def test_cli_predict_writes_csv_for_files_and_folders(trained_run, tmp_path, cap
     assert main(["predict", "--run", str(trained_run), str(single)]) == 0
     assert "single.png" in capsys.readouterr().out
     assert main(["predict", "--run", str(trained_run), str(tmp_path / "missing.jpg")]) == 2
+
+
+def test_device_option(trained_run, tmp_path, capsys):
+    import torch
+
+    from scenes.inference import resolve_device
+
+    image = make_image(tmp_path / "x.jpg", (220, 40, 40))
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert main(["predict", "--run", str(trained_run), str(image), "--device", "cpu"]) == 0
+    assert "cat_a" in capsys.readouterr().out
+    assert main(["evaluate", "--run", str(trained_run), "--split", "val", "--device", "auto"]) == 0
+    capsys.readouterr()
+    if not torch.cuda.is_available():
+        assert main(["predict", "--run", str(trained_run), str(image), "--device", "cuda"]) == 2
+        assert "no CUDA GPU is available here; use --device cpu" in capsys.readouterr().err
+    assert main(["predict", "--run", str(trained_run), str(image), "--device", "tpu9"]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err

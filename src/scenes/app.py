@@ -7,7 +7,10 @@ so it cannot disagree with ``scenes evaluate``. The function is also an API endp
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
+import mimetypes
 import warnings
 from pathlib import Path
 
@@ -31,21 +34,35 @@ def _unreadable(name: str, exc: BaseException) -> gr.Error:
 
 
 class PhotoInput(gr.Image):
-    """``gr.Image`` whose unreadable uploads (not an image, decompression bomb) become a clear
-    message in the page instead of a server-side stack trace."""
+    """``gr.Image`` that hands the uploaded file to the Predictor untouched.
+
+    Gradio's own preprocessing converts the upload to ``image_mode`` and re-encodes it (RGBA
+    loses its alpha instead of being composited on white, 16-bit grayscale is clipped), so
+    the page would answer differently from ``scenes predict`` for the same file. Decoding is
+    left to ``Predictor`` alone, which reads it exactly as training and evaluation do.
+    """
 
     is_template = True  # rendered by the frontend's plain Image component
 
     def preprocess(self, payload):
-        name = getattr(payload, "orig_name", None) or "the upload"
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                return super().preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as exc:
-            raise _unreadable(name, exc) from exc
+        if payload is None:
+            return None
+        if payload.url and payload.url.startswith("data:"):
+            return self._save_data_url(payload.url)
+        if payload.path is None:
+            raise gr.Error("The upload did not arrive; please try again.")
+        return str(payload.path)
+
+    def _save_data_url(self, url: str) -> str:
+        """A base64 ``data:`` upload (e.g. pasted) as a file holding exactly its bytes."""
+        header, _, encoded = url.partition(",")
+        suffix = mimetypes.guess_extension(header.removeprefix("data:").split(";")[0]) or ""
+        data = base64.b64decode(encoded)
+        folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:32]
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"pasted{suffix}"
+        path.write_bytes(data)
+        return str(path)
 
 
 def example_images(run: str | Path, count: int = 4) -> list[str]:
@@ -88,9 +105,15 @@ def build_app(predictor: Predictor, examples: list[str] | None = None) -> gr.Blo
     return demo
 
 
-def run_app(run: str, host: str = "127.0.0.1", port: int = 7860, backend: str = "torch") -> int:
+def run_app(
+    run: str,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    backend: str = "torch",
+    device: str = "auto",
+) -> int:
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
-    predictor = Predictor.load(run, backend=backend)
+    predictor = Predictor.load(run, backend=backend, device=device)
     demo = build_app(predictor, example_images(run))
     demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=True)
     return 0

@@ -69,6 +69,17 @@ def _evaluate_parser(sub) -> None:
         "--out", metavar="DIR", help="output folder (default: RUN_DIR/eval/<data-name or split>)"
     )
     p.add_argument("--batch-size", type=int, default=64)
+    _device_argument(p)
+
+
+def _device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="where the model runs: auto (a CUDA GPU when there is one, else cpu), cpu, cuda, "
+        "cuda:N, mps",
+    )
 
 
 def _predict_parser(sub) -> None:
@@ -79,6 +90,7 @@ def _predict_parser(sub) -> None:
     p.add_argument("--out", metavar="CSV", help="write predictions to this CSV file")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     p.add_argument("--batch-size", type=int, default=32)
+    _device_argument(p)
 
 
 def _app_parser(sub) -> None:
@@ -87,6 +99,7 @@ def _app_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
+    _device_argument(p)
 
 
 def _export_parser(sub) -> None:
@@ -187,6 +200,7 @@ def dispatch(args: argparse.Namespace) -> int:
             out=a.out,
             batch_size=a.batch_size,
             split=a.split,
+            device=a.device,
         )
     if a.command == "predict":
         return _call(
@@ -197,9 +211,17 @@ def dispatch(args: argparse.Namespace) -> int:
             out=a.out,
             backend=a.backend,
             batch_size=a.batch_size,
+            device=a.device,
         )
     if a.command == "app":
-        return _call(".app:run_app", run=a.run, host=a.host, port=a.port, backend=a.backend)
+        return _call(
+            ".app:run_app",
+            run=a.run,
+            host=a.host,
+            port=a.port,
+            backend=a.backend,
+            device=a.device,
+        )
     if a.command == "export":
         return _call(".export:run_export", run=a.run, fmt=a.fmt, out=a.out)
     if a.command == "resize":

@@ -184,6 +184,7 @@ def evaluate(
     out: str | Path | Literal[False] | None = None,
     batch_size: int = 64,
     split: str | None = None,
+    device: str = "auto",
 ) -> EvalResult:
     """Evaluate the bundle of ``run`` on ``data`` (a labelled folder) or on its ``split``.
 
@@ -195,7 +196,7 @@ def evaluate(
         raise ValueError("evaluate needs exactly one of data (a labelled folder) or split='val'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    model = BundleModel.load(run)
+    model = BundleModel.load(run, device)
     names = model.class_names
     if split is not None:
         run_dir = run_dir_of(run)
@@ -322,7 +323,10 @@ def run_evaluate(
     out: str | None,
     batch_size: int,
     split: str | None = None,
+    device: str = "auto",
 ) -> int:
-    result = evaluate(run, data=data, tta=tta, out=out, batch_size=batch_size, split=split)
+    result = evaluate(
+        run, data=data, tta=tta, out=out, batch_size=batch_size, split=split, device=device
+    )
     print(format_result(result))
     return 0

@@ -2,24 +2,53 @@
 
 The graph takes the normalised float batch (B, 3, H, W) and returns logits; decoding and
 normalisation stay in Python (``BundleModel``), shared with every other inference path.
+The exported file records the SHA-256 of the ``model.safetensors`` it was made from, so a
+bundle rewritten later (a resumed run) is never served through a stale graph.
 """
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from pathlib import Path
 
 import torch
 
 from .inference import BundleModel
-from .models.bundle import resolve_bundle_dir
+from .models.bundle import WEIGHTS_FILE, resolve_bundle_dir
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
+WEIGHTS_DIGEST_KEY = "scenes.weights_sha256"
+
+
+class StaleExportError(ValueError):
+    """An ONNX file was exported from other weights than the bundle's current ones."""
 
 
 def default_onnx_path(run_or_bundle: str | Path) -> Path:
     return resolve_bundle_dir(run_or_bundle) / ONNX_FILE
+
+
+def weights_digest(run_or_bundle: str | Path) -> str:
+    """SHA-256 of the bundle's ``model.safetensors``: what an export is made from."""
+    digest = hashlib.sha256()
+    with (resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded_digest(onnx_path: str | Path) -> str | None:
+    """The weights digest an ONNX file records (None for a file exported by other tools)."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return next((p.value for p in model.metadata_props if p.key == WEIGHTS_DIGEST_KEY), None)
+
+
+def is_current(onnx_path: str | Path, run_or_bundle: str | Path) -> bool:
+    return Path(onnx_path).is_file() and recorded_digest(onnx_path) == weights_digest(run_or_bundle)
 
 
 def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Path:
@@ -46,6 +75,9 @@ def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Pat
             opset_version=OPSET,
             dynamo=False,
         )
+    graph = onnx.load(str(tmp))
+    onnx.helper.set_model_props(graph, {WEIGHTS_DIGEST_KEY: weights_digest(model.directory)})
+    onnx.save(graph, str(tmp))
     onnx.checker.check_model(str(tmp))
     tmp.replace(out)
     return out

@@ -13,7 +13,29 @@ from PIL import Image
 
 from .data.images import load_image
 from .data.transforms import normalize_batch
-from .models.bundle import BundleMeta, load_bundle
+from .models.bundle import BundleMeta, load_bundle, resolve_bundle_dir
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto``: the first CUDA GPU when there is one, else the CPU. An explicit device that
+    this machine does not have is refused with the way out, not left to fail mid-batch."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
+    return resolved
 
 
 @dataclass
@@ -21,12 +43,13 @@ class BundleModel:
     module: torch.nn.Module
     meta: BundleMeta
     device: torch.device
+    directory: Path  # the model/ folder the network was loaded from
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> BundleModel:
-        device = torch.device(device)
+        device = resolve_device(device)
         module, meta = load_bundle(path, device)
-        return cls(module, meta, device)
+        return cls(module, meta, device, resolve_bundle_dir(path))
 
     @property
     def class_names(self) -> list[str]:

@@ -45,20 +45,36 @@ class Predictor:
         if backend == "onnx":
             import onnxruntime as ort
 
-            self.session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            from .export import StaleExportError, is_current
+
+            onnx_path = Path(onnx_path or model.directory / "model.onnx")
+            if not is_current(onnx_path, model.directory):
+                raise StaleExportError(
+                    f"{onnx_path} was not exported from {model.directory}'s current weights "
+                    f"(the bundle changed since, e.g. by a resumed run): run "
+                    f"`scenes export --run {model.directory}` again"
+                )
+            providers = ["CPUExecutionProvider"]
+            if model.device.type == "cuda":
+                providers.insert(0, "CUDAExecutionProvider")
+            self.session = ort.InferenceSession(str(onnx_path), providers=providers)
 
     @classmethod
-    def load(cls, path: str | Path, backend: str = "torch", device: str = "cpu") -> Predictor:
-        """From a run directory or a ``model/`` bundle. ONNX: uses ``<bundle>/model.onnx``,
-        exporting it first when it is missing."""
+    def load(cls, path: str | Path, backend: str = "torch", device: str = "auto") -> Predictor:
+        """From a run directory or a ``model/`` bundle, on ``device`` (auto: CUDA when there is
+        one). ONNX: uses ``<bundle>/model.onnx``, exporting it first when it is missing or was
+        made from other weights than the bundle's current ones."""
         model = BundleModel.load(path, device)
         onnx_path = None
         if backend == "onnx":
-            from .export import default_onnx_path, export_onnx
+            from .export import default_onnx_path, export_onnx, is_current
 
             onnx_path = default_onnx_path(path)
             if not onnx_path.is_file():
                 log.warning("no %s yet: exporting it now", onnx_path)
+                export_onnx(path, onnx_path)
+            elif not is_current(onnx_path, path):
+                log.warning("%s was made from older weights: exporting it again", onnx_path)
                 export_onnx(path, onnx_path)
         return cls(model, backend, onnx_path)
 
@@ -154,13 +170,14 @@ def run_predict(
     out: str | None = None,
     backend: str = "torch",
     batch_size: int = 32,
+    device: str = "auto",
 ) -> int:
     if top_k < 1:
         raise ValueError("--top-k must be at least 1")
     files = collect_images(paths)
     if not files:
         raise FileNotFoundError(f"no image files in {', '.join(paths)}")
-    predictor = Predictor.load(run, backend=backend)
+    predictor = Predictor.load(run, backend=backend, device=device)
     top_k = min(top_k, len(predictor.class_names))
     rows = predictor.predict_many(
         files, top_k, batch_size, progress=sys.stderr.isatty() or len(files) > 100

@@ -1,0 +1,170 @@
+"""One answer everywhere: for the same file, the app (through its HTTP API), `Predictor`
+(PyTorch and ONNX Runtime), `predict_many`, `scenes predict` and `scenes evaluate` give the
+same probabilities, for awkward but valid files too (alpha, 16-bit, CMYK, EXIF rotation ...).
+
+The model is the real ImageNet MobileNetV2 with a seeded random 6-class head, on real photos:
+its probabilities are far from one-hot, so a preprocessing difference shows in them (checked
+below: Gradio's own RGB conversion of the RGBA file gives a visibly different answer)."""
+
+from __future__ import annotations
+
+import csv
+import socket
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from scenes.app import build_app
+from scenes.cli import main
+from scenes.evaluation import evaluate
+from scenes.models import BundleMeta, build_model, save_bundle
+from scenes.predict import Predictor
+
+from conftest import CLASSES, INTEL_TRAIN, needs_intel, needs_weights
+
+pytestmark = [needs_intel, needs_weights]
+ATOL = 1e-5
+
+
+def awkward_corpus(folder, photo) -> list:
+    """Valid image files of every kind a user may have, made from one real photo."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = Image.open(photo).convert("RGB").resize((150, 150))
+    w, h = rgb.size
+    alpha = Image.linear_gradient("L").resize((w, h))  # transparent at the top, opaque below
+    files = {}
+
+    rgba = rgb.copy()
+    rgba.putalpha(alpha.point(lambda v: 64 + v // 2))  # half-transparent throughout
+    rgba.save(files.setdefault("rgba_half", folder / "rgba_half.png"))
+    la = rgb.convert("L")
+    la.putalpha(alpha)
+    la.save(files.setdefault("la", folder / "la.png"))
+    palette = rgb.quantize(64)
+    palette.info["transparency"] = 0
+    palette.save(files.setdefault("p_transparent", folder / "p_transparent.png"), transparency=0)
+    gray16 = Image.fromarray((np.asarray(rgb.convert("L"), np.uint16) * 200).astype(np.uint16))
+    assert gray16.mode in ("I;16", "I")
+    gray16.save(files.setdefault("gray16", folder / "gray16.png"))
+    rgb.convert("CMYK").save(files.setdefault("cmyk", folder / "cmyk.jpg"), quality=92)
+    rgb.convert("L").save(files.setdefault("gray", folder / "gray.jpg"), quality=92)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    rgb.crop((0, 0, 150, 100)).save(
+        files.setdefault("exif_rotated", folder / "exif_rotated.jpg"), exif=exif.tobytes()
+    )
+    rgb.save(files.setdefault("webp", folder / "photo.webp"), quality=80)
+    rgba.save(files.setdefault("webp_alpha", folder / "alpha.webp"), quality=80)
+    rgb.resize((600, 450)).save(files.setdefault("big_jpeg", folder / "big.jpg"), quality=90)
+    rgb.convert("P").save(files.setdefault("gif", folder / "photo.gif"))
+    rgb.save(files.setdefault("bmp", folder / "photo.bmp"))
+    rgb.save(files.setdefault("tiff", folder / "photo.tiff"))
+    return list(files.values())
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, torch_home):
+    """ImageNet MobileNetV2 (offline file) + a seeded random 6-class head, at 150 px."""
+    import os
+
+    old = os.environ.get("TORCH_HOME")
+    os.environ["TORCH_HOME"] = str(torch_home)
+    try:
+        torch.manual_seed(0)
+        built = build_model("mobilenet_v2", len(CLASSES), weights="IMAGENET1K_V1")
+    finally:
+        if old is None:
+            os.environ.pop("TORCH_HOME")
+        else:
+            os.environ["TORCH_HOME"] = old
+    run = tmp_path_factory.mktemp("one-answer-run")
+    meta = BundleMeta(
+        "torchvision", "mobilenet_v2", CLASSES, 150, built.mean, built.std, head=built.head
+    )
+    save_bundle(built.module.eval(), meta, run / "model")
+    return run
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    photo = sorted((INTEL_TRAIN / "sea").iterdir())[3]
+    # evaluate needs <class>/<files>: the corpus sits in the "sea" class folder
+    return awkward_corpus(tmp_path_factory.mktemp("corpus") / "sea", photo)
+
+
+@pytest.fixture(scope="module")
+def reference(bundle, corpus) -> dict[str, dict[str, float]]:
+    predictor = Predictor.load(bundle, device="cpu")
+    return {str(p): dict(predictor.predict(p, top_k=len(CLASSES))) for p in corpus}
+
+
+def assert_same(got: dict[str, float], expected: dict[str, float], what: str) -> None:
+    assert got, what
+    for label, prob in got.items():
+        assert prob == pytest.approx(expected[label], abs=ATOL), (what, label)
+
+
+def test_the_corpus_can_tell_preprocessing_apart(bundle, corpus, reference):
+    """Dropping alpha (what Gradio's RGB conversion did) changes the answer: this corpus and
+    model would catch a path that decodes differently."""
+    predictor = Predictor.load(bundle, device="cpu")
+    rgba = next(p for p in corpus if p.name == "rgba_half.png")
+    dropped = dict(predictor.predict(Image.open(rgba).convert("RGB"), top_k=len(CLASSES)))
+    assert max(abs(dropped[c] - reference[str(rgba)][c]) for c in CLASSES) > 1e-3
+    probs = list(reference[str(rgba)].values())
+    assert max(probs) < 0.99  # not one-hot: differences show
+
+
+def test_predict_many_and_cli_predict_agree(bundle, corpus, reference, tmp_path):
+    predictor = Predictor.load(bundle, device="cpu")
+    rows = predictor.predict_many(corpus, top_k=len(CLASSES), batch_size=5)
+    for row in rows:
+        assert row.error is None, row
+        assert_same(dict(row.top), reference[row.source], f"predict_many {row.source}")
+
+    out = tmp_path / "preds.csv"
+    argv = ["predict", "--run", str(bundle), *map(str, corpus), "--top-k", "6", "--out", str(out)]
+    assert main([*argv, "--device", "cpu"]) == 0
+    with out.open() as fh:
+        for row in csv.DictReader(fh):
+            got = {row[f"label_{k}"]: float(row[f"prob_{k}"]) for k in range(1, 7)}
+            assert_same(got, reference[row["path"]], f"scenes predict {row['path']}")
+
+
+def test_onnx_agrees(bundle, corpus, reference):
+    predictor = Predictor.load(bundle, backend="onnx", device="cpu")
+    for path in corpus:
+        assert_same(dict(predictor.predict(path, top_k=6)), reference[str(path)], f"onnx {path}")
+
+
+def test_evaluate_agrees(bundle, corpus, reference, tmp_path):
+    result = evaluate(bundle, data=corpus[0].parent.parent, out=tmp_path / "eval", device="cpu")
+    assert not result.skipped and result.num_images == len(corpus)
+    for row in result.predictions:
+        assert_same(dict(row["top3"]), reference[row["path"]], f"evaluate {row['path']}")
+    with (tmp_path / "eval" / "predictions.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            top3 = dict(
+                (pair.split(":")[0], float(pair.split(":")[1])) for pair in row["top3"].split(";")
+            )
+            assert_same(top3, reference[row["path"]], f"predictions.csv {row['path']}")
+
+
+def test_the_app_hands_the_upload_to_the_predictor_untouched(bundle, corpus, reference):
+    demo = build_app(Predictor.load(bundle, device="cpu"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        for path in corpus:
+            result = client.predict(handle_file(str(path)), api_name="/predict")
+            got = {c["label"]: c["confidence"] for c in result["confidences"]}
+            assert len(got) == 3
+            assert_same(got, reference[str(path)], f"app {path.name}")
+    finally:
+        demo.close()
