@@ -188,6 +188,67 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
         decode_images(paths, 20, tmp_path / "cache", workers=1, progress=False)
 
 
+def test_a_new_decoder_invalidates_the_cache(tmp_path, monkeypatch):
+    """Pixels depend on Pillow and on our decoding code: either changing is a cache miss."""
+    make_folder(tmp_path / "d", ["a", "b"], 2)
+    paths = sorted((tmp_path / "d").rglob("*.jpg"))
+    decode_images(paths, 16, tmp_path / "cache", workers=1, progress=False)
+    calls = []
+    real_decode = cache_module._decode
+
+    def counting(args):
+        calls.append(args)
+        return real_decode(args)
+
+    monkeypatch.setattr(cache_module, "_decode", counting)
+    decode_images(paths, 16, tmp_path / "cache", workers=1, progress=False)
+    assert calls == []  # same decoder: cache hit
+    monkeypatch.setattr(cache_module, "PREPROCESS_VERSION", cache_module.PREPROCESS_VERSION + 1)
+    decode_images(paths, 16, tmp_path / "cache", workers=1, progress=False)
+    assert len(calls) == len(paths)
+    monkeypatch.setattr(cache_module.PIL, "__version__", "0.0.1")
+    decode_images(paths, 16, tmp_path / "cache", workers=1, progress=False)
+    assert len(calls) == 2 * len(paths)
+
+
+def test_concurrent_builders_share_one_cache(tmp_path):
+    """Two processes asking for the same cache at once (two DDP ranks): one decodes, both
+    read the same complete array, and no temporary file is left behind."""
+    import json
+    import subprocess
+    import sys
+
+    make_folder(tmp_path / "d", ["a", "b"], 20, size=(64, 64))
+    code = (
+        "import json, sys, numpy as np\n"
+        "from pathlib import Path\n"
+        "from scenes.data import cache\n"
+        "decoded = []\n"
+        "real = cache._decode\n"
+        "cache._decode = lambda a: decoded.append(1) or real(a)\n"
+        f"paths = sorted(Path({str(tmp_path / 'd')!r}).rglob('*.jpg'))\n"
+        f"out = cache.decode_images(paths, 48, Path({str(tmp_path / 'cache')!r}), workers=1, progress=False)\n"
+        "print(json.dumps([len(decoded), int(np.asarray(out.pixels, np.int64).sum()), len(out.kept)]))\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in procs]
+    assert sorted(r[0] for r in results) == [0, 40]  # one decoded everything, one waited
+    assert results[0][1:] == results[1][1:] and results[0][2] == 40
+    leftovers = [p.name for p in (tmp_path / "cache").iterdir() if ".tmp" in p.name]
+    assert leftovers == []
+
+
+def test_an_unreadable_file_is_named_by_its_path_not_a_buffer(tmp_path):
+    (tmp_path / "text.jpg").write_text("this is not an image")
+    with pytest.warns(UserWarning) as record:
+        decode_images([tmp_path / "text.jpg"], 16, cache_dir=None, workers=1, progress=False)
+    message = str(record[0].message)
+    assert str(tmp_path / "text.jpg") in message and "BytesIO" not in message
+
+
 def test_real_small_images_are_resized(tmp_path):
     make_image(tmp_path / "small.jpg", (50, 50, 50), size=(150, 113))
     assert load_image(tmp_path / "small.jpg", 150).shape == (150, 150, 3)

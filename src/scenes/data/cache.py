@@ -18,13 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import PIL
+from filelock import FileLock
+from numpy.lib.format import open_memmap
+from PIL import UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .images import load_image
+from .images import PREPROCESS_VERSION, load_image
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: content digests stored beside the pixels
+CACHE_VERSION = 3  # 3: decoder version in the key, rows written straight to disk
 
 
 @dataclass
@@ -38,17 +42,27 @@ class DecodedImages:
     digests: list[str] = field(default_factory=list)
 
 
+def decoder_version() -> str:
+    """What the pixels depend on besides the files: a new Pillow or a change to our decoding
+    code gives other pixels, so the cache must not serve the old ones to training while
+    inference decodes with the new code."""
+    return f"pillow-{PIL.__version__}|preprocess-{PREPROCESS_VERSION}"
+
+
 def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray, str] | str:
     path, size, interpolation = args
     try:
         data = Path(path).read_bytes()  # read once: hashed here, decoded from memory
         return load_image(io.BytesIO(data), size, interpolation), hashlib.sha1(data).hexdigest()
+    except UnidentifiedImageError:  # its message names the in-memory buffer, not the file
+        return "UnidentifiedImageError: not an image file Pillow can read"
     except Exception as exc:  # any decoder error means: skip this file, report it
         return f"{type(exc).__name__}: {exc}"
 
 
 def _key(paths: list[Path], size: int, interpolation: str) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{size}|{interpolation}".encode())
+    header = f"v{CACHE_VERSION}|{decoder_version()}|{size}|{interpolation}"
+    digest = hashlib.sha256(header.encode())
     for p in paths:
         st = p.stat()
         digest.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
@@ -69,22 +83,80 @@ def decode_images(
     workers: int | None = None,
     progress: bool = True,
 ) -> DecodedImages:
-    """Decode ``paths`` at ``size`` (cached under ``cache_dir`` when given)."""
-    if cache_dir is not None:
-        cache_dir = Path(cache_dir)
-        key = _key(paths, size, interpolation)
-        array_file = cache_dir / f"{key}.npy"
-        meta_file = cache_dir / f"{key}.json"
-        if array_file.is_file() and meta_file.is_file():
-            meta = json.loads(meta_file.read_text())
-            pixels = np.load(array_file, mmap_mode="r")
-            kept = np.asarray(meta["kept"], dtype=np.int64)
-            result = DecodedImages(pixels, kept, meta["failed"], meta["digests"])
-            warn_failed(result.failed)
-            return result
+    """Decode ``paths`` at ``size`` (cached under ``cache_dir`` when given).
 
+    Several processes may ask at once (one per device in a DDP run): a lock file lets one of
+    them decode while the others wait, then all read the same finished cache.
+    """
+    if cache_dir is None:
+        pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+        result = _decode_into(pixels, paths, size, interpolation, workers, progress)
+        result.pixels = pixels[: len(result.kept)]
+        warn_failed(result.failed)
+        return result
+
+    cache_dir = Path(cache_dir)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    key = _key(paths, size, interpolation)
+    array_file, meta_file = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
+    with FileLock(str(cache_dir / f"{key}.lock")):
+        if not (array_file.is_file() and meta_file.is_file()):
+            _build_cache(array_file, meta_file, paths, size, interpolation, workers, progress)
+    meta = json.loads(meta_file.read_text())
+    pixels = np.load(array_file, mmap_mode="r")[: meta["count"]]
+    result = DecodedImages(
+        pixels, np.asarray(meta["kept"], np.int64), meta["failed"], meta["digests"]
+    )
+    warn_failed(result.failed)
+    return result
+
+
+def _build_cache(
+    array_file: Path,
+    meta_file: Path,
+    paths: list[Path],
+    size: int,
+    interpolation: str,
+    workers: int | None,
+    progress: bool,
+) -> None:
+    """Decode straight into a memory-mapped ``.npy`` (a large dataset is never held in RAM,
+    let alone twice), under temporary names renamed at the end, so an interrupted build
+    never leaves a half-written cache that a later run would trust."""
+    tmp_array = array_file.with_suffix(f".tmp{os.getpid()}.npy")
+    tmp_meta = meta_file.with_suffix(f".tmp{os.getpid()}")
+    try:
+        pixels = open_memmap(
+            tmp_array, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)
+        )
+        result = _decode_into(pixels, paths, size, interpolation, workers, progress)
+        pixels.flush()
+        del pixels
+        meta = {
+            "count": len(result.kept),
+            "kept": result.kept.tolist(),
+            "failed": result.failed,
+            "digests": result.digests,
+        }
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_array, array_file)
+        os.replace(tmp_meta, meta_file)
+    finally:
+        tmp_array.unlink(missing_ok=True)
+        tmp_meta.unlink(missing_ok=True)
+    log.info("cached %d decoded images in %s", len(result.kept), array_file)
+
+
+def _decode_into(
+    pixels: np.ndarray,
+    paths: list[Path],
+    size: int,
+    interpolation: str,
+    workers: int | None,
+    progress: bool,
+) -> DecodedImages:
+    """Decode ``paths`` into the first rows of ``pixels``, readable files only, in order."""
     workers = workers or min(8, os.cpu_count() or 1)
-    pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     kept, failed, digests = [], {}, []
     jobs = [(str(p), size, interpolation) for p in paths]
     bar = tqdm(
@@ -100,21 +172,7 @@ def decode_images(
                 digests.append(digest)
             bar.update()
     bar.close()
-    pixels = pixels[: len(kept)]
-    result = DecodedImages(pixels, np.asarray(kept, dtype=np.int64), failed, digests)
-    if cache_dir is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        # Write to temporary names then rename, so an interrupted build never leaves a
-        # half-written cache that a later run would trust.
-        tmp = array_file.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, pixels)
-        os.replace(tmp, array_file)
-        meta_tmp = meta_file.with_suffix(f".tmp{os.getpid()}")
-        meta_tmp.write_text(json.dumps({"kept": kept, "failed": failed, "digests": digests}))
-        os.replace(meta_tmp, meta_file)
-        log.info("cached %d decoded images in %s", len(kept), array_file)
-    warn_failed(failed)
-    return result
+    return DecodedImages(pixels, np.asarray(kept, dtype=np.int64), failed, digests)
 
 
 class _Serial:

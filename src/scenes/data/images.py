@@ -12,6 +12,10 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
+# Bump when anything below changes the pixels a file decodes to: decoded-image caches built
+# by an older version are then rebuilt instead of silently disagreeing with inference.
+PREPROCESS_VERSION = 1
+
 RESAMPLING = {
     "nearest": Image.Resampling.NEAREST,
     "bilinear": Image.Resampling.BILINEAR,
