@@ -113,6 +113,22 @@ def test_planted_duplicate_files_stay_on_one_side(tmp_path):
     assert len(sides) == 1  # all copies on one side, whichever it is
 
 
+def test_the_split_has_its_own_seed(tmp_path):
+    """Changing `seed` (a seed comparison) keeps the validation images; split_seed moves them."""
+    from scenes.data.loaders import prepare_data, training_files
+
+    make_folder(tmp_path / "d", ["a", "b"], 20)
+
+    def val_paths(**overrides):
+        cfg = load_config(
+            overrides={"data.dir": str(tmp_path / "d"), "data.image_size": 32, **overrides}
+        )
+        return prepare_data(cfg, *training_files(cfg), progress=False).val_paths
+
+    assert val_paths(seed=1) == val_paths(seed=2)
+    assert val_paths(**{"data.split_seed": 1}) != val_paths(**{"data.split_seed": 2})
+
+
 def test_split_needs_two_images_per_class():
     with pytest.raises(DataError, match="fewer than 2"):
         split_train_val([0, 0, 1], 0.3, seed=0)

@@ -1,4 +1,5 @@
 import csv
+from pathlib import Path
 
 import lightning as L
 import pytest
@@ -6,6 +7,7 @@ import torch
 
 from scenes.cli import main
 from scenes.config import load_config
+from scenes.errors import DataError
 from scenes.inference import BundleModel
 from scenes.models import load_bundle
 from scenes.training import train
@@ -95,6 +97,37 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path):
     for a, b in zip(rows_whole, rows_resumed, strict=True):
         for key in COLUMNS[2:]:  # everything but wall time
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
+
+
+def test_split_csv_holds_resolved_paths_usable_from_anywhere(tmp_path, monkeypatch, capsys):
+    """A relative --data must not break `evaluate --split val` from another directory."""
+    make_folder(tmp_path / "work" / "data", ["cat_a", "cat_b", "cat_c"], 8)
+    monkeypatch.chdir(tmp_path / "work")
+    train(tiny_train_config("data", tmp_path / "run", **{"train.epochs": 1}))
+    with (tmp_path / "run" / "split.csv").open() as fh:
+        paths = [row["path"] for row in csv.DictReader(fh)]
+    assert paths and all(Path(p).is_absolute() and Path(p).is_file() for p in paths)
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--split", "val"]) == 0
+    assert "evaluated 6 images" in capsys.readouterr().out
+
+
+def test_resume_reads_the_split_instead_of_recomputing_it(data, tmp_path):
+    cfg = tiny_train_config(data, tmp_path / "run", **{"train.epochs": 2})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, extra_callbacks=[CrashAtEpoch(1)])
+    before = (tmp_path / "run" / "split.csv").read_text()
+    # New images would change a recomputed split; the resumed run leaves them out.
+    make_folder(data, ["cat_a", "cat_b", "cat_c"], 14, seed=5)
+    with pytest.warns(UserWarning, match="added to the data since the run started"):
+        train(cfg, resume=tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert (tmp_path / "run" / "split.csv").read_text() == before
+    # An image the run trained on that is gone: refused, naming the way out.
+    gone = next(data.rglob("000.jpg"))
+    gone.unlink()
+    cfg3 = tiny_train_config(data, tmp_path / "run", **{"train.epochs": 3})
+    with pytest.raises(DataError, match="the data changed since the run started"):
+        train(cfg3, resume=tmp_path / "run" / "checkpoints" / "last.ckpt")
 
 
 def test_bundle_reproduces_the_best_checkpoint_logits(trained_run):

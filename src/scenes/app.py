@@ -8,7 +8,6 @@ so it cannot disagree with ``scenes evaluate``. The function is also an API endp
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import mimetypes
 import warnings
@@ -19,6 +18,7 @@ from PIL import Image
 
 from .models.bundle import resolve_bundle_dir
 from .predict import Predictor
+from .rundir import read_split
 
 API_NAME = "predict"
 MAX_UPLOAD = "25mb"
@@ -66,15 +66,15 @@ class PhotoInput(gr.Image):
 
 
 def example_images(run: str | Path, count: int = 4) -> list[str]:
-    """A few validation photos of the run (when its split.csv is there and they exist)."""
-    split = Path(run) / "split.csv"
-    if not split.is_file():
+    """A few validation photos of the run, one per class (when its split.csv lists them)."""
+    try:
+        rows = read_split(Path(run))
+    except FileNotFoundError:
         return []
     picked: dict[str, str] = {}
-    with split.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["split"] == "val" and row["label"] not in picked and Path(row["path"]).is_file():
-                picked[row["label"]] = row["path"]
+    for row in rows:
+        if row.split == "val" and row.label not in picked and row.path.is_file():
+            picked[row.label] = str(row.path)
     return list(picked.values())[:count]
 
 

@@ -37,6 +37,11 @@ class DataConfig(_Section):
     val_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="share of train held out, stratified"
     )
+    split_seed: int = Field(
+        42,
+        description="seeds the train/validation split only, so runs with another `seed` are "
+        "measured on the same validation images",
+    )
     batch_size: int = Field(32, ge=1, le=4096)
     num_workers: int | Literal["auto"] = Field(
         "auto", description="DataLoader workers; auto = 0 on CPU, min(8, cores) with CUDA"
@@ -100,7 +105,7 @@ class TrainConfig(_Section):
 
 
 class Config(_Section):
-    seed: int = 42
+    seed: int = Field(42, description="seeds shuffling, augmentation, dropout (not the split)")
     out: str | None = Field(None, description="run directory; null means runs/<model>-<time>")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

@@ -28,6 +28,7 @@ from . import figures
 from .data.discover import DataError, find_layout, list_labelled_files
 from .inference import BundleModel
 from .models.bundle import resolve_bundle_dir
+from .rundir import SPLIT_FILE, read_split
 
 SPLITS = ("val",)
 ERROR_GRID_SIZE = 16
@@ -136,26 +137,20 @@ def split_files(run_dir: Path, split: str, class_names: list[str]) -> tuple[list
     """Paths and labels of one split listed in RUN/split.csv, labels matched by class name."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    split_csv = run_dir / "split.csv"
-    if not split_csv.is_file():
-        raise FileNotFoundError(
-            f"{split_csv} not found: --split needs a run directory written by `scenes train`"
-        )
     index = {name: i for i, name in enumerate(class_names)}
     paths, labels = [], []
-    with split_csv.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row["split"] != split:
-                continue
-            if row["label"] not in index:
-                raise DataError(
-                    f"{split_csv}: label {row['label']!r} is not a class of the model "
-                    f"({', '.join(class_names)})"
-                )
-            paths.append(Path(row["path"]))
-            labels.append(index[row["label"]])
+    for row in read_split(run_dir):
+        if row.split != split:
+            continue
+        if row.label not in index:
+            raise DataError(
+                f"{run_dir / SPLIT_FILE}: label {row.label!r} is not a class of the model "
+                f"({', '.join(class_names)})"
+            )
+        paths.append(row.path)
+        labels.append(index[row.label])
     if not paths:
-        raise DataError(f"{split_csv} lists no {split!r} images")
+        raise DataError(f"{run_dir / SPLIT_FILE} lists no {split!r} images")
     return paths, labels
 
 

@@ -7,6 +7,7 @@ from a checkpoint, or run with a different number of workers, sees exactly the s
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..config import Config
+from ..rundir import SplitRow
 from .cache import decode_images
 from .discover import DataError, LabelledFiles, Layout, find_layout, list_labelled_files
 from .split import split_train_val
@@ -106,8 +108,10 @@ def prepare_data(
     files: LabelledFiles,
     interpolation: str = "bilinear",
     progress: bool = True,
+    saved_split: list[SplitRow] | None = None,
 ) -> PreparedData:
-    """Decode (cached), drop unreadable files, split train/val."""
+    """Decode (cached), drop unreadable files, split train/val. ``saved_split`` (a resumed
+    run's split.csv) is reused as it is instead of splitting again."""
     decoded = decode_images(
         files.paths, cfg.data.image_size, cfg.resolved_cache_dir(), interpolation, progress=progress
     )
@@ -119,9 +123,12 @@ def prepare_data(
     if missing:
         names = ", ".join(files.class_names[i] for i in missing)
         raise DataError(f"every image of class(es) {names} in {layout.train_dir} is unreadable")
-    train_idx, val_idx = split_train_val(
-        labels, cfg.data.val_fraction, cfg.seed, groups=decoded.digests
-    )
+    if saved_split is None:
+        train_idx, val_idx = split_train_val(
+            labels, cfg.data.val_fraction, cfg.data.split_seed, groups=decoded.digests
+        )
+    else:
+        train_idx, val_idx = reuse_split(saved_split, paths, labels, files.class_names)
     augment = train_transform(cfg.augment.preset, cfg.augment.p)
     # Index the memory map lazily through a view: no copy of the pixel array is made.
     train_ds = DecodedDataset(
@@ -137,6 +144,40 @@ def prepare_data(
         layout_name=layout.name,
         skipped=decoded.failed,
     )
+
+
+def reuse_split(
+    saved: list[SplitRow], paths: list[Path], labels: np.ndarray, class_names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices into ``paths`` as ``saved`` lists them. A resumed run must see the
+    images it started with: a listed image that is gone or relabelled is an error; an image
+    added since is left out (with a warning), as it was not part of the run."""
+    index = {p.resolve(): i for i, p in enumerate(paths)}
+    train_idx, val_idx, gone, relabelled = [], [], [], []
+    for row in saved:
+        if row.split not in ("train", "val"):
+            continue
+        i = index.pop(row.path.resolve(), None)
+        if i is None:
+            gone.append(row.path)
+        elif class_names[labels[i]] != row.label:
+            relabelled.append(row.path)
+        else:
+            (train_idx if row.split == "train" else val_idx).append(i)
+    if gone or relabelled:
+        examples = ", ".join(str(p) for p in (gone + relabelled)[:3])
+        raise DataError(
+            f"the data changed since the run started: {len(gone)} image(s) of its split.csv "
+            f"are gone or unreadable and {len(relabelled)} have another class now "
+            f"(e.g. {examples}); resume with the data the run was started on, or start a new run"
+        )
+    if index:
+        warnings.warn(
+            f"{len(index)} image(s) were added to the data since the run started; the resumed "
+            "run leaves them out, as its split.csv does not list them",
+            stacklevel=2,
+        )
+    return np.sort(np.asarray(train_idx, np.int64)), np.sort(np.asarray(val_idx, np.int64))
 
 
 class _Subset:

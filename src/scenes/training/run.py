@@ -20,6 +20,7 @@ from ..errors import RunDirError
 from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
+from ..rundir import SplitRow, read_split, write_split
 from .callbacks import EpochTable, ReseedEachStep
 from .module import SceneClassifier
 
@@ -70,17 +71,16 @@ def _trim_metrics(csv_path: Path, last_epoch: int) -> None:
         writer.writerows(kept)
 
 
-def _write_split(run_dir: Path, data: PreparedData) -> None:
+def _split_rows(data: PreparedData) -> list[SplitRow]:
     """Which file went where, so evaluation on the validation split can be reproduced."""
-    with (run_dir / "split.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "split"])
+    return [
+        SplitRow(path, data.class_names[label], split)
         for split, paths, ds in (
             ("train", data.train_paths, data.train),
             ("val", data.val_paths, data.val),
-        ):
-            for path, label in zip(paths, ds.labels):
-                writer.writerow([str(path), data.class_names[label], split])
+        )
+        for path, label in zip(paths, ds.labels)
+    ]
 
 
 def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None) -> BuiltModel:
@@ -138,12 +138,16 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     layout, files = training_files(cfg)
     built = build_for_run(cfg, files.class_names, resume_meta)
-    data = prepare_data(cfg, layout, files, built.interpolation, progress=cfg.train.progress_bar)
+    # A resumed run trains and validates on the images it started with, listed in split.csv.
+    saved_split = read_split(resume.resolve().parent.parent) if resume is not None else None
+    data = prepare_data(
+        cfg, layout, files, built.interpolation, cfg.train.progress_bar, saved_split
+    )
 
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    _write_split(run_dir, data)
+    write_split(run_dir, _split_rows(data))
     write_data_figures(run_dir / "figures", data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:
         _trim_metrics(run_dir / "metrics.csv", resume_meta["epoch"] + 1)
