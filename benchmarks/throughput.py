@@ -1,18 +1,24 @@
 """Training throughput of the real pipeline vs the same model on random in-memory tensors.
 
-    python benchmarks/throughput.py [--model mobilenet_v2] [--batches 30] [--image-size 150]
+    python benchmarks/throughput.py [--model mobilenet_v2] [--batches 20] [--rounds 5]
 
 "pipeline": scenes' own training (Lightning Trainer, decoded-image cache of the real
-../shared/data/intel/train, classic augmentation, metrics) for N batches.
+../shared/data/intel/train, the configured augmentation, metrics) for N batches.
 "baseline": a bare loop of forward+backward+AdamW on a random uint8 batch already in memory,
 same model, batch size, image size, channels_last and normalisation.
-ratio = pipeline img/s / baseline img/s (1.0 means data loading is completely hidden).
-Baseline runs before and after the pipeline; their mean is the reference, to damp drift.
+
+The two alternate --rounds times (baseline, pipeline, baseline, pipeline, ...); each round's
+ratio is its pipeline rate over the baseline rate measured just before it, so slow drifts of
+a shared machine hit both sides of a ratio alike. Printed: every round, then the median ratio
+and its spread (min-max). A ratio of 1.0 means the pipeline costs nothing beyond the model's
+own forward and backward pass: data loading (inline, in the training process, with the
+default num_workers=0 on CPU), augmentation, Lightning and metrics all count against it.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import lightning as L
@@ -37,10 +43,13 @@ class StepTimer(L.Callback):
         self.stamps.append(time.perf_counter())
 
 
-def pipeline_rate(cfg, batches: int) -> float:
-    layout, files = training_files(cfg)
-    built = build_model(cfg.model.name, len(files.class_names), pretrained=False)
-    data = prepare_data(cfg, layout, files, built.interpolation, progress=False)
+def steady_rate(stamps: list[float], batch_size: int) -> float:
+    steady = stamps[WARMUP - 1 :]
+    return batch_size * (len(steady) - 1) / (steady[-1] - steady[0])
+
+
+def pipeline_rate(cfg, data, batches: int) -> float:
+    built = build_model(cfg.model.name, len(data.class_names), pretrained=False)
     train_loader, _ = make_loaders(data, cfg)
     module = SceneClassifier(built, cfg, data.class_names)
     timer = StepTimer()
@@ -56,8 +65,7 @@ def pipeline_rate(cfg, batches: int) -> float:
         accelerator="cpu",
     )
     trainer.fit(module, train_loader)
-    steady = timer.stamps[WARMUP - 1 :]
-    return cfg.data.batch_size * (len(steady) - 1) / (steady[-1] - steady[0])
+    return steady_rate(timer.stamps, cfg.data.batch_size)
 
 
 def baseline_rate(cfg, batches: int) -> float:
@@ -76,18 +84,22 @@ def baseline_rate(cfg, batches: int) -> float:
         loss.backward()
         optimizer.step()
         stamps.append(time.perf_counter())
-    steady = stamps[WARMUP - 1 :]
-    return bs * (len(steady) - 1) / (steady[-1] - steady[0])
+    return steady_rate(stamps, bs)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="mobilenet_v2")
-    parser.add_argument("--batches", type=int, default=30)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=150)
+    parser.add_argument("--preset", default="classic", help="augmentation preset")
     parser.add_argument("--data", default=str(INTEL))
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="config field")
     args = parser.parse_args()
+    if args.rounds < 5:
+        parser.error("--rounds must be at least 5: fewer alternations cannot show the spread")
     cfg = load_config(
         overrides={
             "data.dir": args.data,
@@ -95,20 +107,31 @@ def main() -> None:
             "data.batch_size": args.batch_size,
             "data.image_size": args.image_size,
             "model.pretrained": False,
-            "augment.preset": "classic",
+            "augment.preset": args.preset,
             "train.progress_bar": False,
-        }
+        },
+        sets=args.sets,
     )
     torch.manual_seed(0)
-    before = baseline_rate(cfg, args.batches)
-    ours = pipeline_rate(cfg, args.batches)
-    after = baseline_rate(cfg, args.batches)
-    reference = (before + after) / 2
+    data = prepare_data(cfg, *training_files(cfg), progress=False)  # decoded once, cached
     print(
-        f"{args.model} @ {args.image_size}px, batch {args.batch_size}, {torch.get_num_threads()} threads\n"
-        f"baseline (random tensors): {before:.1f} / {after:.1f} img/s (mean {reference:.1f})\n"
-        f"scenes pipeline:           {ours:.1f} img/s\n"
-        f"ratio pipeline/baseline:   {ours / reference:.3f}"
+        f"{args.model} @ {args.image_size}px, batch {args.batch_size}, augmentation "
+        f"{args.preset}, {torch.get_num_threads()} threads, {args.batches} timed batches a side"
+    )
+    print(f"{'round':>5} {'baseline img/s':>15} {'pipeline img/s':>15} {'ratio':>7}")
+    baselines, pipelines, ratios = [], [], []
+    for i in range(args.rounds):
+        base = baseline_rate(cfg, args.batches)
+        ours = pipeline_rate(cfg, data, args.batches)
+        baselines.append(base)
+        pipelines.append(ours)
+        ratios.append(ours / base)
+        print(f"{i + 1:>5} {base:>15.1f} {ours:>15.1f} {ours / base:>7.3f}")
+    print(
+        f"median baseline {statistics.median(baselines):.1f} img/s, median pipeline "
+        f"{statistics.median(pipelines):.1f} img/s\n"
+        f"ratio pipeline/baseline: median {statistics.median(ratios):.3f} "
+        f"(min {min(ratios):.3f}, max {max(ratios):.3f}, {args.rounds} rounds)"
     )
 
 

@@ -137,7 +137,19 @@ def _top_labels(driver, timeout=60.0):
     raise AssertionError("no top-3 labels appeared in the page")
 
 
-def test_browser_upload_shows_top3_then_survives_a_bad_upload(server, browser, tmp_path):
+def _shown_percentages(driver) -> dict[str, float]:
+    from selenium.webdriver.common.by import By
+
+    shown = {}
+    for row in driver.find_elements(By.CSS_SELECTOR, "button.confidence-set"):
+        label, _, percent = row.text.strip().partition("\n")
+        shown[label.strip()] = float(percent.strip().rstrip("%"))
+    return shown
+
+
+def test_browser_upload_shows_top3_then_survives_a_bad_upload(
+    server, browser, tmp_path, trained_run
+):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as EC
     from selenium.webdriver.support.ui import WebDriverWait
@@ -149,9 +161,12 @@ def test_browser_upload_shows_top3_then_survives_a_bad_upload(server, browser, t
     _upload(browser, make_image(tmp_path / "red.jpg", (220, 40, 40), size=(150, 150)))
     labels = _top_labels(browser)
     assert labels[0] == "cat_a" and sorted(labels) == ["cat_a", "cat_b", "cat_c"]
-    browser.save_screenshot(str(tmp_path / "app.png"))
-    with Image.open(tmp_path / "app.png") as shot:
-        assert shot.size[0] >= 1000
+    # the page shows the Predictor's probabilities, as percentages
+    shown = _shown_percentages(browser)
+    expected = Predictor.load(trained_run).predict(tmp_path / "red.jpg")
+    assert list(shown) == [label for label, _ in expected]
+    for label, prob in expected:
+        assert abs(shown[label] - 100 * prob) <= 1.0, (label, shown[label], prob)
 
     browser.get(server)
     WebDriverWait(browser, 60).until(
@@ -173,5 +188,10 @@ def test_browser_upload_shows_top3_then_survives_a_bad_upload(server, browser, t
 
 
 def test_examples_come_from_the_validation_split(trained_run):
+    from scenes.rundir import read_split
+
+    rows = {str(r.path): r for r in read_split(trained_run)}
     examples = example_images(trained_run)
-    assert 1 <= len(examples) <= 3 and all("/data/" in e for e in examples)
+    assert len(examples) == 3  # one per class
+    assert all(rows[e].split == "val" for e in examples)
+    assert len({rows[e].label for e in examples}) == 3

@@ -12,9 +12,16 @@ def test_default_yaml_spells_out_the_real_defaults():
     assert load_config(CONFIGS / "default.yaml") == Config()
 
 
-@pytest.mark.parametrize("name", ["default", "resnet50", "mobilenet_v2_cpu"])
-def test_every_recipe_is_valid(name):
-    load_config(CONFIGS / f"{name}.yaml")
+RECIPES = sorted(CONFIGS.glob("*.yaml"))
+
+
+def test_the_recipe_catalogue_is_found():
+    assert {"default.yaml", "convnext_tiny_gpu.yaml"} <= {p.name for p in RECIPES}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_recipe_is_valid(path):
+    load_config(path)
 
 
 def test_recipe_plus_overrides_resolve_in_documented_order():

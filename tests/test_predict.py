@@ -120,7 +120,8 @@ def test_device_option(trained_run, tmp_path, capsys):
     assert resolve_device("cpu") == torch.device("cpu")
     assert main(["predict", "--run", str(trained_run), str(image), "--device", "cpu"]) == 0
     assert "cat_a" in capsys.readouterr().out
-    assert main(["evaluate", "--run", str(trained_run), "--split", "val", "--device", "auto"]) == 0
+    out = str(tmp_path / "eval")  # not into the shared run: other tests read its eval/ folder
+    assert main(["evaluate", "--run", str(trained_run), "--split", "val", "--out", out]) == 0
     capsys.readouterr()
     if not torch.cuda.is_available():
         assert main(["predict", "--run", str(trained_run), str(image), "--device", "cuda"]) == 2

@@ -7,7 +7,7 @@ import torch
 
 from scenes.cli import main
 from scenes.config import load_config
-from scenes.errors import DataError
+from scenes.errors import ConfigError, DataError
 from scenes.inference import BundleModel
 from scenes.models import load_bundle
 from scenes.training import train
@@ -84,19 +84,55 @@ class CrashAtEpoch(L.Callback):
             raise RuntimeError("simulated crash")
 
 
-def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path):
-    overrides = {"train.epochs": 3, "augment.preset": "classic", "augment.p": 0.5}
+RESUME_CASES = {
+    # full fine-tuning, per-step cosine schedule, augmentation drawn per sample
+    "full-cosine": ({"train.epochs": 3, "augment.preset": "classic", "augment.p": 0.5}, 2, 3),
+    # head phase, then everything under a plateau schedule (its state lives in the checkpoint)
+    "fine_tune-plateau": (
+        {
+            "train.epochs": 4,
+            "train.mode": "fine_tune",
+            "train.head_epochs": 1,
+            "train.scheduler": "plateau",
+            "train.plateau_patience": 0,
+            "augment.preset": "trivialaugment",
+        },
+        2,
+        4,
+    ),
+    # a stop inside early stopping's patience window: the counter must survive the resume
+    "early-stop-window": (
+        {"train.epochs": 6, "train.lr": 1e-9, "train.monitor": "val_acc", "train.patience": 2},
+        2,
+        3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(RESUME_CASES))
+def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case):
+    overrides, crash_epoch, epochs_run = RESUME_CASES[case]
+    # resnet18 at 32 px learns the colours: validation logits differ between images and epochs
+    overrides = {"model.name": "resnet18", **overrides}
     whole = train(tiny_train_config(data, tmp_path / "whole", **overrides))
     cfg = tiny_train_config(data, tmp_path / "broken", **overrides)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg, extra_callbacks=[CrashAtEpoch(2)])
-    assert len(read_metrics(tmp_path / "broken")) == 2
+        train(cfg, extra_callbacks=[CrashAtEpoch(crash_epoch)])
+    assert len(read_metrics(tmp_path / "broken")) == crash_epoch
     resumed = train(cfg, resume=tmp_path / "broken" / "checkpoints" / "last.ckpt")
     rows_whole, rows_resumed = read_metrics(whole.run_dir), read_metrics(resumed.run_dir)
-    assert [r["epoch"] for r in rows_resumed] == ["1", "2", "3"]
+    assert len(rows_whole) == epochs_run
+    assert [r["epoch"] for r in rows_resumed] == [str(e) for e in range(1, epochs_run + 1)]
     for a, b in zip(rows_whole, rows_resumed, strict=True):
         for key in COLUMNS[2:]:  # everything but wall time
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
+    assert resumed.best_epoch == whole.best_epoch
+    if case != "early-stop-window":  # there the weights barely move, on purpose
+        assert len({r["val_loss"] for r in rows_whole}) == epochs_run
+        from scenes.evaluation import evaluate
+
+        logits = evaluate(resumed.run_dir, split="val", out=False, device="cpu").logits
+        assert logits.std(dim=0).min() > 1e-3  # the model tells images apart
 
 
 def test_split_csv_holds_resolved_paths_usable_from_anywhere(tmp_path, monkeypatch, capsys):
@@ -130,21 +166,39 @@ def test_resume_reads_the_split_instead_of_recomputing_it(data, tmp_path):
         train(cfg3, resume=tmp_path / "run" / "checkpoints" / "last.ckpt")
 
 
-def test_bundle_reproduces_the_best_checkpoint_logits(trained_run):
-    ckpt = torch.load(
-        trained_run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False
-    )
-    module, meta = load_bundle(trained_run)
-    state = {
+class BlowUpLastEpoch(L.Callback):
+    """Ruins the weights in the final epoch, so the best epoch is an earlier one."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == trainer.max_epochs - 1:
+            for group in trainer.optimizers[0].param_groups:
+                group["lr"] = 5.0
+
+
+def model_state(ckpt_path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    return {
         k.removeprefix("model."): v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
     }
-    reference, _ = load_bundle(trained_run)
-    reference.load_state_dict(state)
+
+
+def test_bundle_holds_the_best_epoch_not_the_last(data, tmp_path):
+    cfg = tiny_train_config(
+        data, tmp_path / "run", **{"model.name": "resnet18", "train.mode": "head"}
+    )
+    result = train(cfg, extra_callbacks=[BlowUpLastEpoch()])
+    best, last = (result.run_dir / "checkpoints" / f"{n}.ckpt" for n in ("best", "last"))
+    assert result.best_epoch == 1 and len(read_metrics(result.run_dir)) == 2
+    bundle, meta = load_bundle(result.run_dir)
+    reference, _ = load_bundle(result.run_dir)
     x = torch.randn(5, 3, meta.image_size, meta.image_size)
     with torch.no_grad():
-        assert torch.allclose(module(x), reference(x), atol=1e-6)
+        reference.load_state_dict(model_state(best))
+        assert torch.allclose(bundle(x), reference(x), atol=1e-6)
+        reference.load_state_dict(model_state(last))
+        assert not torch.allclose(bundle(x), reference(x), atol=1e-3)
     # and the bundle alone (no config, no checkpoint) carries the class order and preprocessing
-    model = BundleModel.load(trained_run / "model")
+    model = BundleModel.load(result.run_dir / "model")
     assert model.class_names == ["cat_a", "cat_b", "cat_c"]
     assert model.meta.image_size == 32 and len(model.meta.mean) == 3
 
@@ -217,3 +271,78 @@ def test_cosine_schedule_warms_up_then_decays():
     assert multiplier(2.0) == pytest.approx(0.1)  # full phase restarts at lr * factor
     step = lr_multiplier(load_config(sets=["train.scheduler=step", "train.step_size=2"]).train)
     assert step(1.9) == 1.0 and step(2.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("precision", ["auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true"])
+def test_every_allowed_precision_trains_or_is_refused_up_front(data, tmp_path, precision):
+    from scenes.config import TrainConfig
+    from scenes.training.hardware import resolve_hardware
+
+    allowed = TrainConfig.model_fields["precision"].annotation.__args__
+    assert precision in allowed  # the parametrization covers the allowed values ...
+    assert len(allowed) == 5  # ... all of them
+    cfg = tiny_train_config(
+        data, tmp_path / precision, **{"train.precision": precision, "train.epochs": 1}
+    )
+    if precision == "16-mixed" and not torch.cuda.is_available():
+        # Refused before any data is read: the data folder need not even exist.
+        missing = tiny_train_config(
+            tmp_path / "nowhere", tmp_path / "x", **{"train.precision": precision}
+        )
+        with pytest.raises(ConfigError, match="16-mixed needs a CUDA GPU"):
+            train(missing)
+        return
+    result = train(cfg)
+    rows = read_metrics(result.run_dir)
+    assert len(rows) == 1 and float(rows[0]["train_loss"]) > 0
+    ran = resolve_hardware(cfg.train).precision
+    assert ran != "auto" and (precision == "auto" or ran == precision)
+    # the bundle loads into an fp32 network whatever precision trained it
+    module, _ = load_bundle(result.run_dir)
+    assert all(p.dtype == torch.float32 for p in module.parameters())
+
+
+def test_auto_precision_follows_the_hardware(monkeypatch):
+    from scenes.training.hardware import resolve_precision
+
+    assert resolve_precision("auto", "cpu") == "32-true"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert resolve_precision("auto", "cuda") == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: False)
+    assert resolve_precision("auto", "cuda") == "16-mixed"  # e.g. a V100 or T4
+
+
+def test_norm_weights_and_biases_get_their_own_weight_decay():
+    from scenes.models import build_model
+    from scenes.training.module import weight_decay_groups
+
+    params = list(build_model("resnet18", 3, pretrained=False).module.parameters())
+    decayed, not_decayed = weight_decay_groups(params, 0.05, 0.0)
+    assert decayed["weight_decay"] == 0.05 and not_decayed["weight_decay"] == 0.0
+    assert all(p.ndim > 1 for p in decayed["params"])
+    assert all(p.ndim == 1 for p in not_decayed["params"])
+    assert len(decayed["params"]) + len(not_decayed["params"]) == len(params)
+    assert weight_decay_groups(params, 0.05, None)[1]["weight_decay"] == 0.05
+
+
+def test_validation_loss_is_plain_cross_entropy(data, tmp_path):
+    """Label smoothing shapes training only: val_loss is the unsmoothed loss of the model."""
+    from scenes.evaluation import evaluate
+
+    cfg = tiny_train_config(
+        data,
+        tmp_path / "ls",
+        **{"model.name": "resnet18", "train.label_smoothing": 0.3, "train.epochs": 1},
+    )
+    result = train(cfg)
+    logits = evaluate(result.run_dir, split="val", out=False, device="cpu").logits
+    labels = torch.tensor(
+        [["cat_a", "cat_b", "cat_c"].index(p.parent.name) for p in val_paths(result.run_dir)]
+    )
+    plain = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert float(read_metrics(result.run_dir)[0]["val_loss"]) == pytest.approx(plain, rel=1e-4)
+
+
+def val_paths(run_dir):
+    with (run_dir / "split.csv").open() as fh:
+        return [Path(r["path"]) for r in csv.DictReader(fh) if r["split"] == "val"]

@@ -76,6 +76,12 @@ class TrainConfig(_Section):
     epochs: int = Field(10, ge=1, le=10_000)
     lr: float = Field(1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    norm_weight_decay: float | None = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="weight decay of normalisation weights and biases; null: weight_decay",
+    )
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
@@ -96,7 +102,9 @@ class TrainConfig(_Section):
     )
     patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = Field(
-        "auto", description="auto: bf16-mixed on CUDA, 32-true on CPU"
+        "auto",
+        description="auto: bf16-mixed on CUDA GPUs with native bf16, else 16-mixed; 32-true on "
+        "CPU; 16-mixed needs CUDA",
     )
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     deterministic: bool = False

@@ -26,6 +26,23 @@ def epoch_metrics(num_classes: int) -> MetricCollection:
     )
 
 
+def weight_decay_groups(
+    params: list[nn.Parameter], weight_decay: float, norm_weight_decay: float | None
+) -> list[dict[str, Any]]:
+    """Two optimizer groups: weights, and the 1-D parameters (normalisation scales and
+    shifts, biases) that get ``norm_weight_decay`` (torchvision's references and timm decay
+    them not at all: shrinking a BatchNorm scale only fights the next layer's weights)."""
+    if norm_weight_decay is None:
+        norm_weight_decay = weight_decay
+    decayed = [p for p in params if p.ndim > 1]
+    not_decayed = [p for p in params if p.ndim <= 1]
+    groups = [
+        {"params": decayed, "weight_decay": weight_decay},
+        {"params": not_decayed, "weight_decay": norm_weight_decay},
+    ]
+    return [g for g in groups if g["params"]]
+
+
 class SceneClassifier(L.LightningModule):
     def __init__(self, built: BuiltModel, cfg: Config, class_names: list[str]):
         super().__init__()
@@ -35,12 +52,17 @@ class SceneClassifier(L.LightningModule):
         self.class_names = list(class_names)
         n = len(class_names)
         self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        # Validation loss is plain cross-entropy: smoothing is a training device, and
+        # `monitor: val_loss` should compare what the model predicts, not a smoothed target.
+        self.val_loss_fn = nn.CrossEntropyLoss()
         self.train_metrics = epoch_metrics(n)
         self.val_metrics = epoch_metrics(n)
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.epoch_summary: dict[str, float] = {}
         self.backbone_frozen = False
+        self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
+        self._plateau_state: dict | None = None  # restored from a checkpoint, if resuming
         if cfg.model.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.set_backbone_frozen(cfg.train.mode in ("head", "fine_tune"))
@@ -74,21 +96,24 @@ class SceneClassifier(L.LightningModule):
     # -- steps ------------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = normalize_batch(images, self.built.mean, self.built.std, self.cfg.model.channels_last)
-        return self.model(x)
+        # Under precision=bf16-true the weights are bf16: the input must be too.
+        return self.model(x.to(next(self.model.parameters()).dtype))
 
-    def _step(self, batch, loss_meter: MeanMetric, metrics: MetricCollection) -> torch.Tensor:
+    def _step(
+        self, batch, loss_fn: nn.Module, loss_meter: MeanMetric, metrics: MetricCollection
+    ) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        loss = self.loss_fn(logits, labels)
+        loss = loss_fn(logits, labels)
         loss_meter.update(loss.detach(), weight=labels.numel())
         metrics.update(logits.detach(), labels)
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.train_loss, self.train_metrics)
+        return self._step(batch, self.loss_fn, self.train_loss, self.train_metrics)
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, self.val_loss, self.val_metrics)
+        self._step(batch, self.val_loss_fn, self.val_loss, self.val_metrics)
 
     def on_validation_epoch_end(self) -> None:
         # Validation runs at the end of each training epoch, so both splits are complete here.
@@ -101,6 +126,8 @@ class SceneClassifier(L.LightningModule):
             meter.reset()
         self.log_dict(summary, prog_bar=False)
         self.epoch_summary = {k: float(v) for k, v in summary.items()}
+        if self.plateau is not None and not self.trainer.sanity_checking:
+            self.plateau.step(self.epoch_summary[self.cfg.train.monitor])
 
     # -- optimisation -----------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
@@ -108,27 +135,24 @@ class SceneClassifier(L.LightningModule):
         params = (
             self.built.head_parameters() if tc.mode == "head" else list(self.model.parameters())
         )
+        groups = weight_decay_groups(params, tc.weight_decay, tc.norm_weight_decay)
         if tc.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(params, lr=tc.lr, weight_decay=tc.weight_decay)
+            optimizer = torch.optim.AdamW(groups, lr=tc.lr)
         else:
-            optimizer = torch.optim.SGD(
-                params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay, nesterov=True
-            )
+            optimizer = torch.optim.SGD(groups, lr=tc.lr, momentum=tc.momentum, nesterov=True)
         if tc.scheduler == "plateau":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            # Stepped by this module after each validation, not by Lightning: Lightning steps
+            # epoch schedulers after the epoch's checkpoint is written, so a resumed run
+            # would lose the reduction decided at the epoch it resumes from.
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer,
                 mode="min" if tc.monitor == "val_loss" else "max",
                 factor=tc.gamma,
                 patience=tc.plateau_patience,
             )
-            return {
-                "optimizer": optimizer,
-                "lr_scheduler": {
-                    "scheduler": scheduler,
-                    "monitor": tc.monitor,
-                    "interval": "epoch",
-                },
-            }
+            if self._plateau_state is not None:
+                self.plateau.load_state_dict(self._plateau_state)
+            return {"optimizer": optimizer}
         steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // tc.epochs)
         multiplier = lr_multiplier(tc)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -153,6 +177,10 @@ class SceneClassifier(L.LightningModule):
             "backbone_frozen": self.backbone_frozen,
             "backend_config": self.built.backend_config,
         }
+        if self.plateau is not None:
+            checkpoint["scenes_plateau"] = self.plateau.state_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.set_backbone_frozen(checkpoint.get("scenes", {}).get("backbone_frozen", False))
+        # on_load_checkpoint runs before configure_optimizers creates the scheduler
+        self._plateau_state = checkpoint.get("scenes_plateau")
