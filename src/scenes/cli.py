@@ -28,6 +28,21 @@ def _train_parser(sub) -> None:
     p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
     p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<model>-<time>)")
     p.add_argument(
+        "--accelerator", choices=["auto", "cpu", "gpu", "cuda", "mps"], help="default: auto"
+    )
+    p.add_argument(
+        "--devices",
+        type=_devices,
+        metavar="N|IDS|auto",
+        help="devices (processes) per node: a count, GPU ids such as 0,2, or auto",
+    )
+    p.add_argument("--num-nodes", type=int, metavar="N", help="machines taking part")
+    p.add_argument(
+        "--strategy",
+        metavar="NAME",
+        help="auto (DDP when there is more than one process) or a Lightning strategy: ddp, ...",
+    )
+    p.add_argument(
         "--set",
         dest="sets",
         action="append",
@@ -35,6 +50,18 @@ def _train_parser(sub) -> None:
         metavar="KEY=VALUE",
         help="override any config field, e.g. --set train.scheduler=step (repeatable)",
     )
+
+
+def _devices(text: str) -> int | list[int] | str:
+    """``4`` -> 4, ``0,2`` -> [0, 2], ``auto`` -> "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text) if "," not in text else [int(i) for i in text.split(",") if i]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a count, comma-separated GPU ids or auto, got {text!r}"
+        ) from None
 
 
 def _data_parser(sub) -> None:
@@ -161,6 +188,10 @@ def _train_overrides(args: argparse.Namespace) -> dict:
         "train.lr": args.lr,
         "model.weights_file": args.weights,
         "out": args.out,
+        "train.accelerator": args.accelerator,
+        "train.devices": args.devices,
+        "train.num_nodes": args.num_nodes,
+        "train.strategy": args.strategy,
     }
     overrides = {k: v for k, v in mapping.items() if v is not None}
     if args.no_pretrained:

@@ -23,6 +23,8 @@ def run_train(config_path: str | None, overrides: dict, sets: list[str], resume:
         print(f"data folder {data_dir} not found: downloading the Intel dataset with kagglehub")
         download_intel(data_dir)
     result = train(cfg, resume=resume)
+    if not result.is_global_zero:  # the first process of a multi-process run reports
+        return 0
     best = result.best
     print(
         f"\nbest epoch {result.best_epoch}: val top-1 {best.get('val_acc', float('nan')):.4f}, "

@@ -107,9 +107,34 @@ class TrainConfig(_Section):
         "CPU; 16-mixed needs CUDA",
     )
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | list[int] | Literal["auto"] = Field(
+        1,
+        description="devices (processes) per node: a count, a list of GPU ids, or auto (all "
+        "GPUs, or what torchrun/SLURM started)",
+    )
+    num_nodes: int = Field(1, ge=1, le=4096, description="machines taking part in the run")
+    strategy: str = Field(
+        "auto",
+        description="auto (DDP when there is more than one process) or a Lightning strategy "
+        "name, e.g. ddp, ddp_spawn, fsdp",
+    )
+    accumulate_grad_batches: int = Field(
+        1, ge=1, le=4096, description="batches per optimizer step (a larger effective batch)"
+    )
     deterministic: bool = False
     grad_clip: float | None = Field(None, gt=0.0)
     progress_bar: bool = True
+
+    @model_validator(mode="after")
+    def _devices_valid(self) -> TrainConfig:
+        devices = self.devices
+        if isinstance(devices, int) and devices < 1:
+            raise ValueError("devices must be at least 1, a list of GPU ids, or auto")
+        if isinstance(devices, list) and (
+            not devices or len(set(devices)) != len(devices) or min(devices) < 0
+        ):
+            raise ValueError("devices must list distinct GPU ids >= 0, e.g. [0, 1]")
+        return self
 
 
 class Config(_Section):

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -49,23 +50,50 @@ class DecodedDataset(Dataset):
 
 
 class EpochShuffleSampler(Sampler):
-    """Random order seeded by (seed, epoch); Lightning calls ``set_epoch`` every epoch."""
+    """This process's share of a random order seeded by (seed, epoch); Lightning calls
+    ``set_epoch`` every epoch.
 
-    def __init__(self, n: int, seed: int):
+    With several processes (DDP) each takes every ``world_size``-th index of the same
+    permutation, so the shards are disjoint, and all get the same count (the permutation's
+    last ``n % world_size`` indices sit out that epoch): DDP processes must run the same
+    number of steps. One process sees the whole permutation.
+    """
+
+    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1):
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
         self.n = n
         self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self.world_size
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        for index in torch.randperm(self.n, generator=generator).tolist():
+        order = torch.randperm(self.n, generator=generator)[: len(self) * self.world_size]
+        for index in order[self.rank :: self.world_size].tolist():
             yield index, self.epoch
+
+
+class ShardSampler(Sampler):
+    """Every ``world_size``-th index from ``rank``, in order, nothing repeated or padded:
+    validation metrics summed over the processes count each image exactly once (a
+    DistributedSampler pads the last shard with repeats, which would count some twice)."""
+
+    def __init__(self, n: int, rank: int = 0, world_size: int = 1):
+        self.indices = list(range(rank, n, world_size))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
 
 
 @dataclass
@@ -187,6 +215,20 @@ class _Subset:
         self.array = array
         self.indices = np.asarray(indices)
 
+    def __getstate__(self) -> dict:
+        # A memory map travels to another process (ddp_spawn, DataLoader workers started
+        # with spawn) as its file name, not as a copy of every pixel.
+        state = dict(self.__dict__)
+        if isinstance(self.array, np.memmap) and self.array.filename:
+            state["array"] = (str(self.array.filename), len(self.array))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["array"], tuple):
+            filename, rows = state["array"]
+            state["array"] = np.load(filename, mmap_mode="r")[:rows]
+        self.__dict__.update(state)
+
     def __len__(self) -> int:
         return len(self.indices)
 
@@ -194,7 +236,10 @@ class _Subset:
         return self.array[self.indices[i]]
 
 
-def make_loaders(data: PreparedData, cfg: Config) -> tuple[DataLoader, DataLoader]:
+def make_loaders(
+    data: PreparedData, cfg: Config, rank: int = 0, world_size: int = 1
+) -> tuple[DataLoader, DataLoader]:
+    """This process's training and validation loaders (``rank`` of ``world_size``)."""
     workers = resolve_workers(cfg.data.num_workers)
     common = dict(
         batch_size=cfg.data.batch_size,
@@ -202,13 +247,33 @@ def make_loaders(data: PreparedData, cfg: Config) -> tuple[DataLoader, DataLoade
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers > 0,
     )
+    sampler = EpochShuffleSampler(len(data.train), cfg.seed, rank, world_size)
     # A last batch of one image breaks BatchNorm (one value per channel); drop only that case.
-    lone_last = len(data.train) % cfg.data.batch_size == 1 and len(data.train) > 1
-    train = DataLoader(
-        data.train,
-        sampler=EpochShuffleSampler(len(data.train), cfg.seed),
-        drop_last=lone_last,
-        **common,
-    )
-    val = DataLoader(data.val, shuffle=False, **common)
+    lone_last = len(sampler) % cfg.data.batch_size == 1 and len(sampler) > 1
+    train = DataLoader(data.train, sampler=sampler, drop_last=lone_last, **common)
+    val = DataLoader(data.val, sampler=ShardSampler(len(data.val), rank, world_size), **common)
     return train, val
+
+
+class SceneDataModule(L.LightningDataModule):
+    """Hands Lightning the loaders of this process: they are made when Lightning asks, once
+    the processes exist and each knows its rank."""
+
+    def __init__(self, data: PreparedData, cfg: Config):
+        super().__init__()
+        self.data = data
+        self.cfg = cfg
+        self._loaders: tuple[DataLoader, DataLoader] | None = None
+
+    def _made(self) -> tuple[DataLoader, DataLoader]:
+        if self._loaders is None:
+            trainer = self.trainer
+            rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+            self._loaders = make_loaders(self.data, self.cfg, rank, world)
+        return self._loaders
+
+    def train_dataloader(self) -> DataLoader:
+        return self._made()[0]
+
+    def val_dataloader(self) -> DataLoader:
+        return self._made()[1]

@@ -37,11 +37,13 @@ HEADERS = [
 
 
 class EpochTable(L.Callback):
-    """Prints one table row per epoch and appends the same numbers to ``metrics.csv``."""
+    """Prints one table row per epoch and appends the same numbers to ``metrics.csv``, in
+    the first process only (the numbers are already reduced over all processes)."""
 
-    def __init__(self, csv_path: Path, printer=tqdm.write):
+    def __init__(self, csv_path: Path, printer=tqdm.write, preamble: str = ""):
         self.csv_path = Path(csv_path)
         self.printer = printer
+        self.preamble = preamble  # printed once above the header, e.g. the global batch
         self._started = 0.0
         self._lrs: list[float] = []
         self._header_printed = False
@@ -54,7 +56,7 @@ class EpochTable(L.Callback):
         self._lrs.append(trainer.optimizers[0].param_groups[-1]["lr"])
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or not pl_module.epoch_summary:
+        if trainer.sanity_checking or not pl_module.epoch_summary or not trainer.is_global_zero:
             return
         summary = pl_module.epoch_summary
         row = {
@@ -66,6 +68,8 @@ class EpochTable(L.Callback):
         }
         self._append_csv(row)
         if not self._header_printed:
+            if self.preamble:
+                self.printer(self.preamble)
             self.printer(" ".join(f"{h:>10}" for h in HEADERS))
             self._header_printed = True
         self.printer(
@@ -83,15 +87,19 @@ class EpochTable(L.Callback):
 
 
 class ReseedEachStep(L.Callback):
-    """Seed the global RNGs from (seed, epoch, batch) before every training step, so dropout
-    and the like do not depend on whether a run was interrupted and resumed (Lightning and the
-    DataLoader draw from the global RNG at different moments in a resumed run)."""
+    """Seed the global RNGs from (seed, epoch, batch, rank) before every training step, so
+    dropout and the like do not depend on whether a run was interrupted and resumed (Lightning
+    and the DataLoader draw from the global RNG at different moments in a resumed run), and
+    DDP processes do not draw the same dropout masks for their different images."""
 
     def __init__(self, seed: int):
         self.seed = seed
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
-        step_seed = hash((self.seed, trainer.current_epoch, batch_idx)) % (2**31)
+        key = (self.seed, trainer.current_epoch, batch_idx)
+        if trainer.world_size > 1:  # one process keeps the seeds it always had
+            key += (trainer.global_rank,)
+        step_seed = hash(key) % (2**31)
         random.seed(step_seed)
         np.random.seed(step_seed)
         torch.manual_seed(step_seed)

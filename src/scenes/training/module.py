@@ -115,6 +115,15 @@ class SceneClassifier(L.LightningModule):
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss_fn, self.val_loss, self.val_metrics)
 
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.world_size > 1:
+            # Each DDP process updated its BatchNorm statistics with its own last batch, so
+            # the processes hold slightly different buffers. Validate the first process's
+            # model everywhere: it is the one the checkpoints and the bundle hold, so the
+            # validation metrics equal what `scenes evaluate` computes from the bundle.
+            for buffer in self.model.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+
     def on_validation_epoch_end(self) -> None:
         # Validation runs at the end of each training epoch, so both splits are complete here.
         summary = {"val_loss": self.val_loss.compute()}
@@ -176,6 +185,7 @@ class SceneClassifier(L.LightningModule):
             "weights": self.built.weights,
             "backbone_frozen": self.backbone_frozen,
             "backend_config": self.built.backend_config,
+            "world_size": self.trainer.world_size,
         }
         if self.plateau is not None:
             checkpoint["scenes_plateau"] = self.plateau.state_dict()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,14 +16,14 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from ..config import Config
-from ..data.loaders import PreparedData, make_loaders, prepare_data, training_files
-from ..errors import RunDirError
+from ..data.loaders import PreparedData, SceneDataModule, prepare_data, training_files
+from ..errors import ConfigError, RunDirError
 from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
 from ..rundir import SplitRow, read_split, write_split
 from .callbacks import EpochTable, ReseedEachStep
-from .hardware import resolve_hardware
+from .hardware import Hardware, process_rank, resolve_hardware
 from .module import SceneClassifier
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,11 @@ class TrainResult:
     best: dict[str, float]  # metrics of the best epoch (validation split)
     epochs_run: int
     wall_time_s: float
+    is_global_zero: bool = True  # False in the other processes of a multi-process run
+    hardware: Hardware | None = None
+
+
+RUN_DIR_ENV = "SCENES_RUN_DIR"
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -107,38 +113,126 @@ def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None)
     return built
 
 
+def agree_run_dir(cfg: Config, rank: int, world_size: int) -> Path:
+    """The one run directory every process of a run writes to or reads from.
+
+    Named by ``--out``; else by the default time-stamped name, which a single process, or the
+    first process before Lightning starts the others, picks and hands down (SCENES_RUN_DIR).
+    Processes started by torchrun or SLURM all start at once and could disagree on a time
+    stamp, so they use the launcher's job id, or need ``--out``.
+    """
+    if cfg.out:
+        return Path(cfg.out)
+    if os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    launched = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
+    if world_size > 1 and launched and launched != "none":
+        name = cfg.model.name.replace(":", "-").replace("/", "-")
+        return Path("runs") / f"{name}-job{launched}"
+    if world_size > 1 and rank != 0:
+        raise RunDirError(
+            "the processes of this run cannot agree on a run directory: pass --out RUN_DIR"
+        )
+    return default_run_dir(cfg)
+
+
 def train(
     cfg: Config,
     resume: str | Path | None = None,
     extra_callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
-    """Train as ``cfg`` says; with ``resume``, continue that run exactly where it stopped."""
+    """Train as ``cfg`` says; with ``resume``, continue that run exactly where it stopped.
+
+    With several processes (``train.devices``/``num_nodes``) every process runs this; the
+    first one alone writes the run directory's files and the model bundle.
+    """
     started = time.perf_counter()
     hardware = resolve_hardware(cfg.train)  # refuse an impossible setup before any work
+    rank = process_rank(hardware.devices_per_node)
     resume_meta = None
     if resume is not None:
         resume = Path(resume)
         if not resume.is_file():
             raise FileNotFoundError(f"checkpoint to resume not found: {resume}")
         resume_meta = _checkpoint_meta(resume)
+        check_same_world_size(resume_meta, hardware)
         run_dir = Path(cfg.out) if cfg.out else resume.resolve().parent.parent
     else:
-        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg)
+        run_dir = agree_run_dir(cfg, rank, hardware.world_size)
         if (run_dir / "metrics.csv").exists() or (run_dir / "checkpoints").exists():
             raise RunDirError(
                 f"{run_dir} already holds a run; choose another --out, or continue it with "
                 f"--resume {run_dir / 'checkpoints' / 'last.ckpt'}"
             )
+    # Processes Lightning starts for the other devices inherit this: same directory.
+    os.environ[RUN_DIR_ENV] = str(run_dir)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     layout, files = training_files(cfg)
     built = build_for_run(cfg, files.class_names, resume_meta)
     # A resumed run trains and validates on the images it started with, listed in split.csv.
     saved_split = read_split(resume.resolve().parent.parent) if resume is not None else None
+    first = rank == 0
     data = prepare_data(
-        cfg, layout, files, built.interpolation, cfg.train.progress_bar, saved_split
+        cfg, layout, files, built.interpolation, cfg.train.progress_bar and first, saved_split
+    )
+    if first:
+        write_run_files(run_dir, cfg, data, resume_meta)
+
+    module = SceneClassifier(built, cfg, data.class_names)
+    trainer, (best_checkpoint, last_checkpoint) = make_trainer(
+        cfg, hardware, run_dir, extra_callbacks
+    )
+    with warnings.catch_warnings():
+        # We choose workers on purpose (0 on CPU: the decoded cache makes loading cheap),
+        # and a frozen backbone keeps its BatchNorm layers in eval mode on purpose.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")
+        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+        trainer.fit(
+            module, datamodule=SceneDataModule(data, cfg), ckpt_path=str(resume) if resume else None
+        )
+
+    best_path = Path(best_checkpoint.best_model_path or last_checkpoint.best_model_path)
+    best_epoch, best = -1, {}
+    if trainer.is_global_zero:  # checkpoints and metrics.csv are the first process's files
+        best_state = torch.load(best_path, map_location="cpu", weights_only=False)
+        best_epoch = int(best_state["epoch"]) + 1
+        best = _row_for_epoch(run_dir / "metrics.csv", best_epoch)
+        module.load_state_dict(best_state["state_dict"])
+        save_bundle(module.model, bundle_meta(built, cfg, data.class_names), run_dir / "model")
+        write_curve_figures(run_dir / "figures", run_dir / "metrics.csv")
+    # The other processes wait here, so none returns before the bundle exists.
+    trainer.strategy.barrier("scenes-bundle-written")
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best_path,
+        best_epoch=best_epoch,
+        best=best,
+        epochs_run=trainer.current_epoch,
+        wall_time_s=time.perf_counter() - started,
+        is_global_zero=trainer.is_global_zero,
+        hardware=hardware,
     )
 
+
+def check_same_world_size(resume_meta: dict, hardware: Hardware) -> None:
+    """Exact resume needs the same process count: each process's shard of the data depends on
+    it. A different count is refused rather than resumed inexactly."""
+    saved = resume_meta.get("world_size", 1)
+    if saved != hardware.world_size:
+        raise ConfigError(
+            f"the checkpoint was trained by {saved} process(es) (train.devices x "
+            f"train.num_nodes) and this resume would run {hardware.world_size}: resume with the "
+            "same devices and nodes (each process's share of the data depends on the count)"
+        )
+
+
+def write_run_files(
+    run_dir: Path, cfg: Config, data: PreparedData, resume_meta: dict | None
+) -> None:
+    """What the first process writes before training: config, split, data figures."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "figures").mkdir(exist_ok=True)
     (run_dir / "config.yaml").write_text(cfg.to_yaml())
@@ -147,8 +241,11 @@ def train(
     if resume_meta is not None:
         _trim_metrics(run_dir / "metrics.csv", resume_meta["epoch"] + 1)
 
-    module = SceneClassifier(built, cfg, data.class_names)
-    train_loader, val_loader = make_loaders(data, cfg)
+
+def make_trainer(
+    cfg: Config, hardware: Hardware, run_dir: Path, extra_callbacks: list[L.Callback] | None
+) -> tuple[L.Trainer, tuple[ModelCheckpoint, ModelCheckpoint]]:
+    """The Trainer, and its (best, last) checkpoint callbacks."""
     tc = cfg.train
     mode = "min" if tc.monitor == "val_loss" else "max"
     checkpoints = ModelCheckpoint(
@@ -168,9 +265,14 @@ def train(
         save_top_k=1,
         enable_version_counter=False,
     )
+    global_batch = cfg.data.batch_size * hardware.world_size * tc.accumulate_grad_batches
+    preamble = (
+        f"global batch {global_batch} = {cfg.data.batch_size} per device x "
+        f"{hardware.world_size} process(es) x {tc.accumulate_grad_batches} accumulated"
+    )
     callbacks = [
         ReseedEachStep(cfg.seed),
-        EpochTable(run_dir / "metrics.csv"),
+        EpochTable(run_dir / "metrics.csv", preamble=preamble),
         checkpoints,
         last_checkpoint,
         EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
@@ -180,8 +282,14 @@ def train(
     trainer = L.Trainer(
         max_epochs=tc.epochs,
         accelerator=hardware.accelerator,
-        devices=1,
+        devices=hardware.devices,
+        num_nodes=hardware.num_nodes,
+        strategy=hardware.strategy,
         precision=hardware.precision,
+        accumulate_grad_batches=tc.accumulate_grad_batches,
+        # Our samplers shard the data themselves: Lightning's DistributedSampler would pad
+        # the validation shards with repeated images and count them twice.
+        use_distributed_sampler=False,
         deterministic=tc.deterministic,
         gradient_clip_val=tc.grad_clip,
         callbacks=callbacks,
@@ -190,23 +298,16 @@ def train(
         num_sanity_val_steps=0,
         enable_progress_bar=tc.progress_bar,
         enable_model_summary=False,
-        log_every_n_steps=max(1, min(10, len(train_loader))),
+        log_every_n_steps=10,
     )
-    with warnings.catch_warnings():
-        # We choose workers on purpose (0 on CPU: the decoded cache makes loading cheap),
-        # and a frozen backbone keeps its BatchNorm layers in eval mode on purpose.
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
-        trainer.fit(module, train_loader, val_loader, ckpt_path=str(resume) if resume else None)
+    return trainer, (checkpoints, last_checkpoint)
 
-    best_path = Path(checkpoints.best_model_path or last_checkpoint.best_model_path)
-    best_state = torch.load(best_path, map_location="cpu", weights_only=False)
-    module.load_state_dict(best_state["state_dict"])
-    meta = BundleMeta(
+
+def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> BundleMeta:
+    return BundleMeta(
         backend=built.backend,
         architecture=built.architecture,
-        class_names=data.class_names,
+        class_names=class_names,
         image_size=cfg.data.image_size,
         mean=list(built.mean),
         std=list(built.std),
@@ -214,18 +315,6 @@ def train(
         head=built.head,
         channels_last=cfg.model.channels_last,
         backend_config=built.backend_config,
-    )
-    save_bundle(module.model, meta, run_dir / "model")
-    write_curve_figures(run_dir / "figures", run_dir / "metrics.csv")
-    best_epoch = int(best_state["epoch"]) + 1
-    best = _row_for_epoch(run_dir / "metrics.csv", best_epoch)
-    return TrainResult(
-        run_dir=run_dir,
-        best_checkpoint=best_path,
-        best_epoch=best_epoch,
-        best=best,
-        epochs_run=trainer.current_epoch,
-        wall_time_s=time.perf_counter() - started,
     )
 
 
