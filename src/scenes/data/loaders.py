@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import Config
 from .cache import decode_images
 from .discover import DataError, LabelledFiles, Layout, find_layout, list_labelled_files
+from .exclude import apply_exclusion
 from .split import split_train_val
 from .transforms import train_transform
 
@@ -77,6 +78,7 @@ class PreparedData:
     val_paths: list[Path]
     layout_name: str
     skipped: dict[str, str] = field(default_factory=dict)
+    excluded: list[tuple[Path, int]] = field(default_factory=list)  # (path, label), data.exclude
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         counts = {}
@@ -107,7 +109,7 @@ def prepare_data(
     interpolation: str = "bilinear",
     progress: bool = True,
 ) -> PreparedData:
-    """Decode (cached), drop unreadable files, split train/val."""
+    """Decode (cached), drop unreadable files, split train/val, drop ``data.exclude``'s files."""
     decoded = decode_images(
         files.paths, cfg.data.image_size, cfg.resolved_cache_dir(), interpolation, progress=progress
     )
@@ -122,6 +124,11 @@ def prepare_data(
     train_idx, val_idx = split_train_val(
         labels, cfg.data.val_fraction, cfg.seed, groups=decoded.digests
     )
+    excluded_idx = np.empty(0, dtype=np.int64)
+    if cfg.data.exclude:
+        train_idx, val_idx, excluded_idx = apply_exclusion(
+            cfg.data.exclude, layout.train_dir, paths, labels, files.class_names, train_idx, val_idx
+        )
     augment = train_transform(cfg.augment.preset, cfg.augment.p)
     # Index the memory map lazily through a view: no copy of the pixel array is made.
     train_ds = DecodedDataset(
@@ -136,6 +143,7 @@ def prepare_data(
         val_paths=[paths[i] for i in val_idx],
         layout_name=layout.name,
         skipped=decoded.failed,
+        excluded=[(paths[i], int(labels[i])) for i in excluded_idx],
     )
 
 

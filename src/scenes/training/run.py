@@ -84,6 +84,8 @@ def _write_split(run_dir: Path, data: PreparedData) -> None:
         ):
             for path, label in zip(paths, ds.labels):
                 writer.writerow([str(path), data.class_names[label], split])
+        for path, label in data.excluded:
+            writer.writerow([str(path), data.class_names[label], "excluded"])
 
 
 def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None) -> BuiltModel:
