@@ -86,6 +86,8 @@ def test_feature_cache_is_keyed_by_content_and_weights(trained_run, tmp_path, mo
     first = image_features(files.paths, backbone, cache, progress=False)
     assert first.computed == len(files.paths) and first.features.shape[0] == len(files.paths)
     assert first.features.ndim == 2 and np.isfinite(first.features).all()
+    # The first call decoded through the decoded-image cache (training at this size reads it).
+    assert len(list(cache.glob("*.npy"))) == 1
 
     # The same weights again: read from the cache, equal to what the backbone gives.
     calls = []
@@ -96,6 +98,9 @@ def test_feature_cache_is_keyed_by_content_and_weights(trained_run, tmp_path, mo
     second = image_features(files.paths, run_backbone(trained_run), cache, progress=False)
     assert second.computed == 0 and not calls
     np.testing.assert_array_equal(second.features, first.features)
+    subset = image_features(files.paths[::2], run_backbone(trained_run), cache, progress=False)
+    assert subset.computed == 0 and not calls and len(list(cache.glob("*.npy"))) == 1
+    np.testing.assert_array_equal(subset.features, first.features[::2])
 
     # Other weights are another backbone: nothing reused.
     changed = run_backbone(trained_run)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import decode_images
+from .cache import decode_images, warn_failed
 from .transforms import normalize_batch
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,22 @@ class ImageFeatures:
     kept: np.ndarray
     failed: dict[str, str]
     digests: list[str]  # content SHA-1 of each kept file (equal bytes, equal digest)
-    pixels: np.ndarray  # (N, size, size, 3) uint8, as the backbone saw them
     computed: int  # how many distinct images went through the backbone in this call
+
+
+def content_digests(paths: list[Path]) -> tuple[list[str | None], dict[str, str]]:
+    """SHA-1 of each file's bytes (the decoded-image cache's digest; None when unreadable)."""
+
+    def digest(path: Path) -> str | None:
+        try:
+            return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+        except OSError:
+            return None
+
+    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(digest, paths))
+    failed = {str(p): "OSError: cannot read the file" for p, d in zip(paths, digests) if d is None}
+    return digests, failed
 
 
 class FeatureStore:
@@ -196,35 +211,48 @@ def image_features(
 ) -> ImageFeatures:
     """Features of ``paths`` (unreadable files skipped, with one warning naming them).
 
-    Images are decoded through the decoded-image cache; only contents whose features are not
-    in the feature cache of this backbone go through the network.
+    Files are hashed first; only contents whose features this backbone has not cached yet are
+    decoded and go through the network. The first call on a folder decodes all of it through
+    the decoded-image cache (the one training at the same size reads); later calls decode only
+    new contents, without writing another pixel cache for every variant of a file list.
     """
-    decoded = decode_images(
-        paths, backbone.image_size, cache_dir, backbone.interpolation, progress=progress
-    )
+    digests, failed = content_digests(paths)
+    warn_failed(failed)
     store = FeatureStore(
         Path(cache_dir) / FEATURES_DIR / f"{backbone.identity()}.npz" if cache_dir else None
     )
     known = store.load()
-    todo: dict[str, int] = {}  # digest -> first row with that content
-    for row, digest in enumerate(decoded.digests):
-        if digest not in known and digest not in todo:
-            todo[digest] = row
-    if todo:
-        rows = np.fromiter(todo.values(), dtype=np.int64, count=len(todo))  # ascending
-        fresh = embed(backbone, decoded.pixels, rows, batch_size, progress)
-        known.update(zip(todo, fresh))
+    missing = {d for d in digests if d is not None and d not in known}
+    computed = 0
+    if missing:
+        first = not any(d in known for d in digests if d is not None)
+        to_decode = list(paths) if first else [p for p, d in zip(paths, digests) if d in missing]
+        decoded = decode_images(
+            to_decode,
+            backbone.image_size,
+            cache_dir if first else None,
+            backbone.interpolation,
+            progress=progress,
+        )
+        failed.update(decoded.failed)
+        rows: dict[str, int] = {}  # digest -> first decoded row with that content
+        for row, digest in enumerate(decoded.digests):
+            if digest not in known:
+                rows.setdefault(digest, row)
+        fresh = embed(
+            backbone, decoded.pixels, np.fromiter(rows.values(), np.int64), batch_size, progress
+        )
+        known.update(zip(rows, fresh))
         store.save(known)
-        log.info("computed features of %d images (%s)", len(todo), backbone.description)
-    if decoded.digests:
-        features = np.stack([known[d] for d in decoded.digests]).astype(np.float32, copy=False)
-    else:
-        features = np.empty((0, 0), dtype=np.float32)
+        computed = len(rows)
+        log.info("computed features of %d images (%s)", computed, backbone.description)
+    kept = [i for i, d in enumerate(digests) if d in known]
+    dim = next(iter(known.values())).shape[0] if known else 0
+    features = np.stack([known[digests[i]] for i in kept]) if kept else np.empty((0, dim))
     return ImageFeatures(
-        features=features,
-        kept=decoded.kept,
-        failed=decoded.failed,
-        digests=list(decoded.digests),
-        pixels=decoded.pixels,
-        computed=len(todo),
+        features=features.astype(np.float32, copy=False),
+        kept=np.asarray(kept, dtype=np.int64),
+        failed=failed,
+        digests=[digests[i] for i in kept],
+        computed=computed,
     )

@@ -49,8 +49,9 @@ class LabelIssues:
     method: str
     folds: int
     backbone: str
-    pixels: np.ndarray  # the images as the backbone saw them (for the figure)
     skipped: dict[str, str]
+    image_size: int = 150  # the backbone's input size and resampling (for the figure)
+    interpolation: str = "bilinear"
 
     @property
     def suggested(self) -> np.ndarray:
@@ -175,8 +176,9 @@ def find_issues(
         method=method,
         folds=folds,
         backbone=backbone.description,
-        pixels=feats.pixels,
         skipped=feats.failed,
+        image_size=backbone.image_size,
+        interpolation=backbone.interpolation,
     )
 
 
@@ -221,6 +223,7 @@ def write_quality_csv(issues: LabelIssues, path: Path) -> Path:
 
 def write_grid(issues: LabelIssues, indices: np.ndarray, path: Path) -> Path:
     from ..figures import plot_image_grid
+    from .images import load_image
 
     shown = np.asarray(indices)[: GRID_COLUMNS**2]
     names, suggested = issues.class_names, issues.suggested
@@ -233,7 +236,11 @@ def write_grid(issues: LabelIssues, indices: np.ndarray, path: Path) -> Path:
         else "No label issues found"
     )
     return plot_image_grid(
-        [issues.pixels[i] for i in shown], captions, path, title=title, columns=GRID_COLUMNS
+        [load_image(issues.paths[i], issues.image_size, issues.interpolation) for i in shown],
+        captions,
+        path,
+        title=title,
+        columns=GRID_COLUMNS,
     )
 
 
