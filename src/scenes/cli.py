@@ -65,7 +65,7 @@ def _devices(text: str) -> int | list[int] | str:
 
 
 def _data_parser(sub) -> None:
-    p = sub.add_parser("data", help="dataset tools: download, check, stats")
+    p = sub.add_parser("data", help="dataset tools: download, check, stats, issues")
     dsub = p.add_subparsers(dest="data_command", required=True)
     d = dsub.add_parser("download", help="download Intel Image Classification with kagglehub")
     d.add_argument(
@@ -75,6 +75,54 @@ def _data_parser(sub) -> None:
     c.add_argument("directory", metavar="DIR")
     s = dsub.add_parser("stats", help="image counts per split and class")
     s.add_argument("directory", metavar="DIR")
+    _data_issues_parser(dsub)
+
+
+def _data_issues_parser(dsub) -> None:
+    i = dsub.add_parser(
+        "issues",
+        help="rank likely label errors in the training images (cleanlab)",
+        description="Out-of-sample probabilities from a cross-validated linear head on frozen "
+        "backbone features, ranked by cleanlab: writes label_issues.csv (usable as "
+        "data.exclude), label_quality.csv, label_issues.png and summary.md.",
+    )
+    i.add_argument("directory", metavar="DIR", help="dataset folder (its training images)")
+    backbone = i.add_mutually_exclusive_group()
+    backbone.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="use this run's fine-tuned backbone (default: the pretrained one; a run's own "
+        "training images are in-sample for it)",
+    )
+    backbone.add_argument(
+        "--model", metavar="NAME", help="pretrained backbone (default: model.name, mobilenet_v2)"
+    )
+    i.add_argument(
+        "--config", metavar="FILE", help="recipe whose model.*, data.image_size, seed to use"
+    )
+    i.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    i.add_argument("--top", type=int, default=100, help="suspects to list (default 100)")
+    i.add_argument(
+        "--method",
+        choices=["self_confidence", "normalized_margin", "confidence_weighted_entropy"],
+        default="self_confidence",
+        help="cleanlab ranking score (default: self_confidence, measured best)",
+    )
+    i.add_argument(
+        "--out",
+        metavar="DIR",
+        help="output folder (default: label_issues/<data-name>, or RUN_DIR/label_issues/"
+        "<data-name> with --run)",
+    )
+    i.add_argument("--batch-size", type=int, default=64, help="backbone batch size")
+    i.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set data.image_size=224 (repeatable)",
+    )
 
 
 def _evaluate_parser(sub) -> None:
@@ -221,6 +269,20 @@ def dispatch(args: argparse.Namespace) -> int:
     if a.command == "data":
         if a.data_command == "download":
             return _call(".commands:run_data_download", dest=a.dest)
+        if a.data_command == "issues":
+            return _call(
+                ".data.issues:run_issues",
+                directory=a.directory,
+                run=a.run,
+                config_path=a.config,
+                model=a.model,
+                sets=a.sets,
+                folds=a.folds,
+                top=a.top,
+                method=a.method,
+                out=a.out,
+                batch_size=a.batch_size,
+            )
         return _call(f".data.check:run_{a.data_command}", directory=a.directory)
     if a.command == "evaluate":
         return _call(

@@ -49,6 +49,11 @@ class DataConfig(_Section):
     cache_dir: str | None = Field(
         None, description="decoded-image cache; null means $SCENES_CACHE, else ~/.cache/scenes"
     )
+    exclude: str | None = Field(
+        None,
+        description="file listing training images to leave out of train and validation: a CSV "
+        "with a path column (e.g. label_issues.csv) or one path per line",
+    )
 
     @model_validator(mode="after")
     def _workers_not_negative(self) -> DataConfig:

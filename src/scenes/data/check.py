@@ -221,6 +221,10 @@ def format_report(report: CheckReport, max_sizes: int = 10) -> str:
         if report.clean
         else f"found {report.num_problems} problem(s): fix or remove the files listed above"
     )
+    lines.append(
+        f"next: `scenes data issues {root}` ranks the training images whose label looks wrong "
+        "(exact copies are only the visible part of label noise)"
+    )
     return "\n".join(lines)
 
 

@@ -21,6 +21,7 @@ from ..config import Config
 from ..rundir import SplitRow
 from .cache import decode_images
 from .discover import DataError, LabelledFiles, Layout, find_layout, list_labelled_files
+from .exclude import apply_exclusion
 from .split import split_train_val
 from .transforms import train_transform
 
@@ -107,6 +108,7 @@ class PreparedData:
     val_paths: list[Path]
     layout_name: str
     skipped: dict[str, str] = field(default_factory=dict)
+    excluded: list[tuple[Path, int]] = field(default_factory=list)  # (path, label), data.exclude
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         counts = {}
@@ -138,8 +140,8 @@ def prepare_data(
     progress: bool = True,
     saved_split: list[SplitRow] | None = None,
 ) -> PreparedData:
-    """Decode (cached), drop unreadable files, split train/val. ``saved_split`` (a resumed
-    run's split.csv) is reused as it is instead of splitting again."""
+    """Decode (cached), drop unreadable files, split train/val, drop ``data.exclude``'s files.
+    ``saved_split`` (a resumed run's split.csv) is reused as it is instead of splitting again."""
     decoded = decode_images(
         files.paths, cfg.data.image_size, cfg.resolved_cache_dir(), interpolation, progress=progress
     )
@@ -151,12 +153,25 @@ def prepare_data(
     if missing:
         names = ", ".join(files.class_names[i] for i in missing)
         raise DataError(f"every image of class(es) {names} in {layout.train_dir} is unreadable")
-    if saved_split is None:
+    if saved_split is not None:
+        train_idx, val_idx, excluded_idx = reuse_split(
+            saved_split, paths, labels, files.class_names
+        )
+    else:
         train_idx, val_idx = split_train_val(
             labels, cfg.data.val_fraction, cfg.data.split_seed, groups=decoded.digests
         )
-    else:
-        train_idx, val_idx = reuse_split(saved_split, paths, labels, files.class_names)
+        excluded_idx = np.empty(0, dtype=np.int64)
+        if cfg.data.exclude:
+            train_idx, val_idx, excluded_idx = apply_exclusion(
+                cfg.data.exclude,
+                layout.train_dir,
+                paths,
+                labels,
+                files.class_names,
+                train_idx,
+                val_idx,
+            )
     augment = train_transform(cfg.augment.preset, cfg.augment.p)
     # Index the memory map lazily through a view: no copy of the pixel array is made.
     train_ds = DecodedDataset(
@@ -171,27 +186,32 @@ def prepare_data(
         val_paths=[paths[i] for i in val_idx],
         layout_name=layout.name,
         skipped=decoded.failed,
+        excluded=[(paths[i], int(labels[i])) for i in excluded_idx],
     )
 
 
 def reuse_split(
     saved: list[SplitRow], paths: list[Path], labels: np.ndarray, class_names: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) indices into ``paths`` as ``saved`` lists them. A resumed run must see the
-    images it started with: a listed image that is gone or relabelled is an error; an image
-    added since is left out (with a warning), as it was not part of the run."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, val, excluded) indices into ``paths`` as ``saved`` lists them. A resumed run
+    must see the images it started with: a listed image that is gone or relabelled is an
+    error; an image added since is left out (with a warning), as it was not part of the run."""
     index = {p.resolve(): i for i, p in enumerate(paths)}
-    train_idx, val_idx, gone, relabelled = [], [], [], []
+    sides: dict[str, list[int]] = {"train": [], "val": [], "excluded": []}
+    gone, relabelled = [], []
     for row in saved:
-        if row.split not in ("train", "val"):
+        if row.split not in sides:
             continue
         i = index.pop(row.path.resolve(), None)
-        if i is None:
+        if row.split == "excluded":  # left out on purpose: it may be gone or relabelled since
+            if i is not None:
+                sides["excluded"].append(i)
+        elif i is None:
             gone.append(row.path)
         elif class_names[labels[i]] != row.label:
             relabelled.append(row.path)
         else:
-            (train_idx if row.split == "train" else val_idx).append(i)
+            sides[row.split].append(i)
     if gone or relabelled:
         examples = ", ".join(str(p) for p in (gone + relabelled)[:3])
         raise DataError(
@@ -205,7 +225,8 @@ def reuse_split(
             "run leaves them out, as its split.csv does not list them",
             stacklevel=2,
         )
-    return np.sort(np.asarray(train_idx, np.int64)), np.sort(np.asarray(val_idx, np.int64))
+    train_idx, val_idx, excluded_idx = (np.sort(np.asarray(sides[k], np.int64)) for k in sides)
+    return train_idx, val_idx, excluded_idx
 
 
 class _Subset:

@@ -80,7 +80,7 @@ def _split_rows(data: PreparedData) -> list[SplitRow]:
             ("val", data.val_paths, data.val),
         )
         for path, label in zip(paths, ds.labels)
-    ]
+    ] + [SplitRow(path, data.class_names[label], "excluded") for path, label in data.excluded]
 
 
 def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None) -> BuiltModel:
