@@ -346,3 +346,37 @@ def test_validation_loss_is_plain_cross_entropy(data, tmp_path):
 def val_paths(run_dir):
     with (run_dir / "split.csv").open() as fh:
         return [Path(r["path"]) for r in csv.DictReader(fh) if r["split"] == "val"]
+
+
+def test_console_output_reads_cleanly(tmp_path):
+    """What a user sees: the data, weights and device found (a line each), the epoch table,
+    skipped files by path, a summary with the next commands; nothing twice, no library
+    chatter, no warning prefixed with a source file."""
+    import subprocess
+    import sys
+
+    data = make_folder(tmp_path / "data", ["cat_a", "cat_b", "cat_c"], 8)
+    (data / "cat_a" / "broken.jpg").write_text("not an image")
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-pretrained"]
+    argv += ["--epochs", "2", "--image-size", "32", "--batch-size", "8"]
+    argv += ["--set", "train.progress_bar=false", "--set", "data.val_fraction=0.25"]
+    done = subprocess.run(
+        [sys.executable, "-m", "scenes", *argv], capture_output=True, text=True, check=True
+    )
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
+    assert len(lines) == len(set(lines)), [x for x in lines if lines.count(x) > 1]
+    text = "\n".join(lines)
+    for expected in (
+        f"data: {data.resolve()} (bare layout): 25 images, 3 classes",
+        "weights: none: random initialisation (--no-pretrained)",
+        "device: cpu, precision 32-true",
+        "global batch 8 = 8 per device x 1 process(es) x 1 accumulated",
+        f"warning: skipped 1 unreadable image file(s):\n  {data / 'cat_a' / 'broken.jpg'}: ",
+        "best epoch",
+        f"scenes evaluate --run {tmp_path / 'run'} --split val",
+        f"scenes app --run {tmp_path / 'run'}",
+    ):
+        assert expected in text, expected
+    assert sum("train loss" in line for line in lines) == 1
+    for noise in ("INFO", "Tip", "litlogger", "UserWarning", ".py:", "BytesIO", "LeafSpec"):
+        assert noise not in text, noise

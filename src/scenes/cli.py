@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 
@@ -328,15 +327,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    if not args.verbose:
-        # Lightning's banners (GPU available..., tips) are noise for a CLI user.
-        for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    from . import console
     from .errors import USER_ERRORS
+
+    console.setup(args.verbose)
 
     try:
         return dispatch(args)

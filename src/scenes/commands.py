@@ -26,11 +26,16 @@ def run_train(config_path: str | None, overrides: dict, sets: list[str], resume:
     if not result.is_global_zero:  # the first process of a multi-process run reports
         return 0
     best = result.best
+    run_dir = result.run_dir
     print(
-        f"\nbest epoch {result.best_epoch}: val top-1 {best.get('val_acc', float('nan')):.4f}, "
-        f"macro F1 {best.get('val_f1', float('nan')):.4f}, val loss "
-        f"{best.get('val_loss', float('nan')):.4f}  ({result.wall_time_s:.0f}s)\n"
-        f"run directory: {result.run_dir}  (model bundle: {result.run_dir / 'model'})"
+        f"\nbest epoch {result.best_epoch} of {result.epochs_run}: val top-1 "
+        f"{best.get('val_acc', float('nan')):.4f}, macro F1 {best.get('val_f1', float('nan')):.4f}, "
+        f"val loss {best.get('val_loss', float('nan')):.4f}  ({result.wall_time_s / 60:.1f} min)\n"
+        f"run directory: {run_dir}  (model bundle: {run_dir / 'model'})\n"
+        "next:\n"
+        f"  scenes evaluate --run {run_dir} --split val   # or --data TEST_DIR\n"
+        f"  scenes app --run {run_dir}\n"
+        f"  scenes report {run_dir}"
     )
     return 0
 

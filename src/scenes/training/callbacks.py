@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from tqdm.auto import tqdm
 
 COLUMNS = [
@@ -48,6 +49,10 @@ class EpochTable(L.Callback):
         self._lrs: list[float] = []
         self._header_printed = False
 
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self.preamble and trainer.is_global_zero:
+            self.printer(self.preamble)
+
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._started = time.perf_counter()
         self._lrs: list[float] = []
@@ -68,8 +73,6 @@ class EpochTable(L.Callback):
         }
         self._append_csv(row)
         if not self._header_printed:
-            if self.preamble:
-                self.printer(self.preamble)
             self.printer(" ".join(f"{h:>10}" for h in HEADERS))
             self._header_printed = True
         self.printer(
@@ -84,6 +87,28 @@ class EpochTable(L.Callback):
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+
+class EpochProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar (rate and ETA), numbered like the epoch table (from 1), without
+    the logger's version number."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        super().on_train_epoch_start(trainer, pl_module)
+        self.train_progress_bar.set_description(
+            f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}"
+        )
+
+    def init_validation_tqdm(self):
+        # Validation takes seconds; its bar would only push the epoch table around.
+        bar = super().init_validation_tqdm()
+        bar.disable = True
+        return bar
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 class ReseedEachStep(L.Callback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from .. import console
 from ..config import Config
 from ..data.loaders import PreparedData, SceneDataModule, prepare_data, training_files
 from ..errors import ConfigError, RunDirError
@@ -22,7 +24,7 @@ from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
 from ..rundir import SplitRow, read_split, write_split
-from .callbacks import EpochTable, ReseedEachStep
+from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep
 from .hardware import Hardware, process_rank, resolve_hardware
 from .module import SceneClassifier
 
@@ -147,8 +149,10 @@ def train(
     first one alone writes the run directory's files and the model bundle.
     """
     started = time.perf_counter()
+    console.quiet_lightning()
     hardware = resolve_hardware(cfg.train)  # refuse an impossible setup before any work
     rank = process_rank(hardware.devices_per_node)
+    first = rank == 0
     resume_meta = None
     if resume is not None:
         resume = Path(resume)
@@ -170,9 +174,18 @@ def train(
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     layout, files = training_files(cfg)
     built = build_for_run(cfg, files.class_names, resume_meta)
+    if first:
+        log.info(
+            "data: %s (%s layout): %d images, %d classes",
+            layout.train_dir.resolve(),
+            layout.name,
+            len(files.paths),
+            len(files.class_names),
+        )
+        log.info("weights: %s", describe_weights(built, resume))
+        log.info("device: %s", hardware.describe())
     # A resumed run trains and validates on the images it started with, listed in split.csv.
     saved_split = read_split(resume.resolve().parent.parent) if resume is not None else None
-    first = rank == 0
     data = prepare_data(
         cfg, layout, files, built.interpolation, cfg.train.progress_bar and first, saved_split
     )
@@ -188,8 +201,8 @@ def train(
         # and a frozen backbone keeps its BatchNorm layers in eval mode on purpose.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*")  # Lightning's own deprecation
         trainer.fit(
             module, datamodule=SceneDataModule(data, cfg), ckpt_path=str(resume) if resume else None
         )
@@ -215,6 +228,12 @@ def train(
         is_global_zero=trainer.is_global_zero,
         hardware=hardware,
     )
+
+
+def describe_weights(built: BuiltModel, resume: Path | None) -> str:
+    if resume is not None:
+        return f"from the checkpoint {resume}"
+    return built.weights or "none: random initialisation (--no-pretrained)"
 
 
 def check_same_world_size(resume_meta: dict, hardware: Hardware) -> None:
@@ -271,6 +290,12 @@ def make_trainer(
         f"{hardware.world_size} process(es) x {tc.accumulate_grad_batches} accumulated"
     )
     callbacks = [
+        # In a log file (no terminal) a bar redrawn every batch would fill it with lines.
+        *(
+            [EpochProgressBar(refresh_rate=1 if sys.stdout.isatty() else 100)]
+            if tc.progress_bar
+            else []
+        ),
         ReseedEachStep(cfg.seed),
         EpochTable(run_dir / "metrics.csv", preamble=preamble),
         checkpoints,
