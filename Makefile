@@ -18,7 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev,hf]"
 	touch $@
 
-train: install  ## fine-tune on data/intel (downloads it when missing); ARGS="--config ..." to pass flags
+# A local data bundle beside the checkout (as CI and these machines lay it out): used when
+# there is no data/intel and no SCENES_DATA. The package itself knows nothing of it.
+LOCAL_BUNDLE ?= ../shared
+
+train: install  ## fine-tune on data/intel (else a local bundle, else kagglehub); ARGS="--config ..." to pass flags
+	@if [ -z "$$SCENES_DATA" ] && [ ! -d data/intel ] && [ -d "$(LOCAL_BUNDLE)/data/intel" ]; then \
+		echo "no data/intel: using the local data bundle $(LOCAL_BUNDLE)/data/intel (weights: $(LOCAL_BUNDLE)/weights)"; \
+		export SCENES_DATA="$(LOCAL_BUNDLE)/data/intel" SCENES_WEIGHTS_DIR="$(LOCAL_BUNDLE)/weights"; \
+	fi; \
 	$(BIN)/scenes train $(ARGS)
 
 test: install  ## the whole test suite (minutes on 2 cores)

@@ -100,6 +100,19 @@ RESUME_CASES = {
         2,
         4,
     ),
+    # EMA of the weights (from the full phase on) and MixUp/CutMix batches
+    "fine_tune-ema-mixing": (
+        {
+            "train.epochs": 4,
+            "train.mode": "fine_tune",
+            "train.head_epochs": 1,
+            "train.ema_decay": 0.9,
+            "augment.mixup_alpha": 0.4,
+            "augment.cutmix_alpha": 1.0,
+        },
+        2,
+        4,
+    ),
     # a stop inside early stopping's patience window: the counter must survive the resume
     "early-stop-window": (
         {"train.epochs": 6, "train.lr": 1e-9, "train.monitor": "val_acc", "train.patience": 2},
@@ -380,3 +393,35 @@ def test_console_output_reads_cleanly(tmp_path):
     assert sum("train loss" in line for line in lines) == 1
     for noise in ("INFO", "Tip", "litlogger", "UserWarning", ".py:", "BytesIO", "LeafSpec"):
         assert noise not in text, noise
+
+
+def test_ema_weights_are_validated_and_bundled_from_the_full_phase_on(data, tmp_path):
+    cfg = tiny_train_config(
+        data,
+        tmp_path / "ema",
+        **{
+            "model.name": "resnet18",
+            "train.mode": "fine_tune",
+            "train.head_epochs": 1,
+            "train.epochs": 3,
+            "train.ema_decay": 0.9,
+            "train.monitor": "val_acc",
+        },
+    )
+    seen = {}
+
+    class Spy(L.Callback):
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            seen[trainer.current_epoch] = "current_model_state" in checkpoint
+
+    result = train(cfg, extra_callbacks=[Spy()])
+    assert seen == {0: False, 1: True, 2: True}  # averaging starts with the full phase
+    last = torch.load(
+        result.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
+    )
+    averaged, raw = last["state_dict"], last["current_model_state"]
+    key = "model.fc.weight"
+    assert not torch.allclose(averaged[key], raw[key])  # the average is not the last step
+    if result.best_epoch == 3:  # the bundle holds the averaged weights of its epoch
+        bundle, _ = load_bundle(result.run_dir)
+        assert torch.allclose(bundle.state_dict()["fc.weight"], averaged[key])

@@ -75,6 +75,12 @@ class ModelConfig(_Section):
 class AugmentConfig(_Section):
     preset: Literal["none", "classic", "trivialaugment"] = "classic"
     p: float = Field(0.25, ge=0.0, le=1.0, description="probability of each classic augmentation")
+    mixup_alpha: float = Field(
+        0.0, ge=0.0, description="MixUp of training batches (Beta(alpha, alpha)); 0: off"
+    )
+    cutmix_alpha: float = Field(
+        0.0, ge=0.0, description="CutMix of training batches; 0: off; both > 0: one per batch"
+    )
 
 
 class TrainConfig(_Section):
@@ -90,6 +96,13 @@ class TrainConfig(_Section):
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    ema_decay: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="exponential moving average of the weights (e.g. 0.998), from the full "
+        "phase on; validation, checkpoints and the bundle use the average; null: off",
+    )
     scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
     warmup_epochs: float = Field(1.0, ge=0.0, description="linear warmup (cosine only)")
     step_size: int = Field(3, ge=1, description="epochs between LR drops (step only)")

@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, TQDMProgressBar
 from tqdm.auto import tqdm
 
 COLUMNS = [
@@ -128,3 +128,42 @@ class ReseedEachStep(L.Callback):
         random.seed(step_seed)
         np.random.seed(step_seed)
         torch.manual_seed(step_seed)
+
+
+class WeightEMA(EMAWeightAveraging):
+    """An exponential moving average of the weights (Lightning's EMAWeightAveraging) that
+    starts at epoch ``start_epoch`` (in fine_tune mode: when the backbone is unfrozen, so the
+    average is not anchored to the head-only phase). Validation, checkpoints and hence the
+    model bundle use the averaged weights once averaging has started; before that, the
+    weights being trained, so the first epochs' numbers are real ones too."""
+
+    def __init__(self, decay: float, start_epoch: int = 0):
+        super().__init__(decay=decay, use_buffers=True)
+        self.start_epoch = start_epoch
+        self._trainer = None
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._trainer = trainer
+
+    def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
+        return step_idx is not None and self._trainer.current_epoch >= self.start_epoch
+
+    def started(self) -> bool:
+        return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        if self.started():
+            super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        if self.started():
+            super().on_validation_epoch_end(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if self.started():
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.started():
+            super().on_train_end(trainer, pl_module)

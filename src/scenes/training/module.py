@@ -26,6 +26,21 @@ def epoch_metrics(num_classes: int) -> MetricCollection:
     )
 
 
+def batch_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
+    """torchvision's MixUp and/or CutMix over a batch (one of them per batch when both are
+    on): images blended or patched together, labels as soft targets. None when both are off."""
+    from torchvision.transforms import v2
+
+    mixers = []
+    if mixup_alpha > 0:
+        mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
+    if cutmix_alpha > 0:
+        mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
+    if not mixers:
+        return None
+    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
+
+
 def weight_decay_groups(
     params: list[nn.Parameter], weight_decay: float, norm_weight_decay: float | None
 ) -> list[dict[str, Any]]:
@@ -55,6 +70,7 @@ class SceneClassifier(L.LightningModule):
         # Validation loss is plain cross-entropy: smoothing is a training device, and
         # `monitor: val_loss` should compare what the model predicts, not a smoothed target.
         self.val_loss_fn = nn.CrossEntropyLoss()
+        self.mix = batch_mixing(cfg.augment.mixup_alpha, cfg.augment.cutmix_alpha, n)
         self.train_metrics = epoch_metrics(n)
         self.val_metrics = epoch_metrics(n)
         self.train_loss = MeanMetric()
@@ -110,7 +126,16 @@ class SceneClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.loss_fn, self.train_loss, self.train_metrics)
+        if self.mix is None:
+            return self._step(batch, self.loss_fn, self.train_loss, self.train_metrics)
+        images, labels = batch
+        mixed, soft_targets = self.mix(images.float(), labels)
+        logits = self(mixed)
+        loss = self.loss_fn(logits, soft_targets)
+        self.train_loss.update(loss.detach(), weight=labels.numel())
+        # Training accuracy of mixed images is measured against their dominant label.
+        self.train_metrics.update(logits.detach(), soft_targets.argmax(dim=1))
+        return loss
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss_fn, self.val_loss, self.val_metrics)

@@ -24,7 +24,7 @@ from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
 from ..rundir import SplitRow, read_split, write_split
-from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep
+from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, WeightEMA
 from .hardware import Hardware, process_rank, resolve_hardware
 from .module import SceneClassifier
 
@@ -302,6 +302,7 @@ def make_trainer(
         last_checkpoint,
         EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
         LearningRateMonitor(logging_interval="epoch"),
+        *([WeightEMA(tc.ema_decay, ema_start_epoch(tc))] if tc.ema_decay else []),
         *(extra_callbacks or []),
     ]
     trainer = L.Trainer(
@@ -326,6 +327,11 @@ def make_trainer(
         log_every_n_steps=10,
     )
     return trainer, (checkpoints, last_checkpoint)
+
+
+def ema_start_epoch(tc) -> int:
+    """Averaging starts with the full phase: in fine_tune mode, after the head epochs."""
+    return tc.head_epochs if tc.mode == "fine_tune" else 0
 
 
 def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> BundleMeta:
