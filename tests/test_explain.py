@@ -247,6 +247,13 @@ def test_explain_a_chosen_class_and_reject_an_unknown_one(predictor, tmp_path):
         predictor.explain(photo, class_name="dog")
 
 
+def test_explain_works_inside_inference_mode(predictor):
+    pixels = noise(1, 32)
+    expected = predictor.explainer().heatmaps(pixels, [1])
+    with torch.inference_mode():
+        np.testing.assert_allclose(predictor.explainer().heatmaps(pixels, [1]), expected)
+
+
 def test_every_method_gives_a_map_and_an_unknown_one_is_named(predictor):
     pixels = noise(2, 32)
     for method in METHODS:

@@ -63,9 +63,10 @@ class Explainer:
 
         if len(pixels) != len(class_indices):
             raise ValueError(f"{len(pixels)} images but {len(class_indices)} classes")
-        x = self.model.to_input(pixels)
         targets = [ClassifierOutputTarget(int(i)) for i in class_indices]
+        # Gradients are needed even when the caller runs under inference_mode / no_grad.
         with self._lock, torch.inference_mode(False), torch.enable_grad():
+            x = self.model.to_input(pixels)
             # The weights are frozen, so the layer's output is made the leaf that gradients
             # stop at: the backward pass runs from the logits down to this layer only.
             cut = self.layer.register_forward_hook(

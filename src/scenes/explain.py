@@ -131,6 +131,8 @@ def run_explain(
     batch_size: int = 16,
 ) -> int:
     cam_class(method)  # an unknown method fails before any model is loaded
+    if batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
     files = collect_images(paths)
     if not files:
         raise FileNotFoundError(f"no image files in {', '.join(paths)}")
