@@ -69,6 +69,10 @@ def hf_checkpoint(root: Path, kind: str) -> Path:
     )
     model = {
         "deit": lambda: tf.DeiTForImageClassification(tf.DeiTConfig(**vit_like)),
+        "beit": lambda: tf.BeitForImageClassification(
+            tf.BeitConfig(**vit_like, use_mean_pooling=False)
+        ),
+        "dinov2": lambda: tf.Dinov2ForImageClassification(tf.Dinov2Config(**vit_like)),
         "convnext": lambda: tf.ConvNextForImageClassification(
             tf.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_labels=3)
         ),
@@ -102,8 +106,11 @@ FAMILIES = [
     ("timm:test_vit", 64, CamTarget("blocks.5.norm1", "tokens", 4, 1)),
     ("timm:test_vit3", 64, CamTarget("norm", "tokens", 4, 1)),  # attention-pooling head
     ("timm:test_vit_relpos", 64, CamTarget("blocks.8.norm1", "tokens", 4, 0)),  # no class token
+    ("timm:test_coatnet", 64, CamTarget("norm", "nchw", 2)),  # convolution + attention stages
     ("hf:vit", 64, CamTarget("hf.vit.layers.1.layernorm_before", "tokens", 8, 1)),
     ("hf:deit", 64, CamTarget("hf.deit.layers.1.layernorm_before", "tokens", 8, 2)),
+    ("hf:beit", 64, CamTarget("hf.beit.layers.1.layernorm_before", "tokens", 8, 1)),
+    ("hf:dinov2", 64, CamTarget("hf.dinov2.encoder.layer.1.norm1", "tokens", 8, 1)),
     ("hf:convnext", 64, CamTarget("hf.convnext.encoder.stages.3", "nchw", 2)),
     (
         "hf:swin",
