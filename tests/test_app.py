@@ -4,11 +4,13 @@ import shutil
 import socket
 import time
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
 from scenes.app import build_app, example_images
+from scenes.explain import explain_image
 from scenes.predict import Predictor
 
 from conftest import INTEL_TRAIN, make_image, needs_intel
@@ -23,9 +25,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(trained_run):
-    demo = build_app(Predictor.load(trained_run), example_images(trained_run))
+def launch(demo) -> str:
     port = free_port()
     demo.launch(
         server_name="127.0.0.1",
@@ -34,7 +34,13 @@ def server(trained_run):
         quiet=True,
         show_error=True,
     )
-    yield f"http://127.0.0.1:{port}/"
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    demo = build_app(Predictor.load(trained_run), example_images(trained_run))
+    yield launch(demo)
     demo.close()
 
 
@@ -46,18 +52,39 @@ def real_photo():
 
 
 @needs_intel
-def test_client_uploads_a_real_photo_and_gets_three_labels(server, real_photo, trained_run):
-    result = Client(server, verbose=False).predict(
+def test_client_uploads_a_real_photo_and_gets_three_labels_and_the_heatmap(
+    server, real_photo, trained_run
+):
+    result, heatmap = Client(server, verbose=False).predict(
         handle_file(str(real_photo)), api_name="/predict"
     )
     confidences = result["confidences"]
     assert len(confidences) == 3
     assert result["label"] == confidences[0]["label"]
     assert sum(c["confidence"] for c in confidences) == pytest.approx(1.0, abs=1e-4)
-    expected = Predictor.load(trained_run).predict(real_photo)
+    predictor = Predictor.load(trained_run)
+    expected = predictor.predict(real_photo)
     assert [(c["label"], c["confidence"]) for c in confidences] == [
         (lab, pytest.approx(p, abs=1e-6)) for lab, p in expected
     ]
+    # The heatmap of the top class blended on the photo as the model saw it, losslessly sent.
+    with Image.open(heatmap) as image:
+        assert image.format == "PNG"
+        served = np.asarray(image.convert("RGB"))
+    own = explain_image(predictor, real_photo).overlay()
+    assert served.shape == own.shape == (32, 32, 3)
+    assert np.abs(served.astype(int) - own.astype(int)).max() <= 1
+
+
+def test_without_explain_the_api_returns_the_labels_only(trained_run, tmp_path):
+    demo = build_app(Predictor.load(trained_run), explain=False)
+    try:
+        result = Client(launch(demo), verbose=False).predict(
+            handle_file(str(make_image(tmp_path / "red.jpg", (220, 40, 40)))), api_name="/predict"
+        )
+    finally:
+        demo.close()
+    assert result["label"] == "cat_a" and len(result["confidences"]) == 3
 
 
 def test_odd_photos_work_and_bad_uploads_get_a_clear_message(server, tmp_path):
@@ -75,9 +102,10 @@ def test_odd_photos_work_and_bad_uploads_get_a_clear_message(server, tmp_path):
         big,
         rotated,
     ):
-        result = client.predict(handle_file(str(path)), api_name="/predict")
+        result, heatmap = client.predict(handle_file(str(path)), api_name="/predict")
         assert len(result["confidences"]) == 3, path.name
-    assert client.predict(handle_file(str(big)), api_name="/predict")["label"] == "cat_b"  # green
+        assert Image.open(heatmap).size == (32, 32), path.name
+    assert client.predict(handle_file(str(big)), api_name="/predict")[0]["label"] == "cat_b"
 
     text = tmp_path / "notes.jpg"
     text.write_text("this is not a photo")
@@ -89,7 +117,7 @@ def test_odd_photos_work_and_bad_uploads_get_a_clear_message(server, tmp_path):
         client.predict(handle_file(str(bomb)), api_name="/predict")
     # the server keeps serving
     good = make_image(tmp_path / "after.jpg", (220, 40, 40))
-    assert client.predict(handle_file(str(good)), api_name="/predict")["label"] == "cat_a"
+    assert client.predict(handle_file(str(good)), api_name="/predict")[0]["label"] == "cat_a"
 
 
 @pytest.fixture
@@ -147,7 +175,22 @@ def _shown_percentages(driver) -> dict[str, float]:
     return shown
 
 
-def test_browser_upload_shows_top3_then_survives_a_bad_upload(
+def _heatmap_size(driver, timeout=60.0) -> tuple[int, int]:
+    """Natural size of the heatmap image once the browser has loaded and decoded it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        size = driver.execute_script(
+            "const img = document.querySelector('#heatmap img');"
+            "return img && img.complete && img.naturalWidth ?"
+            " [img.naturalWidth, img.naturalHeight] : null;"
+        )
+        if size:
+            return tuple(size)
+        time.sleep(0.3)
+    raise AssertionError("no heatmap image appeared in the page")
+
+
+def test_browser_upload_shows_top3_and_heatmap_then_survives_a_bad_upload(
     server, browser, tmp_path, trained_run
 ):
     from selenium.webdriver.common.by import By
@@ -167,6 +210,7 @@ def test_browser_upload_shows_top3_then_survives_a_bad_upload(
     assert list(shown) == [label for label, _ in expected]
     for label, prob in expected:
         assert abs(shown[label] - 100 * prob) <= 1.0, (label, shown[label], prob)
+    assert _heatmap_size(browser) == (32, 32)  # the model's input size
 
     browser.get(server)
     WebDriverWait(browser, 60).until(

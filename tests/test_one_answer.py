@@ -162,8 +162,9 @@ def test_the_app_hands_the_upload_to_the_predictor_untouched(bundle, corpus, ref
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         for path in corpus:
-            result = client.predict(handle_file(str(path)), api_name="/predict")
+            result, heatmap = client.predict(handle_file(str(path)), api_name="/predict")
             got = {c["label"]: c["confidence"] for c in result["confidences"]}
+            assert heatmap  # the page's second output, from the same request
             assert len(got) == 3
             assert_same(got, reference[str(path)], f"app {path.name}")
     finally:

@@ -1,8 +1,11 @@
-"""``scenes app``: a Gradio page where you drop a photo and see the top-3 classes.
+"""``scenes app``: a Gradio page where you drop a photo and see the top-3 classes and, beside
+them, the heatmap of where the model saw the top class.
 
 The page calls the same ``Predictor`` as ``scenes predict`` (preprocessing from model.json),
-so it cannot disagree with ``scenes evaluate``. The function is also an API endpoint
-(``/predict``) for ``gradio_client``.
+so it cannot disagree with ``scenes evaluate``; the heatmap is computed in the same request
+(``Predictor.explain_pixels``). The function is also an API endpoint (``/predict``) for
+``gradio_client``: it returns the label dict, and with the heatmap on, a pair
+(label dict, path of the heatmap image).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from .explain import explain_image
 from .models.bundle import resolve_bundle_dir
 from .predict import Predictor
 from .rundir import read_split
@@ -78,26 +82,43 @@ def example_images(run: str | Path, count: int = 4) -> list[str]:
     return list(picked.values())[:count]
 
 
-def build_app(predictor: Predictor, examples: list[str] | None = None) -> gr.Blocks:
+def build_app(
+    predictor: Predictor, examples: list[str] | None = None, explain: bool = True
+) -> gr.Blocks:
+    """The page; ``explain=False`` leaves out the heatmap (labels only, less work)."""
     names = ", ".join(predictor.class_names)
+    if explain:
+        predictor.explainer()  # choose the layer now, not in the first user's request
 
-    def classify(path: str | None) -> dict[str, float]:
+    def classify(path: str | None):
         if path is None:
             raise gr.Error("Drop or paste a photo first.")
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                top = predictor.predict(path, top_k=3)
+                if not explain:
+                    return dict(predictor.predict(path, top_k=3))
+                found = explain_image(predictor, path, top_k=3)
         except Exception as exc:
             raise _unreadable(Path(path).name, exc) from exc
-        return dict(top)
+        return dict(found.top), found.overlay()
 
     with gr.Blocks(title="scenes: what is in this photo?") as demo:
         gr.Markdown(f"## What scene is this?\nDrop or paste a photo. Classes: {names}.")
         with gr.Row():
             photo = PhotoInput(type="filepath", sources=["upload", "clipboard"], label="Photo")
             labels = gr.Label(num_top_classes=3, label="Top 3")
-        photo.change(classify, inputs=photo, outputs=labels, api_name=API_NAME)
+            outputs = [labels]
+            if explain:
+                heatmap = gr.Image(
+                    label="Where it saw the top class (Grad-CAM)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    elem_id="heatmap",
+                )
+                outputs.append(heatmap)
+        photo.change(classify, inputs=photo, outputs=outputs, api_name=API_NAME)
         if examples:
             gr.Examples(examples=examples, inputs=photo)
     # Inference holds the CPU: two at a time, the rest wait in line rather than pile up.
@@ -111,9 +132,10 @@ def run_app(
     port: int = 7860,
     backend: str = "torch",
     device: str = "auto",
+    explain: bool = True,
 ) -> int:
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
     predictor = Predictor.load(run, backend=backend, device=device)
-    demo = build_app(predictor, example_images(run))
+    demo = build_app(predictor, example_images(run), explain=explain)
     demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=True)
     return 0

@@ -140,6 +140,11 @@ def _evaluate_parser(sub) -> None:
     )
     p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
     p.add_argument(
+        "--explain",
+        action="store_true",
+        help="overlay the heatmap of the predicted class on the error grid (errors.png)",
+    )
+    p.add_argument(
         "--out", metavar="DIR", help="output folder (default: RUN_DIR/eval/<data-name or split>)"
     )
     p.add_argument("--batch-size", type=int, default=64)
@@ -174,6 +179,40 @@ def _app_parser(sub) -> None:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     _device_argument(p)
+    p.add_argument(
+        "--no-explain",
+        dest="explain",
+        action="store_false",
+        help="labels only, no heatmap beside them (faster per request)",
+    )
+
+
+def _explain_parser(sub) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="heatmaps of where the model saw its class",
+        description="For each image: the photo, the class-activation heatmap of the predicted "
+        "class (or --class) and the two blended, captioned with the top-3; one PNG per image "
+        "plus grid pages.",
+    )
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class")
+    p.add_argument(
+        "--method",
+        default="gradcam",
+        metavar="NAME",
+        help="gradcam (default), gradcam++, xgradcam, hirescam, layercam, eigencam, "
+        "eigengradcam, gradcam-elementwise",
+    )
+    p.add_argument(
+        "--target-layer",
+        metavar="DOTTED.NAME",
+        help="the layer to map (default: chosen for the architecture, e.g. layer4)",
+    )
+    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/explain)")
+    p.add_argument("--batch-size", type=int, default=16)
+    _device_argument(p)
 
 
 def _export_parser(sub) -> None:
@@ -207,6 +246,7 @@ PARSERS = [
     _predict_parser,
     _app_parser,
     _export_parser,
+    _explain_parser,
     _resize_parser,
     _data_parser,
     _report_parser,
@@ -289,6 +329,7 @@ def dispatch(args: argparse.Namespace) -> int:
             run=a.run,
             data=a.data,
             tta=a.tta,
+            explain=a.explain,
             out=a.out,
             batch_size=a.batch_size,
             split=a.split,
@@ -312,6 +353,19 @@ def dispatch(args: argparse.Namespace) -> int:
             host=a.host,
             port=a.port,
             backend=a.backend,
+            device=a.device,
+            explain=a.explain,
+        )
+    if a.command == "explain":
+        return _call(
+            ".explain:run_explain",
+            run=a.run,
+            paths=a.paths,
+            class_name=a.class_name,
+            method=a.method,
+            target_layer=a.target_layer,
+            out=a.out,
+            batch_size=a.batch_size,
             device=a.device,
         )
     if a.command == "export":

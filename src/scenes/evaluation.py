@@ -180,12 +180,14 @@ def evaluate(
     batch_size: int = 64,
     split: str | None = None,
     device: str = "auto",
+    explain: bool = False,
 ) -> EvalResult:
     """Evaluate the bundle of ``run`` on ``data`` (a labelled folder) or on its ``split``.
 
     Writes metrics.json, per_class.csv, confusion_matrix.{csv,png}, predictions.csv and
     errors.png to ``out`` (default RUN/eval/<data-name> or RUN/eval/<split>); ``out=False``
-    writes nothing.
+    writes nothing. With ``explain`` the error grid shows the Grad-CAM heatmap of the
+    predicted class over each image.
     """
     if (data is None) == (split is None):
         raise ValueError("evaluate needs exactly one of data (a labelled folder) or split='val'")
@@ -221,7 +223,9 @@ def evaluate(
         logits=logits,
     )
     if out is not False:
-        result.out_dir = write_outputs(result, model, Path(out) if out else default_out)
+        result.out_dir = write_outputs(
+            result, model, Path(out) if out else default_out, explain=explain
+        )
     return result
 
 
@@ -248,7 +252,9 @@ def most_confident_errors(predictions: list[dict], n: int = ERROR_GRID_SIZE) -> 
     return sorted(wrong, key=lambda p: p["confidence"], reverse=True)[:n]
 
 
-def write_outputs(result: EvalResult, model: BundleModel, out_dir: Path) -> Path:
+def write_outputs(
+    result: EvalResult, model: BundleModel, out_dir: Path, explain: bool = False
+) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
     with (out_dir / "per_class.csv").open("w", newline="") as fh:
@@ -271,16 +277,27 @@ def write_outputs(result: EvalResult, model: BundleModel, out_dir: Path) -> Path
     figures.plot_confusion_matrix(
         result.confusion, result.class_names, out_dir / figures.CONFUSION_MATRIX
     )
-    write_error_grid(result.predictions, model, out_dir / figures.ERROR_GRID)
+    write_error_grid(result.predictions, model, out_dir / figures.ERROR_GRID, explain)
     return out_dir
 
 
-def write_error_grid(predictions: list[dict], model: BundleModel, path: Path) -> Path:
-    """4x4 grid of the most confident mistakes (fewer cells when there are fewer mistakes)."""
+def write_error_grid(
+    predictions: list[dict], model: BundleModel, path: Path, explain: bool = False
+) -> Path:
+    """4x4 grid of the most confident mistakes (fewer cells when there are fewer mistakes);
+    with ``explain``, each overlaid with the heatmap of the class it was mistaken for."""
     errors = most_confident_errors(predictions)
     images = [model.load_image(p["path"]) for p in errors]
     captions = [f"true {p['true']}\npred {p['predicted']} ({p['confidence']:.2f})" for p in errors]
     title = "Most confident mistakes" if errors else "No mistakes"
+    if explain and errors:
+        from .cam import Explainer, overlay
+
+        explainer = Explainer(model)
+        predicted = [model.class_names.index(p["predicted"]) for p in errors]
+        maps = explainer.heatmaps(np.stack(images), predicted)
+        images = [overlay(image, heat) for image, heat in zip(images, maps)]
+        title += f"\nheatmap of the predicted class (Grad-CAM on {explainer.target.layer})"
     return figures.plot_image_grid(images, captions, path, title=title)
 
 
@@ -319,9 +336,17 @@ def run_evaluate(
     batch_size: int,
     split: str | None = None,
     device: str = "auto",
+    explain: bool = False,
 ) -> int:
     result = evaluate(
-        run, data=data, tta=tta, out=out, batch_size=batch_size, split=split, device=device
+        run,
+        data=data,
+        tta=tta,
+        out=out,
+        batch_size=batch_size,
+        split=split,
+        device=device,
+        explain=explain,
     )
     print(format_result(result))
     return 0

@@ -31,6 +31,7 @@ SIZES = {
     "augmentations": (12.0, 3.4),
     "training_curves": (13.0, 4.0),
     "confusion_matrix": (7.5, 6.5),
+    "explanation": (11.0, 4.2),
 }
 
 # File names inside RUN_DIR/figures/ (training) and the eval folder (evaluation).
@@ -100,6 +101,25 @@ def plot_image_grid(
             ax.set_title(captions[i], fontsize=8)
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_explanation(
+    image: np.ndarray, heatmap: np.ndarray, blend: np.ndarray, title: str, path: str | Path
+) -> Path:
+    """Three panels: the photo as the model saw it, the heatmap (0..1, jet), their blend."""
+    fig = _new_figure("explanation")
+    axes = fig.subplots(1, 3)
+    axes[0].imshow(np.asarray(image))
+    axes[0].set_title("photo (model input)", fontsize=9)
+    shown = axes[1].imshow(heatmap, cmap="jet", vmin=0.0, vmax=1.0)
+    axes[1].set_title("class-activation map", fontsize=9)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+    axes[2].imshow(np.asarray(blend))
+    axes[2].set_title("blend", fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 

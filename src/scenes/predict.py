@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from tqdm.auto import tqdm
 
 from .data.discover import is_image_file
 from .inference import BundleModel
+
+if TYPE_CHECKING:
+    from .cam import Explainer
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,7 @@ class Predictor:
         self.model = model
         self.backend = backend
         self.session = None
+        self._explainers: dict[tuple[str, str | None], Explainer] = {}
         if backend == "onnx":
             import onnxruntime as ort
 
@@ -90,14 +95,68 @@ class Predictor:
         logits = self.session.run(["logits"], {"input": x})[0]
         return torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
 
-    def _top(self, probs: np.ndarray, top_k: int) -> Prediction:
+    def top(self, probs: np.ndarray, top_k: int) -> Prediction:
+        """[(label, probability), ...] of the ``top_k`` largest of one row of probabilities."""
         order = np.argsort(-probs, kind="stable")[: max(1, min(top_k, len(probs)))]
         return [(self.class_names[i], float(probs[i])) for i in order]
 
     def predict(self, image: Source, top_k: int = 3) -> Prediction:
         """[(label, probability), ...] best first. Raises for an unreadable image."""
         batch = self.model.load_image(image)[None]
-        return self._top(self.probabilities(batch)[0], top_k)
+        return self.top(self.probabilities(batch)[0], top_k)
+
+    def explainer(self, method: str = "gradcam", target_layer: str | None = None) -> Explainer:
+        """The class-activation-map maker for ``method`` on ``target_layer`` (default: chosen
+        for the architecture), built once. It runs the PyTorch network even when predictions
+        come from ONNX Runtime: the maps need gradients."""
+        from .cam import Explainer
+
+        key = (method, target_layer)
+        if key not in self._explainers:
+            self._explainers[key] = Explainer(self.model, method, target_layer)
+        return self._explainers[key]
+
+    def class_index(self, class_name: str) -> int:
+        if class_name not in self.class_names:
+            raise ValueError(
+                f"unknown class {class_name!r}; the model's classes are "
+                f"{', '.join(self.class_names)}"
+            )
+        return self.class_names.index(class_name)
+
+    def explain_pixels(
+        self,
+        images: np.ndarray,
+        class_name: str | None = None,
+        top_k: int = 3,
+        method: str = "gradcam",
+        target_layer: str | None = None,
+    ) -> tuple[list[Prediction], list[int], np.ndarray]:
+        """For a uint8 (B, H, W, 3) batch: the top-k of each image (from this predictor's
+        backend, as ``predict`` gives them), the class index each heatmap is for
+        (``class_name``, default each image's top class) and the (B, H, W) heatmaps."""
+        probs = self.probabilities(images)
+        if class_name is None:
+            classes = [int(np.argmax(p)) for p in probs]
+        else:
+            classes = [self.class_index(class_name)] * len(images)
+        maps = self.explainer(method, target_layer).heatmaps(images, classes)
+        return [self.top(p, top_k) for p in probs], classes, maps
+
+    def explain(
+        self,
+        image: Source,
+        class_name: str | None = None,
+        top_k: int = 3,
+        method: str = "gradcam",
+        target_layer: str | None = None,
+    ) -> tuple[Prediction, np.ndarray]:
+        """(top-k as ``predict`` gives it, heatmap): an (H, W) float32 array in [0, 1] at the
+        model's input size, of ``class_name`` (default: the top class). Raises for an
+        unreadable image."""
+        batch = self.model.load_image(image)[None]
+        tops, _, maps = self.explain_pixels(batch, class_name, top_k, method, target_layer)
+        return tops[0], maps[0]
 
     def predict_many(
         self,
@@ -117,7 +176,7 @@ class Predictor:
             for i, source in enumerate(chunk):
                 name = str(source) if not isinstance(source, Image.Image) else "<image>"
                 if i in by_index:
-                    rows.append(PredictionRow(name, self._top(by_index[i], top_k)))
+                    rows.append(PredictionRow(name, self.top(by_index[i], top_k)))
                 else:
                     rows.append(PredictionRow(name, [], errors[i]))
             bar.update(len(chunk))

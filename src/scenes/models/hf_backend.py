@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .registry import IMAGENET_MEAN, IMAGENET_STD, BuiltModel, WeightsUnavailableError, last_linear
+from .base import IMAGENET_MEAN, IMAGENET_STD, BuiltModel, WeightsUnavailableError, last_linear
 
 log = logging.getLogger(__name__)
 

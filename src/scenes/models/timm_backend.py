@@ -11,7 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .registry import BuiltModel, WeightsUnavailableError, last_linear
+from .base import BuiltModel, WeightsUnavailableError, last_linear
 
 
 def hf_cache_hint() -> str:

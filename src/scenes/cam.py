@@ -1,0 +1,90 @@
+"""Class-activation maps of a bundle with the ``grad-cam`` package (pytorch-grad-cam).
+
+The layer is the one ``models.cam_target`` picks for the architecture (or the one asked for);
+images are normalised by the bundle's own ``BundleModel.to_input``, the one inference path.
+Maps are computed on a private copy of the network, frozen and in eval mode: hooks, gradients
+and BatchNorm state never touch the module that serves predictions, and a lock keeps two
+threads (the app) from mixing up each other's activations.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .inference import BundleModel
+from .models.cam_target import CamTarget, find_cam_target
+
+# --method name -> pytorch_grad_cam class. All of them read activations and gradients of the
+# target layer only (no perturbation passes), so they cost about one forward pass.
+METHODS = {
+    "gradcam": "GradCAM",
+    "gradcam++": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "hirescam": "HiResCAM",
+    "layercam": "LayerCAM",
+    "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "gradcam-elementwise": "GradCAMElementWise",
+}
+DEFAULT_METHOD = "gradcam"
+
+
+def cam_class(method: str) -> type:
+    if method not in METHODS:
+        raise ValueError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    import pytorch_grad_cam
+
+    return getattr(pytorch_grad_cam, METHODS[method])
+
+
+class Explainer:
+    """Class-activation maps of one bundle with one method on one layer."""
+
+    def __init__(
+        self, model: BundleModel, method: str = DEFAULT_METHOD, target_layer: str | None = None
+    ) -> None:
+        self.cam_type = cam_class(method)
+        self.method = method
+        self.model = model
+        self.module = copy.deepcopy(model.module).eval().requires_grad_(False)
+        self.target: CamTarget = find_cam_target(self.module, model.meta.image_size, target_layer)
+        self.layer = self.module.get_submodule(self.target.layer)
+        self._lock = threading.Lock()
+
+    def heatmaps(self, pixels: np.ndarray, class_indices: Sequence[int]) -> np.ndarray:
+        """(B, H, W) float32 maps in [0, 1], one per uint8 (B, H, W, 3) image, for the class
+        given for each image; H x W is the model's input size."""
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        if len(pixels) != len(class_indices):
+            raise ValueError(f"{len(pixels)} images but {len(class_indices)} classes")
+        targets = [ClassifierOutputTarget(int(i)) for i in class_indices]
+        # Gradients are needed even when the caller runs under inference_mode / no_grad.
+        with self._lock, torch.inference_mode(False), torch.enable_grad():
+            x = self.model.to_input(pixels)
+            # The weights are frozen, so the layer's output is made the leaf that gradients
+            # stop at: the backward pass runs from the logits down to this layer only.
+            cut = self.layer.register_forward_hook(
+                lambda _m, _i, out: out.detach().requires_grad_(True).clone()
+            )
+            cam = self.cam_type(self.module, [self.layer], self.target.reshape_transform())
+            try:
+                maps = cam(input_tensor=x, targets=targets)
+            finally:
+                cam.activations_and_grads.release()
+                cut.remove()
+        return np.asarray(maps, dtype=np.float32)
+
+
+def overlay(image: np.ndarray, heatmap: np.ndarray, image_weight: float = 0.5) -> np.ndarray:
+    """The heatmap (jet colours) blended onto the uint8 RGB image."""
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    return show_cam_on_image(
+        image.astype(np.float32) / 255.0, heatmap, use_rgb=True, image_weight=image_weight
+    )

@@ -1,0 +1,111 @@
+"""Imports inside the package run one way: the graph of scenes' modules has no cycle.
+
+Every import statement counts, also the lazy ones inside functions: a cycle that only shows
+at call time is still two modules that each need the other.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def package_modules(root: Path = SRC) -> dict[str, tuple[Path, bool]]:
+    """Dotted module name -> (file, is_package) for every module of ``scenes``."""
+    modules = {}
+    for path in sorted((root / "scenes").rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return modules
+
+
+def imported_modules(name: str, path: Path, is_package: bool, known: set[str]) -> set[str]:
+    """The package modules ``name`` imports (``from .x import y`` counts as .x.y when y is a
+    module, else as .x)."""
+    package = name if is_package else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in known else base)
+    return {m for m in found if m in known and m != name}
+
+
+def import_graph(root: Path = SRC) -> dict[str, set[str]]:
+    modules = package_modules(root)
+    return {
+        name: imported_modules(name, path, is_pkg, set(modules))
+        for name, (path, is_pkg) in modules.items()
+    }
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle as [a, b, ..., a], or None when the graph is acyclic."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_package_modules_import_each_other_one_way():
+    graph = import_graph()
+    assert "scenes.models.registry" in graph and "scenes.models.base" in graph
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_the_backends_depend_only_on_the_shared_module():
+    graph = import_graph()
+    for backend in ("scenes.models.hf_backend", "scenes.models.timm_backend"):
+        assert graph[backend] == {"scenes.models.base"}, backend
+    assert {"scenes.models.hf_backend", "scenes.models.timm_backend"} <= graph[
+        "scenes.models.registry"
+    ]
+
+
+def test_cycle_finder_finds_a_cycle_written_the_old_way(tmp_path):
+    """registry importing a backend that imports registry back (as before the split)."""
+    pkg = tmp_path / "scenes" / "models"
+    pkg.mkdir(parents=True)
+    (tmp_path / "scenes" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("from .registry import build_model\n")
+    (pkg / "registry.py").write_text("def build_model(): ...\nfrom .timm_backend import T\n")
+    (pkg / "timm_backend.py").write_text("from .registry import build_model\nT = 1\n")
+    cycle = find_cycle(import_graph(tmp_path))
+    assert cycle is not None and set(cycle) == {
+        "scenes.models.registry",
+        "scenes.models.timm_backend",
+    }
+
+
+def test_shared_names_stay_importable_from_the_registry():
+    from scenes.models import base, registry
+
+    for name in ("BuiltModel", "WeightsUnavailableError", "last_linear", "IMAGENET_MEAN"):
+        assert getattr(registry, name) is getattr(base, name)
