@@ -64,7 +64,7 @@ def test_bad_weights_name_lists_the_choices():
 def test_offline_default_falls_back_to_cached_imagenet_weights(offline_weights, monkeypatch):
     _offline(monkeypatch)  # DEFAULT (V2) cannot be fetched, V1 is in TORCH_HOME
     built = build_model("mobilenet_v2", 6, pretrained=True)
-    assert built.weights == "torchvision:MobileNet_V2_Weights.IMAGENET1K_V1"
+    assert built.weights.startswith("torchvision:MobileNet_V2_Weights.IMAGENET1K_V1 (")
     reference = torch.load(MOBILENET_FILE, map_location="cpu", weights_only=True)
     own = built.module.state_dict()
     assert torch.equal(own["features.0.0.weight"], reference["features.0.0.weight"])
@@ -114,3 +114,65 @@ def test_bundle_round_trip_reproduces_logits(tmp_path):
     assert loaded_meta.class_names == ["x", "y", "z"]
     with pytest.raises(FileNotFoundError, match="no model bundle"):
         load_bundle(tmp_path / "elsewhere")
+
+
+@needs_weights
+def test_a_local_weights_folder_is_searched_by_file_name(tmp_path, monkeypatch):
+    """SCENES_WEIGHTS_DIR (or model.weights_dir) holding the official file: used offline,
+    and DEFAULT takes the best weights present there without trying the network."""
+    _offline(monkeypatch)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / MOBILENET_FILE.name).symlink_to(MOBILENET_FILE)
+    monkeypatch.setenv("SCENES_WEIGHTS_DIR", str(folder))
+    reference = torch.load(MOBILENET_FILE, map_location="cpu", weights_only=True)
+    for weights in ("IMAGENET1K_V1", "DEFAULT"):
+        built = build_model("mobilenet_v2", 6, pretrained=True, weights=weights)
+        assert built.weights == (
+            f"torchvision:MobileNet_V2_Weights.IMAGENET1K_V1 ({folder / MOBILENET_FILE.name})"
+        )
+        own = built.module.state_dict()
+        assert torch.equal(own["features.18.0.weight"], reference["features.18.0.weight"])
+    # the config's folder comes first
+    monkeypatch.setenv("SCENES_WEIGHTS_DIR", str(tmp_path / "nowhere"))
+    built = build_model("mobilenet_v2", 6, weights="IMAGENET1K_V1", weights_dir=str(folder))
+    assert str(folder) in built.weights
+    # nothing anywhere: the error names the file and every folder searched
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_model("mobilenet_v2", 6, weights="IMAGENET1K_V1")
+    assert MOBILENET_FILE.name in str(err.value) and "nowhere" in str(err.value)
+
+
+def test_a_wrong_file_under_an_official_name_is_a_clear_error(tmp_path, monkeypatch):
+    _offline(monkeypatch)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    impostor = folder / "mobilenet_v2-b0353104.pth"
+    torch.save(build_model("resnet18", 3, pretrained=False).module.state_dict(), impostor)
+    with pytest.raises(WeightsUnavailableError, match="has the name of torchvision's") as err:
+        build_model("mobilenet_v2", 6, weights="IMAGENET1K_V1", weights_dir=str(folder))
+    assert "download.pytorch.org" in str(err.value)
+
+
+def test_timm_and_hf_weights_are_found_in_the_local_folder(tmp_path, monkeypatch):
+    """timm: <hf_hub_id>/model.safetensors (the hub's layout); Hugging Face: <id>/ folder."""
+    from safetensors.torch import save_file
+    from timm.models import get_pretrained_cfg
+
+    from test_backends import save_tiny_hf
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "weights"
+    cfg = get_pretrained_cfg("resnet10t")
+    source = build_model("timm:resnet10t", 1000, pretrained=False).module.state_dict()
+    target = folder / cfg.hf_hub_id / "model.safetensors"
+    target.parent.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in source.items()}, str(target))
+    built = build_model("timm:resnet10t", 3, pretrained=True, weights_dir=str(folder))
+    assert str(target) in built.weights
+    assert torch.equal(built.module.state_dict()["conv1.0.weight"], source["conv1.0.weight"])
+
+    save_tiny_hf(folder / "acme" / "tiny-vit", num_labels=5)
+    built = build_model("hf:acme/tiny-vit", 3, pretrained=True, weights_dir=str(folder))
+    assert str(folder / "acme" / "tiny-vit") in built.weights

@@ -69,6 +69,11 @@ class ModelConfig(_Section):
         "DEFAULT", description="which pretrained weights, e.g. DEFAULT or IMAGENET1K_V1"
     )
     weights_file: str | None = Field(None, description="local state-dict file to start from")
+    weights_dir: str | None = Field(
+        None,
+        description="folder of pretrained weight files searched by their official names "
+        "before downloading (then $SCENES_WEIGHTS_DIR, then the backends' own caches)",
+    )
     channels_last: bool = True
 
 

@@ -70,6 +70,7 @@ def pretrained_backbone(
     image_size: int = 150,
     class_names: list[str] | None = None,
     channels_last: bool = True,
+    weights_dir: str | None = None,
 ) -> Backbone:
     """An ImageNet-pretrained (or ``weights_file``) backbone, preprocessing of its weights."""
     from ..models.registry import build_model
@@ -83,6 +84,7 @@ def pretrained_backbone(
         weights_file=weights_file,
         image_size=image_size,
         class_names=names,
+        weights_dir=weights_dir,
     )
     return Backbone(
         module=without_head(built.module, built.head),

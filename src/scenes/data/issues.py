@@ -354,6 +354,7 @@ def run_issues(
             cfg.data.image_size,
             files.class_names,
             cfg.model.channels_last,
+            cfg.model.weights_dir,
         )
     issues = find_issues(
         files, backbone, cfg.resolved_cache_dir(), folds, cfg.seed, method, batch_size

@@ -19,6 +19,7 @@ from PIL import Image
 from torch import nn
 
 from .base import IMAGENET_MEAN, IMAGENET_STD, BuiltModel, WeightsUnavailableError, last_linear
+from .weights import find_local, weights_dirs
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,14 @@ class HFBackend:
         image_size: int | None = None,
         class_names: list[str] | None = None,
         backend_config: dict | None = None,
+        weights_dir: str | None = None,
         **_: object,
     ) -> BuiltModel:
         from transformers import AutoModelForImageClassification
+
+        # A save_pretrained folder of this id in a local weights folder stands in for the hub.
+        local = find_local(name, weights_dirs(weights_dir)) if backend_config is None else None
+        source = str(local) if local is not None and (local / "config.json").is_file() else name
 
         labels = list(class_names or [f"class_{i}" for i in range(num_classes)])
         if len(labels) != num_classes:
@@ -135,10 +141,10 @@ class HFBackend:
             config = config_from_dict(backend_config)
             model = AutoModelForImageClassification.from_config(config)
         else:
-            config = self._config(name, revision, id2label, label2id)
-            mean, std, interpolation = processor_preprocessing(name, revision)
+            config = self._config(source, revision, id2label, label2id)
+            mean, std, interpolation = processor_preprocessing(source, revision)
             if pretrained:
-                model = self._pretrained(name, revision, config)
+                model = self._pretrained(source, revision, config)
             else:
                 model = AutoModelForImageClassification.from_config(config)
         if model.config.num_labels != num_classes:
@@ -153,6 +159,7 @@ class HFBackend:
         built.backend_config = config_to_dict(model.config)
         if pretrained and backend_config is None:
             built.weights = f"hf:{name}" + (f"@{revision}" if revision else "")
+            built.weights += f" ({source})" if source != name else ""
         return built
 
     def _config(

@@ -25,6 +25,7 @@ from .base import (
 )
 from .hf_backend import HFBackend
 from .timm_backend import TimmBackend
+from .weights import check_hash_in_name, find_local, weights_dirs
 
 # Re-exported: scenes.models.registry.BuiltModel & co. stay importable from here.
 __all__ = [
@@ -63,7 +64,13 @@ class TorchvisionBackend:
         return sorted(n for n in tvm.list_models(module=tvm) if not n.startswith("squeezenet"))
 
     def build(
-        self, name: str, num_classes: int, pretrained: bool, weights: str, **_: object
+        self,
+        name: str,
+        num_classes: int,
+        pretrained: bool,
+        weights: str,
+        weights_dir: str | None = None,
+        **_: object,
     ) -> BuiltModel:
         import torchvision.models as tvm
 
@@ -74,46 +81,67 @@ class TorchvisionBackend:
         module = tvm.get_model(name, weights=None)
         built = BuiltModel(module, "torchvision", name, last_linear(module))
         if pretrained:
-            chosen = self._load_pretrained(name, weights, module)
+            chosen, source = self._load_pretrained(name, weights, module, weights_dirs(weights_dir))
             meta = chosen.transforms()
             built.mean, built.std = list(meta.mean), list(meta.std)
             built.interpolation = meta.interpolation.value
-            built.weights = f"torchvision:{chosen}"
+            built.weights = f"torchvision:{chosen} ({source})"
         replace_head(module, built.head, num_classes)
         return built
 
-    def _load_pretrained(self, name: str, weights: str, module: nn.Module):
+    def _load_pretrained(self, name: str, weights: str, module: nn.Module, folders: list[Path]):
+        """Load the weights into ``module``; returns (the weights enum member, where from).
+
+        ``DEFAULT`` means the best ImageNet weights of this model already on this machine (a
+        local weights folder or torch's cache), so an offline machine starts from what it has
+        without trying the network; when none is there, torchvision's DEFAULT is downloaded.
+        """
         import torchvision.models as tvm
 
         enum = tvm.get_model_weights(name)
-        try:
-            wanted = enum[weights] if weights != "DEFAULT" else enum.DEFAULT
-        except KeyError:
-            raise ValueError(
-                f"model.weights={weights!r} is not a weights name of {name}; "
-                f"choose from DEFAULT, {', '.join(w.name for w in enum)}"
-            ) from None
-        cached = [w for w in enum if (torch_hub_dir() / Path(w.url).name).is_file()]
-        try:
-            state = wanted.get_state_dict(progress=True)
-            chosen = wanted
-        except (URLError, OSError, RuntimeError) as exc:
-            # Offline with DEFAULT asked for: any of this model's ImageNet weights already
-            # in the cache is a better start than failing.
-            if weights == "DEFAULT" and cached:
-                chosen = cached[0]
-                log.warning("%s not downloadable (%s); using cached %s", wanted, exc, chosen)
-                state = chosen.get_state_dict(progress=False)
-            else:
+        folders = [*folders, torch_hub_dir()]
+        if weights == "DEFAULT":
+            present = [w for w in enum if find_local(Path(w.url).name, folders)]
+            wanted = max(present, key=imagenet_top1) if present else enum.DEFAULT
+        else:
+            try:
+                wanted = enum[weights]
+            except KeyError:
+                raise ValueError(
+                    f"model.weights={weights!r} is not a weights name of {name}; "
+                    f"choose from DEFAULT, {', '.join(w.name for w in enum)}"
+                ) from None
+        file_name = Path(wanted.url).name
+        local = find_local(file_name, folders)
+        if local is not None:
+            check_hash_in_name(local, f"torchvision's {wanted}", wanted.url)
+            state = torch.load(local, map_location="cpu", weights_only=True)
+            source = str(local)
+        else:
+            try:
+                state = wanted.get_state_dict(progress=True, check_hash=True)
+            except (URLError, OSError, RuntimeError) as exc:
+                searched = ", ".join(str(f) for f in folders)
                 raise WeightsUnavailableError(
                     f"could not get pretrained weights {wanted} for {name}: {exc}.\n"
-                    f"Either put {Path(wanted.url).name} (from {wanted.url}) into "
-                    f"{torch_hub_dir()} (set TORCH_HOME to choose another cache), "
+                    f"Either put {file_name} (from {wanted.url}) into a weights folder "
+                    f"(searched: {searched}; --set model.weights_dir=DIR or "
+                    "SCENES_WEIGHTS_DIR add one), "
                     "or pass --weights FILE (a local state-dict file), "
                     "or train from scratch with --no-pretrained."
                 ) from exc
-        module.load_state_dict(state)
-        return chosen
+            source = f"downloaded from {wanted.url}"
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as exc:
+            raise WeightsUnavailableError(
+                f"{source} does not hold {name}'s {wanted} weights: {str(exc)[:300]}"
+            ) from exc
+        return wanted, source
+
+
+def imagenet_top1(weights) -> float:
+    return float(weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1", 0.0))
 
 
 BACKENDS: dict[str, Backend] = {

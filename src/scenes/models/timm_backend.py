@@ -12,6 +12,7 @@ from pathlib import Path
 from torch import nn
 
 from .base import BuiltModel, WeightsUnavailableError, last_linear
+from .weights import find_local, weights_dirs
 
 
 def hf_cache_hint() -> str:
@@ -43,6 +44,23 @@ def head_name(module: nn.Module) -> str:
     return last_linear(module)
 
 
+def local_file(cfg, folders: list[Path]) -> Path | None:
+    """These weights in a local weights folder: by their URL's file name, or as the hub
+    repository's ``model.safetensors`` (``<hf_hub_id>/model.safetensors``)."""
+    if cfg is None:
+        return None
+    names = []
+    if cfg.url:
+        names.append(Path(cfg.url).name)
+    if cfg.hf_hub_id:
+        names.append(f"{cfg.hf_hub_id}/{cfg.hf_hub_filename or 'model.safetensors'}")
+    for name in names:
+        found = find_local(name, folders)
+        if found is not None and found.is_file():
+            return found
+    return None
+
+
 class TimmBackend:
     """Any model of ``timm.list_models()``; a ``.tag`` suffix or model.weights picks weights."""
 
@@ -58,6 +76,7 @@ class TimmBackend:
         pretrained: bool,
         weights: str,
         image_size: int | None = None,
+        weights_dir: str | None = None,
         **_: object,
     ) -> BuiltModel:
         import timm
@@ -80,6 +99,10 @@ class TimmBackend:
             # ViT-like models bake the input size into their position embeddings; timm
             # resamples pretrained ones to the training size we ask for.
             kwargs["img_size"] = image_size
+        local = local_file(cfg, weights_dirs(weights_dir)) if pretrained else None
+        if local is not None:
+            # timm loads the file instead of downloading (same format as the hub's).
+            kwargs["pretrained_cfg_overlay"] = {"file": str(local)}
         module = self._create(name, pretrained, kwargs, cfg)
         data = module.pretrained_cfg
         built = BuiltModel(
@@ -93,6 +116,7 @@ class TimmBackend:
         )
         if pretrained:
             built.weights = f"timm:{data.get('architecture', arch)}.{data.get('tag', '')}"
+            built.weights += f" ({local})" if local is not None else ""
         return built
 
     def _create(self, name: str, pretrained: bool, kwargs: dict, cfg) -> nn.Module:

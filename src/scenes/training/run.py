@@ -93,6 +93,7 @@ def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None)
             pretrained=cfg.model.pretrained,
             weights=cfg.model.weights,
             weights_file=cfg.model.weights_file,
+            weights_dir=cfg.model.weights_dir,
             image_size=cfg.data.image_size,
             class_names=class_names,
         )

@@ -1,0 +1,62 @@
+"""Local weight files: a folder searched by each file's official name before anything is
+downloaded, so a machine without internet trains from pretrained weights placed by hand.
+
+The folders are ``model.weights_dir`` (``--set model.weights_dir=DIR``) and then
+``$SCENES_WEIGHTS_DIR`` (several, separated by ``os.pathsep``). What is looked for there:
+
+- torchvision: the file name of the weights' URL, e.g. ``mobilenet_v2-b0353104.pth``, whose
+  content must match the hash prefix in that name (torchvision's naming), and then
+  ``$TORCH_HOME/hub/checkpoints/`` (torchvision's own cache);
+- timm: the file name of the weights' URL, or ``<hf_hub_id>/model.safetensors`` (the hub's
+  repository layout, e.g. ``timm/convnext_tiny.in12k_ft_in1k/model.safetensors``); timm's own
+  Hugging Face cache is used as before;
+- Hugging Face: a folder ``<model id>/`` written by ``save_pretrained`` (e.g.
+  ``google/vit-base-patch16-224/``); the Hugging Face cache is used as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+from ..errors import WeightsUnavailableError
+
+ENV = "SCENES_WEIGHTS_DIR"
+# torchvision names its files <name>-<first hex digits of the SHA-256>.<ext>
+HASH_IN_NAME = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+def weights_dirs(configured: str | Path | None = None) -> list[Path]:
+    """The folders to search, in order: the config's, then $SCENES_WEIGHTS_DIR's."""
+    folders = [Path(configured)] if configured else []
+    folders += [Path(p) for p in os.environ.get(ENV, "").split(os.pathsep) if p]
+    return folders
+
+
+def find_local(relative: str | Path, folders: list[Path]) -> Path | None:
+    """The first ``folder/relative`` that exists."""
+    for folder in folders:
+        candidate = folder / relative
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def check_hash_in_name(path: Path, what: str, url: str) -> None:
+    """A file named like an official torchvision file must hold that file: its SHA-256 must
+    start with the digits in its name (otherwise it is another file under a borrowed name)."""
+    match = HASH_IN_NAME.search(path.name)
+    if match is None:
+        return
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(match.group(1)):
+        raise WeightsUnavailableError(
+            f"{path} has the name of {what} but not its content (its SHA-256 starts with "
+            f"{digest.hexdigest()[:8]}, the name says {match.group(1)}): replace it with the "
+            f"file from {url}, or remove it"
+        )
