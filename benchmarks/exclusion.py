@@ -29,7 +29,7 @@ from scenes.data.discover import find_layout, list_labelled_files
 from scenes.data.features import pretrained_backbone
 from scenes.data.issues import find_issues, write_issues_csv
 from scenes.evaluation import compute_metrics, predict_files
-from scenes.inference import BundleModel
+from scenes.inference import Predictor
 from scenes.training import train
 
 from _common import INTEL, REPO, use_offline_weights
@@ -45,7 +45,7 @@ def read_split(run_dir: Path) -> dict[str, list[tuple[Path, str]]]:
 
 def scores(run_dir: Path, images: list[tuple[Path, str]]) -> tuple[float, float]:
     """(top-1, macro F1) of the run's bundle on ``images``, as `scenes evaluate` computes them."""
-    model = BundleModel.load(run_dir)
+    model = Predictor.load(run_dir, device="cpu")
     names = model.class_names
     paths = [p for p, _ in images]
     logits, kept, skipped = predict_files(model, paths, tta=False, batch_size=64)

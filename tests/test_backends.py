@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from scenes.cli import main
-from scenes.inference import BundleModel
+from scenes.inference import Predictor
 from scenes.models.bundle import read_meta
 from scenes.models.registry import WeightsUnavailableError, build_model
 
@@ -133,7 +133,7 @@ def test_backend_trains_reloads_evaluates_and_exports(backend_runs, key):
     assert len(rows) == 2  # header + the one epoch
 
     # The bundle alone rebuilds the exact trained network.
-    model = BundleModel.load(run)
+    model = Predictor.load(run, device="cpu")
     files = sorted(data.rglob("*.jpg"))
     images, ok, errors = model.load_images(files)
     assert not errors and images.shape[1:] == (meta.image_size, meta.image_size, 3)
@@ -176,7 +176,7 @@ def test_hf_bundle_records_labels_and_config(backend_runs):
     # The bundle rebuilds without the checkpoint directory it was trained from.
     moved = backend_runs["hf_dir"].rename(backend_runs["hf_dir"].with_name("gone"))
     try:
-        model = BundleModel.load(run)
+        model = Predictor.load(run, device="cpu")
         assert model.module.hf.config.id2label == dict(enumerate(CLASSES))
         assert model.module.interpolate_pos_encoding  # 40 px on a ViT made for 32 px
     finally:
@@ -197,7 +197,7 @@ def test_timm_preprocessing_matches_timm_transform(backend_runs, key, tmp_path):
     from timm.data import create_transform, resolve_data_config
 
     run = backend_runs["runs"][key]
-    model = BundleModel.load(run)
+    model = Predictor.load(run, device="cpu")
     size = model.meta.image_size
     reference = resolve_data_config(model=timm.create_model(key.split(":")[1], pretrained=False))
     # Our pipeline squashes the whole image (no crop): timm's equivalent is crop_pct=1.
@@ -224,7 +224,7 @@ def hf_reference(processor_dir: Path, path: Path) -> torch.Tensor:
 
 def test_hf_preprocessing_matches_image_processor(backend_runs, tmp_path):
     run = backend_runs["runs"]["hf"]
-    model = BundleModel.load(run)
+    model = Predictor.load(run, device="cpu")
     path = own_image(tmp_path / "x.png", model.meta.image_size)
     ours = model.to_input(model.load_image(path)[None])[0]
     processor_dir = tmp_path / "processor"
@@ -260,7 +260,7 @@ def test_hf_preprocessing_follows_an_unusual_rescale(tmp_path):
         backend_config=built.backend_config,
     )
     bundle = save_bundle(built.module, meta, tmp_path / "bundle")
-    model = BundleModel.load(bundle)
+    model = Predictor.load(bundle, device="cpu")
     path = own_image(tmp_path / "x.png", 32)
     ours = model.to_input(model.load_image(path)[None])[0]
     torch.testing.assert_close(ours.contiguous(), hf_reference(hf_dir, path), atol=1e-5, rtol=0)

@@ -24,7 +24,7 @@ from scenes import figures
 from scenes.cli import main
 from scenes.data.discover import DataError
 from scenes.evaluation import compute_metrics, evaluate, most_confident_errors
-from scenes.inference import BundleModel
+from scenes.inference import Predictor
 
 from conftest import make_folder
 
@@ -89,7 +89,7 @@ def test_tta_averages_the_flip_and_keeps_the_class_order(trained_run, eval_folde
     assert [p["path"] for p in tta.predictions] == [p["path"] for p in plain.predictions]
     assert not torch.allclose(plain.logits, tta.logits)
     # TTA logits are the mean of the image's and its mirror's, class by class.
-    model = BundleModel.load(trained_run)
+    model = Predictor.load(trained_run, device="cpu")
     pixels, ok, _ = model.load_images([p["path"] for p in plain.predictions])
     mirrored = model.logits(np.ascontiguousarray(pixels[:, :, ::-1]))
     assert torch.allclose(tta.logits, (plain.logits + mirrored) / 2, atol=1e-5)

@@ -14,7 +14,6 @@ from PIL import Image
 from scenes import figures
 from scenes.cam import METHODS, Explainer
 from scenes.cli import main
-from scenes.inference import BundleModel
 from scenes.models import build_model, save_bundle
 from scenes.models.bundle import BundleMeta
 from scenes.models.cam_target import CamTarget, CamTargetError, find_cam_target
@@ -27,7 +26,7 @@ from test_backends import save_tiny_hf
 CLASSES = ["cat_a", "cat_b", "cat_c"]
 
 
-def random_bundle(name: str, size: int, directory: Path, classes=CLASSES) -> BundleModel:
+def random_bundle(name: str, size: int, directory: Path, classes=CLASSES) -> Predictor:
     """A random-weight bundle as `scenes train` would write it (channels_last included)."""
     torch.manual_seed(0)
     built = build_model(name, len(classes), pretrained=False, image_size=size, class_names=classes)
@@ -42,7 +41,7 @@ def random_bundle(name: str, size: int, directory: Path, classes=CLASSES) -> Bun
         head=built.head,
         backend_config=built.backend_config,
     )
-    return BundleModel.load(save_bundle(built.module, meta, directory))
+    return Predictor.load(save_bundle(built.module, meta, directory), device="cpu")
 
 
 def noise(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -176,7 +175,7 @@ def test_each_backend_explains_on_its_target_layer(backend_bundles, key):
 
 def test_predictor_explain_on_a_timm_vit(backend_bundles, tmp_path):
     model = backend_bundles["timm ViT"]
-    predictor = Predictor(model)
+    predictor = model  # random_bundle gives a Predictor
     photo = make_image(tmp_path / "x.png", (200, 40, 40), size=(80, 80))
     top, heatmap = predictor.explain(photo)
     assert top == predictor.predict(photo)
@@ -229,7 +228,7 @@ def test_explain_does_not_change_predictions_or_the_model(predictor, tmp_path):
         make_image(tmp_path / f"{i}.jpg", c, seed=i)
         for i, c in enumerate([(220, 40, 40), (40, 200, 40), (40, 40, 220)])
     ]
-    module = predictor.model.module
+    module = predictor.module
     state = {k: v.clone() for k, v in module.state_dict().items()}
     before = [predictor.predict(p) for p in photos]
     for p in photos:
@@ -264,10 +263,10 @@ def test_explain_works_inside_inference_mode(predictor):
 def test_every_method_gives_a_map_and_an_unknown_one_is_named(predictor):
     pixels = noise(2, 32)
     for method in METHODS:
-        maps = Explainer(predictor.model, method).heatmaps(pixels, [0, 1])
+        maps = Explainer(predictor, method).heatmaps(pixels, [0, 1])
         assert maps.shape == (2, 32, 32) and np.isfinite(maps).all(), method
     with pytest.raises(ValueError, match="unknown --method 'gradcan'.*gradcam, gradcam\\+\\+"):
-        Explainer(predictor.model, "gradcan")
+        Explainer(predictor, "gradcan")
 
 
 def test_two_threads_explaining_at_once_get_their_own_maps(predictor):
@@ -303,7 +302,7 @@ def test_onnx_predictor_explains_with_its_own_top_classes(trained_run, tmp_path)
 
 
 def test_target_layer_override_and_its_errors(predictor):
-    model = predictor.model
+    model = predictor
     assert Explainer(model, target_layer="layer3").target == CamTarget("layer3", "nchw", 2)
     with pytest.raises(CamTargetError, match="no layer 'layer5'; similar: layer"):
         Explainer(model, target_layer="layer5")

@@ -5,7 +5,7 @@ import pytest
 
 from scenes.cli import main
 from scenes.export import export_onnx
-from scenes.inference import BundleModel
+from scenes.inference import Predictor
 
 from conftest import CLASSES as INTEL_CLASSES
 from conftest import INTEL_TRAIN, needs_intel
@@ -16,7 +16,7 @@ def test_onnx_matches_pytorch_on_real_images_with_any_batch_size(trained_run, tm
     out = export_onnx(trained_run, tmp_path / "m.onnx")
     graph = onnx.load(str(out)).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    model = BundleModel.load(trained_run)
+    model = Predictor.load(trained_run, device="cpu")
     files = [sorted((INTEL_TRAIN / c).iterdir())[0] for c in INTEL_CLASSES]
     images, ok, errors = model.load_images(files)
     assert not errors
@@ -61,7 +61,7 @@ def test_onnx_follows_the_bundle_after_a_resumed_run_rewrites_it(tmp_path):
     train(cfg, resume=run / "checkpoints" / "last.ckpt")
     assert not is_current(onnx_file, run)  # the bundle changed under the export
     with pytest.raises(StaleExportError, match="scenes export"):
-        Predictor(BundleModel.load(run), backend="onnx", onnx_path=onnx_file)
+        Predictor.load(run, backend="onnx", device="cpu", onnx_path=onnx_file)
 
     images = sorted(data.rglob("*.jpg"))[::4]
     torch_rows = Predictor.load(run, device="cpu").predict_many(images, top_k=3)

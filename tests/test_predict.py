@@ -63,7 +63,7 @@ def test_predict_many_turns_a_bad_file_into_an_error_row(predictor, tmp_path):
 def test_onnx_backend_gives_the_same_probabilities(trained_run, predictor, tmp_path):
     onnx_predictor = Predictor.load(trained_run, backend="onnx")  # exports when missing
     folder = make_folder(tmp_path / "f", CLASSES, 2, seed=5)
-    images, _, _ = predictor.model.load_images(collect_images([folder]))
+    images, _, _ = predictor.load_images(collect_images([folder]))
     np.testing.assert_allclose(
         onnx_predictor.probabilities(images), predictor.probabilities(images), atol=1e-5
     )

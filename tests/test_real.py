@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from scenes.config import load_config
-from scenes.inference import BundleModel
+from scenes.inference import Predictor
 from scenes.training import train
 
 from conftest import CLASSES, needs_intel, needs_weights, real_subset
@@ -40,7 +40,7 @@ def test_head_only_on_40_real_images_per_class_is_far_above_chance(tmp_path, off
     assert len(val) == 60 and {r["label"] for r in val} == set(CLASSES)
 
     # The bundle alone classifies the validation photos as well as training measured.
-    model = BundleModel.load(result.run_dir)
+    model = Predictor.load(result.run_dir, device="cpu")
     images, ok, errors = model.load_images([r["path"] for r in val])
     assert not errors
     predicted = model.logits(images).argmax(1).tolist()

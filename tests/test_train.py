@@ -8,7 +8,7 @@ import torch
 from scenes.cli import main
 from scenes.config import load_config
 from scenes.errors import ConfigError, DataError
-from scenes.inference import BundleModel
+from scenes.inference import Predictor
 from scenes.models import load_bundle
 from scenes.training import train
 from scenes.training.callbacks import COLUMNS
@@ -211,7 +211,7 @@ def test_bundle_holds_the_best_epoch_not_the_last(data, tmp_path):
         reference.load_state_dict(model_state(last))
         assert not torch.allclose(bundle(x), reference(x), atol=1e-3)
     # and the bundle alone (no config, no checkpoint) carries the class order and preprocessing
-    model = BundleModel.load(result.run_dir / "model")
+    model = Predictor.load(result.run_dir / "model", device="cpu")
     assert model.class_names == ["cat_a", "cat_b", "cat_c"]
     assert model.meta.image_size == 32 and len(model.meta.mean) == 3
 

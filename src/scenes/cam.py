@@ -1,7 +1,7 @@
 """Class-activation maps of a bundle with the ``grad-cam`` package (pytorch-grad-cam).
 
 The layer is the one ``models.cam_target`` picks for the architecture (or the one asked for);
-images are normalised by the bundle's own ``BundleModel.to_input``, the one inference path.
+images are normalised by the bundle's own ``Predictor.to_input``, the one inference path.
 Maps are computed on a private copy of the network, frozen and in eval mode: hooks, gradients
 and BatchNorm state never touch the module that serves predictions, and a lock keeps two
 threads (the app) from mixing up each other's activations.
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .inference import BundleModel
+from .inference import Predictor
 from .models.cam_target import CamTarget, find_cam_target
 
 # --method name -> pytorch_grad_cam class. All of them read activations and gradients of the
@@ -46,7 +46,7 @@ class Explainer:
     """Class-activation maps of one bundle with one method on one layer."""
 
     def __init__(
-        self, model: BundleModel, method: str = DEFAULT_METHOD, target_layer: str | None = None
+        self, model: Predictor, method: str = DEFAULT_METHOD, target_layer: str | None = None
     ) -> None:
         self.cam_type = cam_class(method)
         self.method = method

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from . import figures
 from .data.discover import DataError, find_layout, list_labelled_files
-from .inference import BundleModel
+from .inference import Predictor
 from .models.bundle import resolve_bundle_dir
 from .rundir import SPLIT_FILE, read_split
 
@@ -155,7 +155,7 @@ def split_files(run_dir: Path, split: str, class_names: list[str]) -> tuple[list
 
 
 def predict_files(
-    model: BundleModel, paths: list[Path], tta: bool, batch_size: int
+    model: Predictor, paths: list[Path], tta: bool, batch_size: int
 ) -> tuple[torch.Tensor, list[int], dict[str, str]]:
     """Logits of the readable files, their indices in ``paths``, and the unreadable ones."""
     chunks, kept, skipped = [], [], {}
@@ -193,7 +193,7 @@ def evaluate(
         raise ValueError("evaluate needs exactly one of data (a labelled folder) or split='val'")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    model = BundleModel.load(run, device)
+    model = Predictor.load(run, device=device)
     names = model.class_names
     if split is not None:
         run_dir = run_dir_of(run)
@@ -253,7 +253,7 @@ def most_confident_errors(predictions: list[dict], n: int = ERROR_GRID_SIZE) -> 
 
 
 def write_outputs(
-    result: EvalResult, model: BundleModel, out_dir: Path, explain: bool = False
+    result: EvalResult, model: Predictor, out_dir: Path, explain: bool = False
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
@@ -282,7 +282,7 @@ def write_outputs(
 
 
 def write_error_grid(
-    predictions: list[dict], model: BundleModel, path: Path, explain: bool = False
+    predictions: list[dict], model: Predictor, path: Path, explain: bool = False
 ) -> Path:
     """4x4 grid of the most confident mistakes (fewer cells when there are fewer mistakes);
     with ``explain``, each overlaid with the heatmap of the class it was mistaken for."""

@@ -60,7 +60,7 @@ def explain_image(
     target_layer: str | None = None,
 ) -> Explanation:
     """One photo (a path or a PIL image). Raises for an unreadable image."""
-    pixels = predictor.model.load_image(image)[None]
+    pixels = predictor.load_image(image)[None]
     name = str(image) if isinstance(image, str | Path) else "<image>"
     return explain_batch(predictor, pixels, [name], class_name, top_k, method, target_layer)[0]
 
@@ -157,7 +157,7 @@ def run_explain(
     )
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
-        pixels, ok, errors = predictor.model.load_images(chunk)
+        pixels, ok, errors = predictor.load_images(chunk)
         for i, message in errors.items():
             failed[str(chunk[i])] = message
             lines.append(f"{str(chunk[i]):<{width}}  ERROR {message}")

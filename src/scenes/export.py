@@ -1,7 +1,7 @@
 """``scenes export``: the bundle's network as ONNX, batch axis dynamic.
 
 The graph takes the normalised float batch (B, 3, H, W) and returns logits; decoding and
-normalisation stay in Python (``BundleModel``), shared with every other inference path.
+normalisation stay in Python (``Predictor``), shared with every other inference path.
 The exported file records the SHA-256 of the ``model.safetensors`` it was made from, so a
 bundle rewritten later (a resumed run) is never served through a stale graph.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .inference import BundleModel
+from .inference import Predictor
 from .models.bundle import WEIGHTS_FILE, resolve_bundle_dir
 
 ONNX_FILE = "model.onnx"
@@ -55,7 +55,7 @@ def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Pat
     """Write ``out`` (default ``<bundle>/model.onnx``) and check it loads in ONNX Runtime."""
     import onnx
 
-    model = BundleModel.load(run_or_bundle)
+    model = Predictor.load(run_or_bundle, device="cpu")
     out = Path(out) if out else default_onnx_path(run_or_bundle)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = model.meta.image_size
