@@ -14,7 +14,8 @@ import argparse
 import sys
 import time
 
-from scenes.evaluation import evaluate, format_result
+from scenes.eval_outputs import format_result
+from scenes.evaluation import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,8 +28,9 @@ from scenes.config import load_config
 from scenes.data.discover import find_layout, list_labelled_files
 from scenes.data.features import pretrained_backbone
 from scenes.data.issues import find_issues, write_issues_csv
-from scenes.evaluation import compute_metrics, predict_files
+from scenes.evaluation import predict_files
 from scenes.inference import Predictor
+from scenes.metrics import compute_metrics
 from scenes.training import train
 
 from _common import INTEL, REPO, use_offline_weights

@@ -23,8 +23,10 @@ import scenes.inference
 from scenes import figures
 from scenes.cli import main
 from scenes.data.discover import DataError
-from scenes.evaluation import compute_metrics, evaluate, most_confident_errors
+from scenes.eval_outputs import most_confident_errors
+from scenes.evaluation import evaluate
 from scenes.inference import Predictor
+from scenes.metrics import compute_metrics
 
 from conftest import make_folder
 

@@ -80,10 +80,15 @@ def test_package_modules_import_each_other_one_way():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-def test_the_backends_depend_only_on_the_shared_module():
+SHARED_BY_BACKENDS = {"scenes.models.base", "scenes.models.weights"}
+
+
+def test_the_backends_depend_only_on_the_shared_modules():
     graph = import_graph()
+    for shared in SHARED_BY_BACKENDS:  # leaves of scenes.models: they import no backend
+        assert not graph[shared] & {m for m in graph if m.startswith("scenes.models.")}, shared
     for backend in ("scenes.models.hf_backend", "scenes.models.timm_backend"):
-        assert graph[backend] == {"scenes.models.base"}, backend
+        assert graph[backend] == SHARED_BY_BACKENDS, backend
     assert {"scenes.models.hf_backend", "scenes.models.timm_backend"} <= graph[
         "scenes.models.registry"
     ]

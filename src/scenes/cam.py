@@ -12,12 +12,24 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from .inference import Predictor
+from .models.bundle import BundleMeta
 from .models.cam_target import CamTarget, find_cam_target
+
+
+class Explainable(Protocol):
+    """What maps are made from: a ``Predictor`` (named by shape, not imported: the predictor
+    builds explainers, so importing it here would make the two modules import each other)."""
+
+    module: torch.nn.Module
+    meta: BundleMeta
+
+    def to_input(self, images: np.ndarray) -> torch.Tensor: ...
+
 
 # --method name -> pytorch_grad_cam class. All of them read activations and gradients of the
 # target layer only (no perturbation passes), so they cost about one forward pass.
@@ -46,7 +58,7 @@ class Explainer:
     """Class-activation maps of one bundle with one method on one layer."""
 
     def __init__(
-        self, model: Predictor, method: str = DEFAULT_METHOD, target_layer: str | None = None
+        self, model: Explainable, method: str = DEFAULT_METHOD, target_layer: str | None = None
     ) -> None:
         self.cam_type = cam_class(method)
         self.method = method

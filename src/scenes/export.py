@@ -1,7 +1,8 @@
 """``scenes export``: the bundle's network as ONNX, batch axis dynamic.
 
 The graph takes the normalised float batch (B, 3, H, W) and returns logits; decoding and
-normalisation stay in Python (``Predictor``), shared with every other inference path.
+normalisation stay in Python (``Predictor``, which exports through this module), shared with
+every other inference path.
 The exported file records the SHA-256 of the ``model.safetensors`` it was made from, so a
 bundle rewritten later (a resumed run) is never served through a stale graph.
 """
@@ -14,8 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .inference import Predictor
-from .models.bundle import WEIGHTS_FILE, resolve_bundle_dir
+from .models.bundle import WEIGHTS_FILE, load_bundle, resolve_bundle_dir
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -55,12 +55,12 @@ def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Pat
     """Write ``out`` (default ``<bundle>/model.onnx``) and check it loads in ONNX Runtime."""
     import onnx
 
-    model = Predictor.load(run_or_bundle, device="cpu")
-    out = Path(out) if out else default_onnx_path(run_or_bundle)
+    directory = resolve_bundle_dir(run_or_bundle)
+    module, meta = load_bundle(directory, "cpu")
+    out = Path(out) if out else default_onnx_path(directory)
     out.parent.mkdir(parents=True, exist_ok=True)
-    size = model.meta.image_size
-    example = torch.zeros(2, 3, size, size)
-    module = model.module.to(memory_format=torch.contiguous_format).eval()
+    example = torch.zeros(2, 3, meta.image_size, meta.image_size)
+    module = module.to(memory_format=torch.contiguous_format).eval()
     tmp = out.with_suffix(".tmp.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter deprecation chatter, not the user's concern
@@ -76,7 +76,7 @@ def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Pat
             dynamo=False,
         )
     graph = onnx.load(str(tmp))
-    onnx.helper.set_model_props(graph, {WEIGHTS_DIGEST_KEY: weights_digest(model.directory)})
+    onnx.helper.set_model_props(graph, {WEIGHTS_DIGEST_KEY: weights_digest(directory)})
     onnx.save(graph, str(tmp))
     onnx.checker.check_model(str(tmp))
     tmp.replace(out)

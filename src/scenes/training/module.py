@@ -8,22 +8,12 @@ import lightning as L
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ..config import Config
 from ..data.transforms import normalize_batch
+from ..metrics import epoch_metrics
 from ..models.registry import BuiltModel
 from .schedules import lr_multiplier
-
-
-def epoch_metrics(num_classes: int) -> MetricCollection:
-    return MetricCollection(
-        {
-            # Multiclass top-1 over all samples (micro), not the one-vs-rest mean.
-            "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes=num_classes, average="macro"),
-        }
-    )
 
 
 def batch_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
