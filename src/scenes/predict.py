@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data.discover import is_image_file
+from .data.files import list_files
 from .inference import BundleModel
 
 if TYPE_CHECKING:
@@ -185,12 +185,13 @@ class Predictor:
 
 
 def collect_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given (even odd ones: they get an error row), folders searched recursively."""
+    """Files as given (even odd ones: they get an error row), folders searched recursively
+    for image files (hidden ones left out, as everywhere: ``data.files.list_files``)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if is_image_file(p)))
+            found.extend(list_files(path))
         elif path.exists():
             found.append(path)
         else:
