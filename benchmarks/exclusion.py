@@ -27,7 +27,8 @@ from pathlib import Path
 from scenes.config import load_config
 from scenes.data.discover import find_layout, list_labelled_files
 from scenes.data.features import pretrained_backbone
-from scenes.data.issues import find_issues, write_issues_csv
+from scenes.data.issue_outputs import write_issues_csv
+from scenes.data.issue_ranking import find_issues
 from scenes.evaluation import predict_files
 from scenes.inference import Predictor
 from scenes.metrics import compute_metrics

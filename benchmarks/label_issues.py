@@ -30,13 +30,8 @@ from scenes.config import load_config
 from scenes.data.check import check_folder
 from scenes.data.discover import find_layout, list_labelled_files
 from scenes.data.features import pretrained_backbone
-from scenes.data.issues import (
-    METHODS,
-    find_issues,
-    rank_label_issues,
-    summarize,
-    write_outputs,
-)
+from scenes.data.issue_outputs import summarize, write_outputs
+from scenes.data.issue_ranking import METHODS, find_issues, rank_label_issues
 
 from _common import INTEL, REPO, use_offline_weights
 

@@ -1,14 +1,19 @@
 """The web app as a user meets it: a live server, gradio_client, and a real headless Chromium."""
 
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from PIL import Image
 
+import scenes
 from scenes.app import build_app, example_images
 from scenes.explain import explain_image
 from scenes.predict import Predictor
@@ -239,3 +244,42 @@ def test_examples_come_from_the_validation_split(trained_run):
     assert len(examples) == 3  # one per class
     assert all(rows[e].split == "val" for e in examples)
     assert len({rows[e].label for e in examples}) == 3
+
+
+def test_importing_and_building_the_app_writes_nothing_into_the_package(trained_run):
+    """Gradio writes a ``.pyi`` stub beside the module of any component class defined outside
+    Gradio; the app defines none, so the source tree stays as it is. In a fresh interpreter:
+    here the app module is already imported."""
+    package = Path(scenes.__file__).resolve().parent
+
+    def listing() -> list[Path]:
+        return sorted(
+            p.relative_to(package) for p in package.rglob("*") if "__pycache__" not in p.parts
+        )
+
+    before = listing()
+    code = (
+        "import sys; from scenes.app import build_app; from scenes.predict import Predictor; "
+        "build_app(Predictor.load(sys.argv[1], device='cpu'), explain=False)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(package.parent)}
+    subprocess.run([sys.executable, "-c", code, str(trained_run)], env=env, check=True, timeout=600)
+    assert listing() == before
+    assert not list(package.rglob("*.pyi")), "a generated stub in the source tree"
+
+
+def test_a_pasted_photo_reaches_the_predictor_as_its_exact_bytes(tmp_path):
+    import base64
+
+    import gradio as gr
+
+    from scenes.app import uploaded_file
+
+    data = make_image(tmp_path / "pasted.png", (30, 30, 200), mode="RGBA").read_bytes()
+    url = "data:image/png;base64," + base64.b64encode(data).decode()
+    path = Path(uploaded_file({"path": None, "url": url}, str(tmp_path / "cache")))
+    assert path.suffix == ".png" and path.read_bytes() == data
+    assert uploaded_file({"path": "/x/up.jpg", "url": "http://h/up.jpg"}, "") == "/x/up.jpg"
+    assert uploaded_file(None, "") is None
+    with pytest.raises(gr.Error, match="did not arrive"):
+        uploaded_file({"path": None, "url": None}, "")

@@ -10,15 +10,9 @@ from scenes.cli import main
 from scenes.data import features as features_module
 from scenes.data.discover import list_labelled_files
 from scenes.data.features import image_features, run_backbone
-from scenes.data.issues import (
-    GRID_PNG,
-    ISSUES_CSV,
-    QUALITY_CSV,
-    SUMMARY_MD,
-    default_out_dir,
-    out_of_sample_probabilities,
-    rank_label_issues,
-)
+from scenes.data.issue_outputs import GRID_PNG, ISSUES_CSV, QUALITY_CSV, SUMMARY_MD
+from scenes.data.issue_ranking import out_of_sample_probabilities, rank_label_issues
+from scenes.data.issues import default_out_dir
 from scenes.figures import pixel_size
 
 from conftest import make_folder, needs_weights, real_subset

@@ -11,7 +11,6 @@ so it cannot disagree with ``scenes evaluate``; the heatmap is computed in the s
 from __future__ import annotations
 
 import base64
-import hashlib
 import mimetypes
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import gradio as gr
 from PIL import Image
 
+from .data.files import content_digest
 from .explain import explain_image
 from .models.bundle import resolve_bundle_dir
 from .predict import Predictor
@@ -37,36 +37,38 @@ def _unreadable(name: str, exc: BaseException) -> gr.Error:
     return gr.Error(f"{name} is not an image this app can read. Please upload a {READABLE} photo.")
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` that hands the uploaded file to the Predictor untouched.
+def uploaded_file(payload: dict | None, cache_dir: str) -> str | None:
+    """The path of the uploaded file itself, for ``Predictor`` to decode.
 
-    Gradio's own preprocessing converts the upload to ``image_mode`` and re-encodes it (RGBA
-    loses its alpha instead of being composited on white, 16-bit grayscale is clipped), so
-    the page would answer differently from ``scenes predict`` for the same file. Decoding is
-    left to ``Predictor`` alone, which reads it exactly as training and evaluation do.
+    The page's event runs with ``preprocess=False``, so it receives the upload as Gradio's
+    file data (a dict with ``path`` and ``url``) rather than ``gr.Image``'s preprocessed value:
+    that preprocessing converts the upload to ``image_mode`` and re-encodes it (RGBA loses its
+    alpha instead of being composited on white, 16-bit grayscale is clipped), so the page would
+    answer differently from ``scenes predict`` for the same file. Decoding is left to
+    ``Predictor`` alone, which reads it exactly as training and evaluation do. (A ``gr.Image``
+    subclass overriding ``preprocess`` would do the same, but Gradio writes a ``.pyi`` stub
+    beside the module of every component class defined outside Gradio.)
     """
+    if payload is None:
+        return None
+    url = payload.get("url")
+    if url and url.startswith("data:"):
+        return _save_data_url(url, cache_dir)
+    if payload.get("path") is None:
+        raise gr.Error("The upload did not arrive; please try again.")
+    return str(payload["path"])
 
-    is_template = True  # rendered by the frontend's plain Image component
 
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if payload.url and payload.url.startswith("data:"):
-            return self._save_data_url(payload.url)
-        if payload.path is None:
-            raise gr.Error("The upload did not arrive; please try again.")
-        return str(payload.path)
-
-    def _save_data_url(self, url: str) -> str:
-        """A base64 ``data:`` upload (e.g. pasted) as a file holding exactly its bytes."""
-        header, _, encoded = url.partition(",")
-        suffix = mimetypes.guess_extension(header.removeprefix("data:").split(";")[0]) or ""
-        data = base64.b64decode(encoded)
-        folder = Path(self.GRADIO_CACHE) / hashlib.sha256(data).hexdigest()[:32]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"pasted{suffix}"
-        path.write_bytes(data)
-        return str(path)
+def _save_data_url(url: str, cache_dir: str) -> str:
+    """A base64 ``data:`` upload (e.g. pasted) as a file holding exactly its bytes."""
+    header, _, encoded = url.partition(",")
+    suffix = mimetypes.guess_extension(header.removeprefix("data:").split(";")[0]) or ""
+    data = base64.b64decode(encoded)
+    folder = Path(cache_dir) / content_digest(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"pasted{suffix}"
+    path.write_bytes(data)
+    return str(path)
 
 
 def example_images(run: str | Path, count: int = 4) -> list[str]:
@@ -90,7 +92,8 @@ def build_app(
     if explain:
         predictor.explainer()  # choose the layer now, not in the first user's request
 
-    def classify(path: str | None):
+    def classify(upload: dict | None):
+        path = uploaded_file(upload, photo.GRADIO_CACHE)
         if path is None:
             raise gr.Error("Drop or paste a photo first.")
         try:
@@ -106,7 +109,7 @@ def build_app(
     with gr.Blocks(title="scenes: what is in this photo?") as demo:
         gr.Markdown(f"## What scene is this?\nDrop or paste a photo. Classes: {names}.")
         with gr.Row():
-            photo = PhotoInput(type="filepath", sources=["upload", "clipboard"], label="Photo")
+            photo = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Photo")
             labels = gr.Label(num_top_classes=3, label="Top 3")
             outputs = [labels]
             if explain:
@@ -118,7 +121,8 @@ def build_app(
                     elem_id="heatmap",
                 )
                 outputs.append(heatmap)
-        photo.change(classify, inputs=photo, outputs=outputs, api_name=API_NAME)
+        # preprocess=False: the upload reaches ``classify`` untouched (see ``uploaded_file``)
+        photo.change(classify, inputs=photo, outputs=outputs, api_name=API_NAME, preprocess=False)
         if examples:
             gr.Examples(examples=examples, inputs=photo)
     # Inference holds the CPU: two at a time, the rest wait in line rather than pile up.

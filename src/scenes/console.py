@@ -44,7 +44,8 @@ def setup(verbose: bool = False) -> None:
     ours.setLevel(logging.DEBUG if verbose else logging.INFO)
     ours.propagate = False
 
-    warnings.showwarning = _show_warning
+    # The format, not the display: a caller recording warnings (catch_warnings) still gets them.
+    warnings.formatwarning = _format_warning
     if not verbose:
         for pattern in _QUIET_WARNINGS:
             warnings.filterwarnings("ignore", pattern)
@@ -61,6 +62,6 @@ def quiet_lightning() -> None:
         logger.setLevel(logging.INFO if _VERBOSE else logging.WARNING)
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+def _format_warning(message, category, filename, lineno, line=None) -> str:
     where = f" ({filename}:{lineno})" if _VERBOSE else ""
-    print(f"warning: {message}{where}", file=file or sys.stderr)
+    return f"warning: {message}{where}\n"

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .data.discover import is_image_file
+from .data.files import list_files
 from .inference import Prediction, PredictionRow, Predictor, Source
 
 __all__ = [
@@ -25,12 +25,13 @@ __all__ = [
 
 
 def collect_images(paths: Sequence[str | Path]) -> list[Path]:
-    """Files as given (even odd ones: they get an error row), folders searched recursively."""
+    """Files as given (even odd ones: they get an error row), folders searched recursively
+    for image files (hidden ones left out, as everywhere: ``data.files.list_files``)."""
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if is_image_file(p)))
+            found.extend(list_files(path))
         elif path.exists():
             found.append(path)
         else:

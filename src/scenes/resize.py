@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .data.discover import is_image_file
+from .data.files import list_files
 from .data.images import load_image
 
 # Formats we write back as themselves; anything else becomes PNG (lossless, universal).
@@ -77,7 +77,7 @@ def resize_tree(
         raise ValueError(f"DST {dst} must not be SRC or inside it")
     summary = ResizeSummary()
     jobs = []
-    for path in sorted(p for p in src.rglob("*") if is_image_file(p)):
+    for path in list_files(src):
         target = output_path(src, dst, path)
         if is_done(path, target, size):
             summary.skipped += 1

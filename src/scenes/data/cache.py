@@ -24,6 +24,7 @@ from numpy.lib.format import open_memmap
 from PIL import UnidentifiedImageError
 from tqdm.auto import tqdm
 
+from .files import content_digest
 from .images import PREPROCESS_VERSION, load_image
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ CACHE_VERSION = 3  # 3: decoder version in the key, rows written straight to dis
 @dataclass
 class DecodedImages:
     """Images as an (N, size, size, 3) uint8 array; ``kept`` indexes the input paths;
-    ``digests`` are the SHA-1 of each kept file's bytes (finds exact duplicates)."""
+    ``digests`` name each kept file's bytes (``files.content_digest``: finds exact duplicates)."""
 
     pixels: np.ndarray
     kept: np.ndarray
@@ -53,7 +54,7 @@ def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray, str] | str:
     path, size, interpolation = args
     try:
         data = Path(path).read_bytes()  # read once: hashed here, decoded from memory
-        return load_image(io.BytesIO(data), size, interpolation), hashlib.sha1(data).hexdigest()
+        return load_image(io.BytesIO(data), size, interpolation), content_digest(data)
     except UnidentifiedImageError:  # its message names the in-memory buffer, not the file
         return "UnidentifiedImageError: not an image file Pillow can read"
     except Exception as exc:  # any decoder error means: skip this file, report it

@@ -7,7 +7,6 @@ histogram, exact duplicates within and across splits, and duplicates whose label
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -18,7 +17,8 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
-from .discover import IMAGE_EXTENSIONS, DataError, find_layout
+from .discover import DataError, find_layout
+from .files import IMAGE_EXTENSIONS, content_digest, has_image_extension, list_files
 
 
 @dataclass(frozen=True)
@@ -85,46 +85,18 @@ class CheckReport:
         return self.num_problems == 0
 
 
-def split_dirs(root: str | Path) -> dict[str, Path]:
-    """Split name -> folder. Every folder beside train/ is a split (test, val, pred...)."""
-    layout = find_layout(root)
-    root = layout.root
-    if layout.name == "bare":
-        return {root.name or str(root): root}
-    splits = {}
-    for d in (d for d in root.iterdir() if d.is_dir() and not _hidden(d)):
-        if layout.name == "train":
-            splits[d.name] = d
-        else:  # Kaggle: seg_train/seg_train, seg_test/seg_test, seg_pred/seg_pred
-            inner = d / d.name
-            splits[d.name.removeprefix("seg_")] = inner if inner.is_dir() else d
-    return dict(sorted(splits.items(), key=lambda item: (_split_rank(item[0]), item[0])))
-
-
-def _split_rank(name: str) -> int:
-    order = ("train", "val", "test", "pred")
-    return order.index(name) if name in order else len(order)
-
-
-def _hidden(path: Path | str) -> bool:
-    name = Path(path).name
-    return name.startswith(".") or name == "__MACOSX"
-
-
 def iter_files(root: str | Path) -> Iterator[DataFile]:
-    """Every (non-hidden) file: ``split/<class>/...`` is labelled, ``split/<file>`` is not."""
-    for split, folder in split_dirs(root).items():
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file() or any(_hidden(p) for p in path.relative_to(folder).parts):
-                continue
+    """Every visible file, images or not: ``split/<class>/...`` is labelled, ``split/<file>`` is
+    not. Non-image files are listed too: reporting them is part of the check."""
+    for split, folder in find_layout(root).splits.items():
+        for path in list_files(folder, images_only=False):
             parts = path.relative_to(folder).parts
             yield DataFile(path, split, parts[0] if len(parts) > 1 else None)
 
 
 def inspect_file(file: DataFile) -> FileInfo:
-    data = file.path.read_bytes()
-    info = FileInfo(file, hashlib.sha256(data).hexdigest())
-    if file.path.suffix.lower() not in IMAGE_EXTENSIONS:
+    info = FileInfo(file, content_digest(file.path.read_bytes()))
+    if not has_image_extension(file.path):
         info.not_an_image = f"{file.path.suffix or 'no'} extension"
         return info
     try:
@@ -239,7 +211,7 @@ def folder_stats(root: str | Path) -> dict[str, Counter]:
     """Split -> Counter of image files per class (None for unlabelled images)."""
     stats: dict[str, Counter] = {}
     for file in iter_files(root):
-        if file.path.suffix.lower() in IMAGE_EXTENSIONS:
+        if has_image_extension(file.path):
             stats.setdefault(file.split, Counter())[file.label] += 1
     if not stats:
         raise DataError(f"{root} holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))})")

@@ -1,19 +1,25 @@
 """Find the train (and test) image folders of a dataset and the class names.
 
 Accepted layouts, tried in this order:
-  DIR/train/<class>/*            (+ DIR/test/<class>/*)
-  DIR/seg_train/seg_train/<class>/*  (+ DIR/seg_test/seg_test/<class>/*)  -- Kaggle's Intel zip
+  DIR/train/<class>/*            (+ DIR/test/<class>/*, and any other split beside them)
+  DIR/seg_train/seg_train/<class>/*  (+ DIR/seg_test/seg_test/<class>/*)  -- Kaggle's Intel zip;
+                                 a split not nested twice (DIR/seg_test/<class>) is taken too
   DIR/<class>/*                  (bare: everything is training data)
+
+Every visible folder beside the train folder is a split (test, val, pred, ...), named without
+Kaggle's ``seg_`` prefix: ``Layout.splits`` is the one place that knows this.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
+from .files import IMAGE_EXTENSIONS, is_hidden, list_files
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+KAGGLE_PREFIX = "seg_"
+SPLIT_ORDER = ("train", "val", "test", "pred")  # listed first, in this order; others by name
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,8 @@ class Layout:
     train_dir: Path
     test_dir: Path | None
     name: str  # which layout matched: "train", "kaggle" or "bare"
+    # split name -> folder, train first; a bare layout is one split named after its folder
+    splits: dict[str, Path] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -31,28 +39,34 @@ class LabelledFiles:
     class_names: list[str]
 
 
-def is_image_file(path: Path) -> bool:
-    return (
-        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-    )
+def visible_subdirs(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
-def class_dirs(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _kaggle_split(folder: Path) -> tuple[str, Path]:
+    """``seg_test`` -> ("test", seg_test/seg_test), or seg_test itself when not nested."""
+    inner = folder / folder.name
+    return folder.name.removeprefix(KAGGLE_PREFIX), inner if inner.is_dir() else folder
+
+
+def _ordered(splits: dict[str, Path]) -> dict[str, Path]:
+    def rank(name: str) -> tuple[int, str]:
+        return (SPLIT_ORDER.index(name) if name in SPLIT_ORDER else len(SPLIT_ORDER), name)
+
+    return {name: splits[name] for name in sorted(splits, key=rank)}
 
 
 def find_layout(root: str | Path) -> Layout:
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
-    candidates = [
-        ("train", root / "train", root / "test"),
-        ("kaggle", root / "seg_train" / "seg_train", root / "seg_test" / "seg_test"),
-    ]
-    for name, train_dir, test_dir in candidates:
-        if train_dir.is_dir():
-            return Layout(root, train_dir, test_dir if test_dir.is_dir() else None, name)
-    return Layout(root, root, None, "bare")
+    if (root / "train").is_dir():
+        name, splits = "train", {d.name: d for d in visible_subdirs(root)}
+    elif (root / f"{KAGGLE_PREFIX}train").is_dir():
+        name, splits = "kaggle", dict(_kaggle_split(d) for d in visible_subdirs(root))
+    else:
+        return Layout(root, root, None, "bare", {root.name or str(root): root})
+    return Layout(root, splits["train"], splits.get("test"), name, _ordered(splits))
 
 
 def list_labelled_files(folder: str | Path, class_names: list[str] | None = None) -> LabelledFiles:
@@ -62,7 +76,7 @@ def list_labelled_files(folder: str | Path, class_names: list[str] | None = None
     folder whose class is not among them is an error.
     """
     folder = Path(folder)
-    dirs = class_dirs(folder)
+    dirs = visible_subdirs(folder)
     if not dirs:
         raise DataError(
             f"{folder} has no class folders: expected {folder}/<class>/<image files> "
@@ -83,7 +97,7 @@ def list_labelled_files(folder: str | Path, class_names: list[str] | None = None
     labels: list[int] = []
     empty = []
     for d in dirs:
-        files = sorted(p for p in d.rglob("*") if is_image_file(p))
+        files = list_files(d)
         if not files:
             empty.append(d)
         paths.extend(files)

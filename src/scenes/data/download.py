@@ -9,10 +9,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .discover import DataError
+from .discover import DataError, find_layout
 
 KAGGLE_DATASET = "puneet6060/intel-image-classification"
-KAGGLE_SPLITS = {"seg_train": "train", "seg_test": "test", "seg_pred": "pred"}
 
 
 def manual_steps(dest: Path) -> str:
@@ -29,18 +28,14 @@ def manual_steps(dest: Path) -> str:
 
 
 def normalise_kaggle_layout(source: Path, dest: Path) -> Path:
-    """Copy ``source/seg_X/seg_X`` (or ``source/seg_X``) to ``dest/<split>``."""
-    copied = 0
-    for kaggle_name, split in KAGGLE_SPLITS.items():
-        for candidate in (source / kaggle_name / kaggle_name, source / kaggle_name):
-            if candidate.is_dir():
-                target = dest / split
-                if not target.exists():
-                    shutil.copytree(candidate, target)
-                copied += 1
-                break
-    if copied == 0:
+    """Copy each split of the Kaggle layout (``source/seg_X/seg_X``) to ``dest/X``."""
+    layout = find_layout(source)
+    if layout.name != "kaggle":
         raise DataError(f"{source} does not look like the Kaggle Intel dataset (no seg_train)")
+    for split, folder in layout.splits.items():
+        target = dest / split
+        if not target.exists():
+            shutil.copytree(folder, target)
     return dest
 
 

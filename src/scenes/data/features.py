@@ -2,9 +2,9 @@
 
 A frozen backbone run once over a dataset turns every later experiment on top of it (a
 linear head, cross-validated k times) into seconds of work. Features are stored per file
-content (the SHA-1 the decoded-image cache already computes) and per backbone identity (a hash
-of its weights and preprocessing), so renaming, moving or relabelling files, or adding a few,
-never recomputes the features of the others.
+content (``files.content_digest``, which the decoded-image cache already computes) and per
+backbone identity (a hash of its weights and preprocessing), so renaming, moving or
+relabelling files, or adding a few, never recomputes the features of the others.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .cache import decode_images, warn_failed
+from .files import content_digest
 from .transforms import normalize_batch
 
 log = logging.getLogger(__name__)
@@ -123,16 +124,16 @@ class ImageFeatures:
     features: np.ndarray  # (N, D) float32
     kept: np.ndarray
     failed: dict[str, str]
-    digests: list[str]  # content SHA-1 of each kept file (equal bytes, equal digest)
+    digests: list[str]  # content_digest of each kept file (equal bytes, equal digest)
     computed: int  # how many distinct images went through the backbone in this call
 
 
 def content_digests(paths: list[Path]) -> tuple[list[str | None], dict[str, str]]:
-    """SHA-1 of each file's bytes (the decoded-image cache's digest; None when unreadable)."""
+    """``content_digest`` of each file (the decoded-image cache's digest; None when unreadable)."""
 
     def digest(path: Path) -> str | None:
         try:
-            return hashlib.sha1(Path(path).read_bytes()).hexdigest()
+            return content_digest(Path(path).read_bytes())
         except OSError:
             return None
 
