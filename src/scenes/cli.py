@@ -1,4 +1,4 @@
-"""Command line: parse arguments and delegate. No logic lives here."""
+"""Command line: parse arguments (grammar in ``arguments.py``) and delegate. No logic lives here."""
 
 from __future__ import annotations
 
@@ -6,263 +6,9 @@ import argparse
 import importlib
 import sys
 
+from .arguments import build_parser
 
-def _train_parser(sub) -> None:
-    p = sub.add_parser(
-        "train",
-        help="fine-tune an ImageNet-pretrained model",
-        description="Fine-tune a classifier; flags override the config file, --set any field.",
-    )
-    p.add_argument("--config", help="YAML recipe (e.g. configs/mobilenet_v2_cpu.yaml)")
-    p.add_argument("--data", help="dataset folder (default: $SCENES_DATA or data/intel)")
-    p.add_argument("--model", help="model name, e.g. resnet50, mobilenet_v2")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument("--weights", metavar="FILE", help="start from a local state-dict file")
-    weights.add_argument("--no-pretrained", action="store_true", help="random initialisation")
-    p.add_argument("--freeze-backbone", action="store_true", help="train the head only")
-    p.add_argument("--resume", metavar="CKPT", help="continue a run from its checkpoint")
-    p.add_argument("--out", metavar="RUN_DIR", help="run directory (default: runs/<model>-<time>)")
-    p.add_argument(
-        "--accelerator", choices=["auto", "cpu", "gpu", "cuda", "mps"], help="default: auto"
-    )
-    p.add_argument(
-        "--devices",
-        type=_devices,
-        metavar="N|IDS|auto",
-        help="devices (processes) per node: a count, GPU ids such as 0,2, or auto",
-    )
-    p.add_argument("--num-nodes", type=int, metavar="N", help="machines taking part")
-    p.add_argument(
-        "--strategy",
-        metavar="NAME",
-        help="auto (DDP when there is more than one process) or a Lightning strategy: ddp, ...",
-    )
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override any config field, e.g. --set train.scheduler=step (repeatable)",
-    )
-
-
-def _devices(text: str) -> int | list[int] | str:
-    """``4`` -> 4, ``0,2`` -> [0, 2], ``auto`` -> "auto"."""
-    if text == "auto":
-        return text
-    try:
-        return int(text) if "," not in text else [int(i) for i in text.split(",") if i]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a count, comma-separated GPU ids or auto, got {text!r}"
-        ) from None
-
-
-def _data_parser(sub) -> None:
-    p = sub.add_parser("data", help="dataset tools: download, check, stats, issues")
-    dsub = p.add_subparsers(dest="data_command", required=True)
-    d = dsub.add_parser("download", help="download Intel Image Classification with kagglehub")
-    d.add_argument(
-        "--dest", default=None, help="target folder (default: $SCENES_DATA or data/intel)"
-    )
-    c = dsub.add_parser("check", help="find corrupt files, non-images, duplicates, label conflicts")
-    c.add_argument("directory", metavar="DIR")
-    s = dsub.add_parser("stats", help="image counts per split and class")
-    s.add_argument("directory", metavar="DIR")
-    _data_issues_parser(dsub)
-
-
-def _data_issues_parser(dsub) -> None:
-    i = dsub.add_parser(
-        "issues",
-        help="rank likely label errors in the training images (cleanlab)",
-        description="Out-of-sample probabilities from a cross-validated linear head on frozen "
-        "backbone features, ranked by cleanlab: writes label_issues.csv (usable as "
-        "data.exclude), label_quality.csv, label_issues.png and summary.md.",
-    )
-    i.add_argument("directory", metavar="DIR", help="dataset folder (its training images)")
-    backbone = i.add_mutually_exclusive_group()
-    backbone.add_argument(
-        "--run",
-        metavar="RUN_DIR",
-        help="use this run's fine-tuned backbone (default: the pretrained one; a run's own "
-        "training images are in-sample for it)",
-    )
-    backbone.add_argument(
-        "--model", metavar="NAME", help="pretrained backbone (default: model.name, mobilenet_v2)"
-    )
-    i.add_argument(
-        "--config", metavar="FILE", help="recipe whose model.*, data.image_size, seed to use"
-    )
-    i.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    i.add_argument("--top", type=int, default=100, help="suspects to list (default 100)")
-    i.add_argument(
-        "--method",
-        choices=["self_confidence", "normalized_margin", "confidence_weighted_entropy"],
-        default="self_confidence",
-        help="cleanlab ranking score (default: self_confidence, measured best)",
-    )
-    i.add_argument(
-        "--out",
-        metavar="DIR",
-        help="output folder (default: label_issues/<data-name>, or RUN_DIR/label_issues/"
-        "<data-name> with --run)",
-    )
-    i.add_argument("--batch-size", type=int, default=64, help="backbone batch size")
-    i.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set data.image_size=224 (repeatable)",
-    )
-
-
-def _evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="measure a trained model on a labelled folder")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--data",
-        metavar="DIR",
-        help="labelled folder (<class>/<images>), or a dataset root: its test folder is used",
-    )
-    source.add_argument(
-        "--split",
-        choices=["val"],
-        help="the run's own validation split (listed in RUN_DIR/split.csv)",
-    )
-    p.add_argument("--tta", action="store_true", help="average with the horizontally flipped image")
-    p.add_argument(
-        "--explain",
-        action="store_true",
-        help="overlay the heatmap of the predicted class on the error grid (errors.png)",
-    )
-    p.add_argument(
-        "--out", metavar="DIR", help="output folder (default: RUN_DIR/eval/<data-name or split>)"
-    )
-    p.add_argument("--batch-size", type=int, default=64)
-    _device_argument(p)
-
-
-def _device_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--device",
-        default="auto",
-        metavar="DEVICE",
-        help="where the model runs: auto (a CUDA GPU when there is one, else cpu), cpu, cuda, "
-        "cuda:N, mps",
-    )
-
-
-def _predict_parser(sub) -> None:
-    p = sub.add_parser("predict", help="classify image files and folders")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--out", metavar="CSV", help="write predictions to this CSV file")
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--batch-size", type=int, default=32)
-    _device_argument(p)
-
-
-def _app_parser(sub) -> None:
-    p = sub.add_parser("app", help="web app: drop a photo, see the top-3 classes")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    _device_argument(p)
-    p.add_argument(
-        "--no-explain",
-        dest="explain",
-        action="store_false",
-        help="labels only, no heatmap beside them (faster per request)",
-    )
-
-
-def _explain_parser(sub) -> None:
-    p = sub.add_parser(
-        "explain",
-        help="heatmaps of where the model saw its class",
-        description="For each image: the photo, the class-activation heatmap of the predicted "
-        "class (or --class) and the two blended, captioned with the top-3; one PNG per image "
-        "plus grid pages.",
-    )
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("--class", dest="class_name", metavar="NAME", help="explain this class")
-    p.add_argument(
-        "--method",
-        default="gradcam",
-        metavar="NAME",
-        help="gradcam (default), gradcam++, xgradcam, hirescam, layercam, eigencam, "
-        "eigengradcam, gradcam-elementwise",
-    )
-    p.add_argument(
-        "--target-layer",
-        metavar="DOTTED.NAME",
-        help="the layer to map (default: chosen for the architecture, e.g. layer4)",
-    )
-    p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/explain)")
-    p.add_argument("--batch-size", type=int, default=16)
-    _device_argument(p)
-
-
-def _export_parser(sub) -> None:
-    p = sub.add_parser("export", help="export the model (ONNX)")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
-    p.add_argument("--format", dest="fmt", choices=["onnx"], default="onnx")
-    p.add_argument("--out", metavar="FILE", help="output file (default: RUN_DIR/model/model.onnx)")
-
-
-def _resize_parser(sub) -> None:
-    p = sub.add_parser("resize", help="resize a folder tree of images (in parallel)")
-    p.add_argument("src", metavar="SRC")
-    p.add_argument("dst", metavar="DST")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-
-
-def _report_parser(sub) -> None:
-    p = sub.add_parser("report", help="write RUN_DIR/report.md with tables and figures")
-    p.add_argument("run_dir", metavar="RUN_DIR")
-
-
-def _models_parser(sub) -> None:
-    p = sub.add_parser("models", help="list the model names that can be trained")
-    p.add_argument("pattern", nargs="?", default=None, metavar="PATTERN", help="e.g. 'resnet*'")
-
-
-PARSERS = [
-    _train_parser,
-    _evaluate_parser,
-    _predict_parser,
-    _app_parser,
-    _export_parser,
-    _explain_parser,
-    _resize_parser,
-    _data_parser,
-    _report_parser,
-    _models_parser,
-]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="scenes", description="Train, evaluate and serve scene image classifiers."
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for add in PARSERS:
-        add(sub)
-    return parser
+__all__ = ["build_parser", "dispatch", "main"]
 
 
 def _train_overrides(args: argparse.Namespace) -> dict:
@@ -295,88 +41,23 @@ def _call(target: str, **kwargs) -> int:
     return int(getattr(module, func)(**kwargs) or 0)
 
 
+# Arguments that steer the parser, not the command's function.
+NOT_PASSED = {"command", "data_command", "verbose", "target"}
+
+
 def dispatch(args: argparse.Namespace) -> int:
-    a = args
-    if a.command == "train":
+    """Call the command's ``run_*`` function (named by its parser) with the parsed options,
+    whose names are its parameters; ``train`` turns its flags into config overrides first."""
+    if args.command == "train":
         return _call(
-            ".commands:run_train",
-            config_path=a.config,
-            overrides=_train_overrides(a),
-            sets=a.sets,
-            resume=a.resume,
+            ".training.command:run_train",
+            config_path=args.config,
+            overrides=_train_overrides(args),
+            sets=args.sets,
+            resume=args.resume,
         )
-    if a.command == "data":
-        if a.data_command == "download":
-            return _call(".commands:run_data_download", dest=a.dest)
-        if a.data_command == "issues":
-            return _call(
-                ".data.issues:run_issues",
-                directory=a.directory,
-                run=a.run,
-                config_path=a.config,
-                model=a.model,
-                sets=a.sets,
-                folds=a.folds,
-                top=a.top,
-                method=a.method,
-                out=a.out,
-                batch_size=a.batch_size,
-            )
-        return _call(f".data.check:run_{a.data_command}", directory=a.directory)
-    if a.command == "evaluate":
-        return _call(
-            ".evaluation:run_evaluate",
-            run=a.run,
-            data=a.data,
-            tta=a.tta,
-            explain=a.explain,
-            out=a.out,
-            batch_size=a.batch_size,
-            split=a.split,
-            device=a.device,
-        )
-    if a.command == "predict":
-        return _call(
-            ".predict:run_predict",
-            run=a.run,
-            paths=a.paths,
-            top_k=a.top_k,
-            out=a.out,
-            backend=a.backend,
-            batch_size=a.batch_size,
-            device=a.device,
-        )
-    if a.command == "app":
-        return _call(
-            ".app:run_app",
-            run=a.run,
-            host=a.host,
-            port=a.port,
-            backend=a.backend,
-            device=a.device,
-            explain=a.explain,
-        )
-    if a.command == "explain":
-        return _call(
-            ".explain:run_explain",
-            run=a.run,
-            paths=a.paths,
-            class_name=a.class_name,
-            method=a.method,
-            target_layer=a.target_layer,
-            out=a.out,
-            batch_size=a.batch_size,
-            device=a.device,
-        )
-    if a.command == "export":
-        return _call(".export:run_export", run=a.run, fmt=a.fmt, out=a.out)
-    if a.command == "resize":
-        return _call(".resize:run_resize", src=a.src, dst=a.dst, size=a.size, workers=a.workers)
-    if a.command == "report":
-        return _call(".report:run_report", run_dir=a.run_dir)
-    if a.command == "models":
-        return _call(".models.listing:run_models", pattern=a.pattern)
-    raise AssertionError(f"unhandled command {a.command}")
+    options = {k: v for k, v in vars(args).items() if k not in NOT_PASSED}
+    return _call(args.target, **options)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,9 +6,12 @@ Kaggle's archive nests every split twice (``seg_train/seg_train/<class>``); we c
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 
+from ..config import DEFAULT_DATA_DIR
 from .discover import DataError, find_layout
 
 KAGGLE_DATASET = "puneet6060/intel-image-classification"
@@ -52,3 +55,10 @@ def download_intel(dest: str | Path) -> Path:
             f"({type(exc).__name__}: {str(exc)[:200]}).\n{manual_steps(dest)}"
         ) from exc
     return normalise_kaggle_layout(source, dest)
+
+
+def run_data_download(dest: str | None) -> int:
+    target = Path(dest or os.environ.get("SCENES_DATA") or DEFAULT_DATA_DIR)
+    path = download_intel(target)
+    print(f"dataset ready in {path}", file=sys.stdout)
+    return 0

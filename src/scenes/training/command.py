@@ -1,17 +1,17 @@
-"""What each CLI command does, callable from Python too; ``cli`` only parses arguments."""
+"""``scenes train`` from the command line: the data fetched when missing, the run, and the
+summary with the next commands. ``train()`` itself (``training/run.py``) prints only the
+run's own lines and is what Python users call."""
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
-from .config import DEFAULT_DATA_DIR, load_config
+from ..config import load_config
 
 
 def run_train(config_path: str | None, overrides: dict, sets: list[str], resume: str | None) -> int:
-    from .data.download import download_intel
-    from .training import train
+    from ..data.download import download_intel
+    from .run import train
 
     if config_path is None and resume is not None:
         # A resumed run continues with the config it was started with.
@@ -37,13 +37,4 @@ def run_train(config_path: str | None, overrides: dict, sets: list[str], resume:
         f"  scenes app --run {run_dir}\n"
         f"  scenes report {run_dir}"
     )
-    return 0
-
-
-def run_data_download(dest: str | None) -> int:
-    from .data.download import download_intel
-
-    target = Path(dest or os.environ.get("SCENES_DATA") or DEFAULT_DATA_DIR)
-    path = download_intel(target)
-    print(f"dataset ready in {path}", file=sys.stdout)
     return 0
