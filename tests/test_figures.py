@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from scenes import figures
+from scenes.rundir import RunDir
 
 CLASSES = ["cat_a", "cat_b", "cat_c"]
 
@@ -93,11 +94,13 @@ def test_training_curves(tmp_path):
         "2,2.1,0.0005,0.8,0.7,0.68,0.9,0.7,0.66\n"
         "3,2.0,0.0001,0.5,0.85,0.84,0.85,0.72,0.7\n"
     )
-    assert_png(figures.plot_training_curves(csv_path, tmp_path / "c.png"), "training_curves")
-    empty = tmp_path / "empty.csv"
-    empty.write_text("epoch,train_loss\n")
+    columns = RunDir(tmp_path).metrics_columns()
+    assert_png(figures.plot_training_curves(columns, tmp_path / "c.png"), "training_curves")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "metrics.csv").write_text("epoch,train_loss\n")
     with pytest.raises(ValueError, match="no epochs"):
-        figures.plot_training_curves(empty, tmp_path / "x.png")
+        figures.plot_training_curves(RunDir(empty).metrics_columns(), tmp_path / "x.png")
 
 
 def test_confusion_matrix_with_an_empty_row(tmp_path):
@@ -131,6 +134,6 @@ def test_a_failing_figure_warns_instead_of_raising(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING, logger="scenes.figures"):
         written = figures.write_data_figures(tmp_path, BrokenData(), "classic")
-        assert figures.write_curve_figures(tmp_path, tmp_path / "missing.csv") == []
+        assert figures.write_curve_figures(RunDir(tmp_path / "no-run")) == []
     assert written == []
-    assert "boom" in caplog.text and "missing.csv" in caplog.text
+    assert "boom" in caplog.text and "metrics.csv not found" in caplog.text

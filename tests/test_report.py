@@ -12,7 +12,8 @@ import pytest
 
 from scenes.cli import main
 from scenes.evaluation import evaluate
-from scenes.report import best_epoch, write_report
+from scenes.report import write_report
+from scenes.rundir import RunDir
 
 LINK = re.compile(r"\]\(([^)]+)\)")
 
@@ -55,16 +56,18 @@ def test_report_includes_evaluation_results(run_copy):
     assert all((run_copy / link).exists() for link in LINK.findall(text))
 
 
-def test_best_epoch_follows_the_monitor():
-    columns = {
-        "val_loss": [0.9, 0.5, 0.7],
-        "val_acc": [0.5, 0.6, 0.8],
-        "val_f1": [float("nan")] * 3,
-    }
-    assert best_epoch(columns, "val_loss") == 1
-    assert best_epoch(columns, "val_acc") == 2
-    with pytest.raises(ValueError, match="val_f1"):
-        best_epoch(columns, "val_f1")
+def test_best_epoch_is_the_one_best_ckpt_records(run_copy, tmp_path):
+    """The report names the epoch training chose by its monitor (val_loss here), as recorded
+    in best.ckpt, rather than choosing again from metrics.csv."""
+    run = RunDir(run_copy)
+    rows = run.read_metrics()
+    lowest = min(rows, key=lambda r: r["val_loss"])["epoch"]
+    assert run.best_epoch == lowest
+    assert f"Best epoch: **{run.best_epoch}** of {len(rows)} (by val_loss)" in (
+        write_report(run_copy).read_text()
+    )
+    with pytest.raises(FileNotFoundError, match="best.ckpt"):
+        RunDir(tmp_path).best_epoch  # noqa: B018
 
 
 def test_cli_report_exit_codes(run_copy, tmp_path, capsys):

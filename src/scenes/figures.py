@@ -7,9 +7,7 @@ has a fixed size in inches and ``DPI``, so its PNG size in pixels is known in ad
 
 from __future__ import annotations
 
-import csv
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from .data.transforms import classic_steps
+from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -184,20 +183,10 @@ def plot_augmentations(image: np.ndarray, preset: str, path: str | Path, seed: i
     return _save(fig, path)
 
 
-def read_metrics(csv_path: str | Path) -> dict[str, list[float]]:
-    """metrics.csv as columns of floats (empty cells -> NaN)."""
-    with Path(csv_path).open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return {}
-    return {k: [float(r[k]) if r[k] not in ("", None) else math.nan for r in rows] for k in rows[0]}
-
-
-def plot_training_curves(metrics_csv: str | Path, path: str | Path) -> Path:
-    """Loss, accuracy and macro F1 per epoch, train vs validation."""
-    columns = read_metrics(metrics_csv)
+def plot_training_curves(columns: dict[str, list[float]], path: str | Path) -> Path:
+    """Loss, accuracy and macro F1 per epoch, train vs validation (``RunDir.metrics_columns``)."""
     if not columns:
-        raise ValueError(f"{metrics_csv} has no epochs to plot")
+        raise ValueError("metrics.csv has no epochs to plot")
     epochs = columns["epoch"]
     fig = _new_figure("training_curves")
     axes = fig.subplots(1, 3)
@@ -258,10 +247,10 @@ def write_data_figures(figures_dir: str | Path, data, preset: str, seed: int = 0
     return _run_safely(figures_dir, jobs)
 
 
-def write_curve_figures(figures_dir: str | Path, metrics_csv: str | Path) -> list[Path]:
-    """Training curves from metrics.csv; like ``write_data_figures``, never fatal."""
-    jobs = [(TRAINING_CURVES, lambda p: plot_training_curves(metrics_csv, p))]
-    return _run_safely(Path(figures_dir), jobs)
+def write_curve_figures(run_dir: RunDir) -> list[Path]:
+    """Training curves from the run's metrics.csv into its figures/; never fatal."""
+    jobs = [(TRAINING_CURVES, lambda p: plot_training_curves(run_dir.metrics_columns(), p))]
+    return _run_safely(run_dir.figures, jobs)
 
 
 def _run_safely(figures_dir: Path, jobs) -> list[Path]:

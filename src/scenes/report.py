@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from . import figures
+from .rundir import RunDir
 
 FIGURE_TITLES = {
     figures.TRAINING_CURVES: "Training curves",
@@ -28,16 +29,6 @@ def _fmt(key: str, value: float) -> str:
     if math.isnan(value):
         return "–"
     return METRIC_FORMATS.get(key, "{:.4f}").format(value)
-
-
-def best_epoch(columns: dict[str, list[float]], monitor: str) -> int:
-    """Index of the best row by ``monitor`` (val_loss: lowest; accuracy/F1: highest)."""
-    values = columns[monitor]
-    valid = [i for i, v in enumerate(values) if not math.isnan(v)]
-    if not valid:
-        raise ValueError(f"metrics.csv has no values for {monitor}")
-    pick = min if monitor.endswith("loss") else max
-    return pick(valid, key=lambda i: values[i])
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -78,8 +69,8 @@ def _model_section(run_dir: Path, config: dict) -> list[str]:
     return lines
 
 
-def _epochs_section(columns: dict[str, list[float]], monitor: str) -> list[str]:
-    best = best_epoch(columns, monitor)
+def _epochs_section(columns: dict[str, list[float]], monitor: str, best_epoch: int) -> list[str]:
+    best = columns["epoch"].index(best_epoch)
     keys = list(columns)
     rows = []
     for i in range(len(columns["epoch"])):
@@ -161,16 +152,11 @@ def _evaluation_section(run_dir: Path) -> list[str]:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    run_dir = Path(run_dir)
-    metrics_csv = run_dir / "metrics.csv"
-    if not metrics_csv.is_file():
-        raise FileNotFoundError(
-            f"{metrics_csv} not found: `scenes report` needs a run directory written by "
-            "`scenes train`"
-        )
-    columns = figures.read_metrics(metrics_csv)
+    run = RunDir(run_dir)
+    run_dir = run.path
+    columns = run.metrics_columns()  # FileNotFoundError naming metrics.csv when it is absent
     if not columns:
-        raise ValueError(f"{metrics_csv} has no epochs yet: train for at least one epoch")
+        raise ValueError(f"{run.metrics_csv} has no epochs yet: train for at least one epoch")
     config_file = run_dir / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
     monitor = (config or {}).get("train", {}).get("monitor", "val_loss")
@@ -181,7 +167,7 @@ def write_report(run_dir: str | Path) -> Path:
         "",
         *_model_section(run_dir, config or {}),
         "",
-        *_epochs_section(columns, monitor),
+        *_epochs_section(columns, monitor, run.best_epoch),
         "",
         *_figures_section(run_dir),
         "",

@@ -1,18 +1,34 @@
-"""The files of a run directory that several commands read: ``split.csv`` for now.
+"""The run directory, one fact: where each file of a run lives, and the two files several
+commands read and write, ``split.csv`` and ``metrics.csv``.
 
 ``split.csv`` lists every training image with its label and the side of the split it was on
 (``train``, ``val``; other values, e.g. ``excluded``, are kept as written). Paths are stored
-resolved, so the file means the same from any working directory.
+resolved, so the file means the same from any working directory. ``metrics.csv`` holds one
+row per epoch (``METRICS_COLUMNS``); the best epoch is the one ``checkpoints/best.ckpt``
+records, chosen during training by ``train.monitor``.
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 SPLIT_FILE = "split.csv"
+METRICS_FILE = "metrics.csv"
+METRICS_COLUMNS = [
+    "epoch",
+    "time_s",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "train_f1",
+    "val_loss",
+    "val_acc",
+    "val_f1",
+]
 
 
 @dataclass(frozen=True)
@@ -22,24 +38,101 @@ class SplitRow:
     split: str
 
 
-def write_split(run_dir: Path, rows: Iterable[SplitRow]) -> Path:
-    path = Path(run_dir) / SPLIT_FILE
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "split"])
-        for row in rows:
-            writer.writerow([str(Path(row.path).resolve()), row.label, row.split])
-    tmp.replace(path)
-    return path
+class RunDir:
+    """A run directory (``runs/<name>/``), as ``scenes train`` lays it out."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    config = property(lambda self: self.path / "config.yaml")
+    split_csv = property(lambda self: self.path / SPLIT_FILE)
+    metrics_csv = property(lambda self: self.path / METRICS_FILE)
+    checkpoints = property(lambda self: self.path / "checkpoints")
+    best_checkpoint = property(lambda self: self.checkpoints / "best.ckpt")
+    last_checkpoint = property(lambda self: self.checkpoints / "last.ckpt")
+    bundle = property(lambda self: self.path / "model")
+    figures = property(lambda self: self.path / "figures")
+    eval = property(lambda self: self.path / "eval")
+
+    def holds_a_run(self) -> bool:
+        return self.metrics_csv.exists() or self.checkpoints.exists()
+
+    # -- split.csv ----------------------------------------------------------------------------
+    def write_split(self, rows: Iterable[SplitRow]) -> Path:
+        tmp = self.split_csv.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["path", "label", "split"])
+            for row in rows:
+                writer.writerow([str(Path(row.path).resolve()), row.label, row.split])
+        tmp.replace(self.split_csv)
+        return self.split_csv
+
+    def read_split(self) -> list[SplitRow]:
+        """The rows of split.csv; FileNotFoundError naming what writes it when absent."""
+        if not self.split_csv.is_file():
+            raise FileNotFoundError(
+                f"{self.split_csv} not found: it is written by `scenes train` at the start of a run"
+            )
+        with self.split_csv.open(newline="") as fh:
+            return [SplitRow(Path(r["path"]), r["label"], r["split"]) for r in csv.DictReader(fh)]
+
+    # -- metrics.csv --------------------------------------------------------------------------
+    def append_metrics(self, row: dict[str, float]) -> None:
+        new = not self.metrics_csv.exists()
+        with self.metrics_csv.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def read_metrics(self) -> list[dict[str, float]]:
+        """One dict per epoch, values as floats (an empty cell is NaN)."""
+        if not self.metrics_csv.is_file():
+            raise FileNotFoundError(
+                f"{self.metrics_csv} not found: it is written by `scenes train`, one row per epoch"
+            )
+        with self.metrics_csv.open(newline="") as fh:
+            return [
+                {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
+
+    def metrics_columns(self) -> dict[str, list[float]]:
+        """metrics.csv as columns (what figures plot)."""
+        rows = self.read_metrics()
+        return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}
+
+    def metrics_of_epoch(self, epoch: int) -> dict[str, float]:
+        return next((r for r in self.read_metrics() if int(r["epoch"]) == epoch), {})
+
+    def trim_metrics(self, last_epoch: int) -> None:
+        """Drop rows a crashed run wrote after its last checkpoint; the resumed run redoes them."""
+        if not self.metrics_csv.exists():
+            return
+        with self.metrics_csv.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        with self.metrics_csv.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS)
+            writer.writeheader()
+            writer.writerows(r for r in rows if int(r["epoch"]) <= last_epoch)
+
+    @property
+    def best_epoch(self) -> int:
+        """The epoch (from 1) of ``checkpoints/best.ckpt``: what the bundle holds."""
+        if not self.best_checkpoint.is_file():
+            raise FileNotFoundError(
+                f"{self.best_checkpoint} not found: the best epoch is the one it records"
+            )
+        import torch
+
+        checkpoint = torch.load(self.best_checkpoint, map_location="cpu", weights_only=False)
+        return int(checkpoint["epoch"]) + 1
 
 
-def read_split(run_dir: Path) -> list[SplitRow]:
-    """The rows of ``RUN_DIR/split.csv``; FileNotFoundError naming what wrote it when absent."""
-    path = Path(run_dir) / SPLIT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} not found: it is written by `scenes train` at the start of a run"
-        )
-    with path.open(newline="") as fh:
-        return [SplitRow(Path(r["path"]), r["label"], r["split"]) for r in csv.DictReader(fh)]
+def write_split(run_dir: str | Path, rows: Iterable[SplitRow]) -> Path:
+    return RunDir(run_dir).write_split(rows)
+
+
+def read_split(run_dir: str | Path) -> list[SplitRow]:
+    return RunDir(run_dir).read_split()

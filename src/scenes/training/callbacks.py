@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import csv
 import random
 import time
-from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -13,17 +11,9 @@ import torch
 from lightning.pytorch.callbacks import EMAWeightAveraging, TQDMProgressBar
 from tqdm.auto import tqdm
 
-COLUMNS = [
-    "epoch",
-    "time_s",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "train_f1",
-    "val_loss",
-    "val_acc",
-    "val_f1",
-]
+from ..rundir import METRICS_COLUMNS, RunDir
+
+COLUMNS = METRICS_COLUMNS  # metrics.csv's columns, one fact in rundir.py
 HEADERS = [
     "epoch",
     "time",
@@ -41,8 +31,8 @@ class EpochTable(L.Callback):
     """Prints one table row per epoch and appends the same numbers to ``metrics.csv``, in
     the first process only (the numbers are already reduced over all processes)."""
 
-    def __init__(self, csv_path: Path, printer=tqdm.write, preamble: str = ""):
-        self.csv_path = Path(csv_path)
+    def __init__(self, run_dir: RunDir, printer=tqdm.write, preamble: str = ""):
+        self.run_dir = run_dir
         self.printer = printer
         self.preamble = preamble  # printed once above the header, e.g. the global batch
         self._started = 0.0
@@ -71,7 +61,7 @@ class EpochTable(L.Callback):
             "lr": float(np.mean(self._lrs)) if self._lrs else float("nan"),
             **{k: summary.get(k, float("nan")) for k in COLUMNS[3:]},
         }
-        self._append_csv(row)
+        self.run_dir.append_metrics(row)
         if not self._header_printed:
             self.printer(" ".join(f"{h:>10}" for h in HEADERS))
             self._header_printed = True
@@ -79,14 +69,6 @@ class EpochTable(L.Callback):
             f"{row['epoch']:>10d} {row['time_s']:>9.1f}s {row['lr']:>10.2e} "
             + " ".join(f"{row[k]:>10.4f}" for k in COLUMNS[3:])
         )
-
-    def _append_csv(self, row: dict) -> None:
-        new = not self.csv_path.exists()
-        with self.csv_path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
 
 
 class EpochProgressBar(TQDMProgressBar):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import sys
@@ -23,7 +22,7 @@ from ..errors import ConfigError, RunDirError
 from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
-from ..rundir import SplitRow, read_split, write_split
+from ..rundir import RunDir, SplitRow, read_split, write_split
 from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, WeightEMA
 from .hardware import Hardware, process_rank, resolve_hardware
 from .module import SceneClassifier
@@ -56,21 +55,6 @@ def _checkpoint_meta(path: Path) -> dict:
     if "scenes" not in ckpt:
         raise ValueError(f"{path} is not a scenes training checkpoint")
     return {"epoch": ckpt["epoch"], **ckpt["scenes"]}
-
-
-def _trim_metrics(csv_path: Path, last_epoch: int) -> None:
-    """Drop rows a crashed run wrote after its last checkpoint; the resumed run redoes them."""
-    if not csv_path.exists():
-        return
-    with csv_path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
-        return
-    kept = [r for r in rows if int(r["epoch"]) <= last_epoch]
-    with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(kept)
 
 
 def _split_rows(data: PreparedData) -> list[SplitRow]:
@@ -164,7 +148,7 @@ def train(
         run_dir = Path(cfg.out) if cfg.out else resume.resolve().parent.parent
     else:
         run_dir = agree_run_dir(cfg, rank, hardware.world_size)
-        if (run_dir / "metrics.csv").exists() or (run_dir / "checkpoints").exists():
+        if RunDir(run_dir).holds_a_run():
             raise RunDirError(
                 f"{run_dir} already holds a run; choose another --out, or continue it with "
                 f"--resume {run_dir / 'checkpoints' / 'last.ckpt'}"
@@ -213,10 +197,10 @@ def train(
     if trainer.is_global_zero:  # checkpoints and metrics.csv are the first process's files
         best_state = torch.load(best_path, map_location="cpu", weights_only=False)
         best_epoch = int(best_state["epoch"]) + 1
-        best = _row_for_epoch(run_dir / "metrics.csv", best_epoch)
+        best = RunDir(run_dir).metrics_of_epoch(best_epoch)
         module.load_state_dict(best_state["state_dict"])
         save_bundle(module.model, bundle_meta(built, cfg, data.class_names), run_dir / "model")
-        write_curve_figures(run_dir / "figures", run_dir / "metrics.csv")
+        write_curve_figures(RunDir(run_dir))
     # The other processes wait here, so none returns before the bundle exists.
     trainer.strategy.barrier("scenes-bundle-written")
     return TrainResult(
@@ -259,7 +243,7 @@ def write_run_files(
     write_split(run_dir, _split_rows(data))
     write_data_figures(run_dir / "figures", data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:
-        _trim_metrics(run_dir / "metrics.csv", resume_meta["epoch"] + 1)
+        RunDir(run_dir).trim_metrics(resume_meta["epoch"] + 1)
 
 
 def make_trainer(
@@ -298,7 +282,7 @@ def make_trainer(
             else []
         ),
         ReseedEachStep(cfg.seed),
-        EpochTable(run_dir / "metrics.csv", preamble=preamble),
+        EpochTable(RunDir(run_dir), preamble=preamble),
         checkpoints,
         last_checkpoint,
         EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
@@ -348,11 +332,3 @@ def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> Bundl
         channels_last=cfg.model.channels_last,
         backend_config=built.backend_config,
     )
-
-
-def _row_for_epoch(csv_path: Path, epoch: int) -> dict[str, float]:
-    with csv_path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            if int(row["epoch"]) == epoch:
-                return {k: float(v) for k, v in row.items()}
-    return {}
