@@ -119,28 +119,13 @@ def test_shared_names_stay_importable_from_the_registry():
 
 
 MAX_LINES = 300
-# Being split on other branches of issue 11; the lead removes them from here when they land.
-BEING_SPLIT = {"scenes/training/run.py"}
 
 
 def module_files() -> list[str]:
     return [str(path.relative_to(SRC)) for path, _ in package_modules().values()]
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                strict=False, reason=f"{name} is over {MAX_LINES} lines until its split lands"
-            ),
-        )
-        if name in BEING_SPLIT
-        else name
-        for name in module_files()
-    ],
-)
+@pytest.mark.parametrize("module", module_files())
 def test_no_module_is_over_300_lines(module):
     """A module longer than this holds more than one thing: split it by purpose."""
     lines = len((SRC / module).read_text().splitlines())

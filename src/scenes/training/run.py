@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -12,8 +11,6 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 
 from .. import console
 from ..config import Config
@@ -23,9 +20,9 @@ from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
 from ..rundir import RunDir, SplitRow, read_split, write_split
-from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, WeightEMA
 from .hardware import Hardware, process_rank, resolve_hardware
 from .module import SceneClassifier
+from .trainer import make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -244,79 +241,6 @@ def write_run_files(
     write_data_figures(run_dir / "figures", data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:
         RunDir(run_dir).trim_metrics(resume_meta["epoch"] + 1)
-
-
-def make_trainer(
-    cfg: Config, hardware: Hardware, run_dir: Path, extra_callbacks: list[L.Callback] | None
-) -> tuple[L.Trainer, tuple[ModelCheckpoint, ModelCheckpoint]]:
-    """The Trainer, and its (best, last) checkpoint callbacks."""
-    tc = cfg.train
-    mode = "min" if tc.monitor == "val_loss" else "max"
-    checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="best",
-        monitor=tc.monitor,
-        mode=mode,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    # Lightning's save_last only refreshes last.ckpt when a new best is saved; resuming needs
-    # the latest epoch whatever its score, so "last" is a checkpoint of its own, every epoch.
-    last_checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    global_batch = cfg.data.batch_size * hardware.world_size * tc.accumulate_grad_batches
-    preamble = (
-        f"global batch {global_batch} = {cfg.data.batch_size} per device x "
-        f"{hardware.world_size} process(es) x {tc.accumulate_grad_batches} accumulated"
-    )
-    callbacks = [
-        # In a log file (no terminal) a bar redrawn every batch would fill it with lines.
-        *(
-            [EpochProgressBar(refresh_rate=1 if sys.stdout.isatty() else 100)]
-            if tc.progress_bar
-            else []
-        ),
-        ReseedEachStep(cfg.seed),
-        EpochTable(RunDir(run_dir), preamble=preamble),
-        checkpoints,
-        last_checkpoint,
-        EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
-        LearningRateMonitor(logging_interval="epoch"),
-        *([WeightEMA(tc.ema_decay, ema_start_epoch(tc))] if tc.ema_decay else []),
-        *(extra_callbacks or []),
-    ]
-    trainer = L.Trainer(
-        max_epochs=tc.epochs,
-        accelerator=hardware.accelerator,
-        devices=hardware.devices,
-        num_nodes=hardware.num_nodes,
-        strategy=hardware.strategy,
-        precision=hardware.precision,
-        accumulate_grad_batches=tc.accumulate_grad_batches,
-        # Our samplers shard the data themselves: Lightning's DistributedSampler would pad
-        # the validation shards with repeated images and count them twice.
-        use_distributed_sampler=False,
-        deterministic=tc.deterministic,
-        gradient_clip_val=tc.grad_clip,
-        callbacks=callbacks,
-        logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-        default_root_dir=str(run_dir),
-        num_sanity_val_steps=0,
-        enable_progress_bar=tc.progress_bar,
-        enable_model_summary=False,
-        log_every_n_steps=10,
-    )
-    return trainer, (checkpoints, last_checkpoint)
-
-
-def ema_start_epoch(tc) -> int:
-    """Averaging starts with the full phase: in fine_tune mode, after the head epochs."""
-    return tc.head_epochs if tc.mode == "fine_tune" else 0
 
 
 def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> BundleMeta:
