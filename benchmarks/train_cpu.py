@@ -1,7 +1,7 @@
 """Train a recipe on the full shared Intel training set; print validation top-1, macro F1
 and wall time.
 
-    python benchmarks/train_cpu.py [--config configs/mobilenet_v2_cpu.yaml] [--out DIR] [--set k=v ...]
+    python benchmarks/train_cpu.py [--config configs/default.yaml] [--out DIR] [--set k=v ...]
 
 The validation split is the stratified 10% carved from ../shared/data/intel/train; the
 official test split is not used. The wall time includes decoding the images: the run gets a
@@ -25,7 +25,7 @@ from _common import INTEL, REPO, use_offline_weights
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(REPO / "configs" / "mobilenet_v2_cpu.yaml"))
+    parser.add_argument("--config", default=str(REPO / "configs" / "default.yaml"))
     parser.add_argument("--data", default=str(INTEL))
     parser.add_argument(
         "--out", default=str(REPO / "runs" / f"bench-cpu-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -15,7 +15,7 @@ def _train_parser(sub) -> None:
         help="fine-tune an ImageNet-pretrained model",
         description="Fine-tune a classifier; flags override the config file, --set any field.",
     )
-    p.add_argument("--config", help="YAML recipe (e.g. configs/mobilenet_v2_cpu.yaml)")
+    p.add_argument("--config", help="YAML recipe (e.g. configs/resnet50.yaml)")
     p.add_argument("--data", help="dataset folder (default: $SCENES_DATA or data/intel)")
     p.add_argument("--model", help="model name, e.g. resnet50, mobilenet_v2")
     p.add_argument("--epochs", type=int)

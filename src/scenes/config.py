@@ -89,8 +89,8 @@ class AugmentConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(10, ge=1, le=10_000)
-    lr: float = Field(1e-3, gt=0.0, le=10.0)
+    epochs: int = Field(4, ge=1, le=10_000)
+    lr: float = Field(3e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     norm_weight_decay: float | None = Field(
         0.0,
@@ -100,7 +100,7 @@ class TrainConfig(_Section):
     )
     optimizer: Literal["adamw", "sgd"] = "adamw"
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
     ema_decay: float | None = Field(
         None,
         gt=0.0,
@@ -109,12 +109,12 @@ class TrainConfig(_Section):
         "phase on; validation, checkpoints and the bundle use the average; null: off",
     )
     scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
-    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warmup (cosine only)")
+    warmup_epochs: float = Field(0.25, ge=0.0, description="linear warmup (cosine only)")
     step_size: int = Field(3, ge=1, description="epochs between LR drops (step only)")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="LR factor per drop (step, plateau)")
     plateau_patience: int = Field(1, ge=0)
     mode: Literal["full", "head", "fine_tune"] = Field(
-        "full",
+        "fine_tune",
         description="full: train everything; head: backbone frozen; "
         "fine_tune: head for head_epochs, then everything at lr * unfreeze_lr_factor",
     )
@@ -123,7 +123,7 @@ class TrainConfig(_Section):
     monitor: Literal["val_loss", "val_acc", "val_f1"] = Field(
         "val_loss", description="metric for early stopping and the best checkpoint"
     )
-    patience: int = Field(5, ge=1, description="early-stopping patience in epochs")
+    patience: int = Field(3, ge=1, description="early-stopping patience in epochs")
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = Field(
         "auto",
         description="auto: bf16-mixed on CUDA GPUs with native bf16, else 16-mixed; 32-true on "
