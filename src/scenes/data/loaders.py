@@ -1,7 +1,9 @@
-"""Datasets and loaders over decoded images, reproducible per (seed, epoch, index).
+"""Datasets and loaders over decoded images, reproducible per (seed, epoch).
 
-Shuffling and augmentation are pure functions of (seed, epoch, sample index): a run resumed
-from a checkpoint, or run with a different number of workers, sees exactly the same batches.
+The order of each epoch is a pure function of (seed, epoch) and augmentation one of (seed,
+epoch, batch, rank) (``batch_augment``, on the device): a run resumed from a checkpoint, run
+with another number of workers, or with its images on the device, sees exactly the same
+batches.
 """
 
 from __future__ import annotations
@@ -23,30 +25,23 @@ from .cache import decode_images
 from .discover import DataError, LabelledFiles, Layout, find_layout, list_labelled_files
 from .exclude import apply_exclusion
 from .split import split_train_val
-from .transforms import train_transform
+from .device_loader import DeviceBatches, images_to_device, resolve_on_device
 
 
 class DecodedDataset(Dataset):
-    """(uint8 CHW tensor, label) from an (N, H, W, 3) uint8 array, optionally augmented."""
+    """(uint8 CHW tensor, label) from an (N, H, W, 3) uint8 array. Augmentation happens later,
+    on whole batches on the training device (``batch_augment``)."""
 
-    def __init__(self, pixels: np.ndarray, labels: np.ndarray, transform=None, seed: int = 0):
+    def __init__(self, pixels: np.ndarray, labels: np.ndarray):
         self.pixels = pixels
         self.labels = np.asarray(labels, dtype=np.int64)
-        self.transform = transform
-        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index, epoch = item if isinstance(item, tuple) else (item, 0)
+        index = item[0] if isinstance(item, tuple) else item  # (index, epoch) from the sampler
         image = torch.from_numpy(np.ascontiguousarray(self.pixels[index].transpose(2, 0, 1)))
-        if self.transform is not None:
-            # A private RNG stream per (seed, epoch, index), so augmentation does not depend
-            # on worker count or on where a resumed run picked up.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
-                image = self.transform(image)
         return image, int(self.labels[index])
 
 
@@ -172,11 +167,8 @@ def prepare_data(
                 train_idx,
                 val_idx,
             )
-    augment = train_transform(cfg.augment.preset, cfg.augment.p)
     # Index the memory map lazily through a view: no copy of the pixel array is made.
-    train_ds = DecodedDataset(
-        _Subset(decoded.pixels, train_idx), labels[train_idx], augment, cfg.seed
-    )
+    train_ds = DecodedDataset(_Subset(decoded.pixels, train_idx), labels[train_idx])
     val_ds = DecodedDataset(_Subset(decoded.pixels, val_idx), labels[val_idx])
     return PreparedData(
         class_names=files.class_names,
@@ -257,44 +249,69 @@ class _Subset:
         return self.array[self.indices[i]]
 
 
+Loader = DataLoader | DeviceBatches
+
+
 def make_loaders(
-    data: PreparedData, cfg: Config, rank: int = 0, world_size: int = 1
-) -> tuple[DataLoader, DataLoader]:
-    """This process's training and validation loaders (``rank`` of ``world_size``)."""
+    data: PreparedData,
+    cfg: Config,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | None = None,
+) -> tuple[Loader, Loader]:
+    """This process's training and validation loaders (``rank`` of ``world_size``): batches
+    drawn on ``device`` when ``data.on_device`` says so, else DataLoaders over the cache."""
+    device = device or torch.device("cpu")
+    train_sampler = EpochShuffleSampler(len(data.train), cfg.seed, rank, world_size)
+    val_sampler = ShardSampler(len(data.val), rank, world_size)
+    # A last batch of one image breaks BatchNorm (one value per channel); drop only that case.
+    lone_last = len(train_sampler) % cfg.data.batch_size == 1 and len(train_sampler) > 1
+    if resolve_on_device(cfg.data.on_device, device):
+        return tuple(
+            DeviceBatches(
+                images_to_device(ds.pixels, device),
+                torch.from_numpy(ds.labels),
+                sampler,
+                cfg.data.batch_size,
+                drop_lone_last=drop,
+            )
+            for ds, sampler, drop in ((data.train, train_sampler, lone_last), (data.val, val_sampler, False))
+        )
     workers = resolve_workers(cfg.data.num_workers)
     common = dict(
         batch_size=cfg.data.batch_size,
         num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
     )
-    sampler = EpochShuffleSampler(len(data.train), cfg.seed, rank, world_size)
-    # A last batch of one image breaks BatchNorm (one value per channel); drop only that case.
-    lone_last = len(sampler) % cfg.data.batch_size == 1 and len(sampler) > 1
-    train = DataLoader(data.train, sampler=sampler, drop_last=lone_last, **common)
-    val = DataLoader(data.val, sampler=ShardSampler(len(data.val), rank, world_size), **common)
+    train = DataLoader(data.train, sampler=train_sampler, drop_last=lone_last, **common)
+    val = DataLoader(data.val, sampler=val_sampler, **common)
     return train, val
 
 
 class SceneDataModule(L.LightningDataModule):
     """Hands Lightning the loaders of this process: they are made when Lightning asks, once
-    the processes exist and each knows its rank."""
+    the processes exist and each knows its rank and device."""
 
     def __init__(self, data: PreparedData, cfg: Config):
         super().__init__()
         self.data = data
         self.cfg = cfg
-        self._loaders: tuple[DataLoader, DataLoader] | None = None
+        self._loaders: tuple[Loader, Loader] | None = None
 
-    def _made(self) -> tuple[DataLoader, DataLoader]:
+    def _made(self) -> tuple[Loader, Loader]:
         if self._loaders is None:
             trainer = self.trainer
-            rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-            self._loaders = make_loaders(self.data, self.cfg, rank, world)
+            if trainer is None:
+                rank, world, device = 0, 1, torch.device("cpu")
+            else:
+                rank, world = trainer.global_rank, trainer.world_size
+                device = trainer.strategy.root_device
+            self._loaders = make_loaders(self.data, self.cfg, rank, world, device)
         return self._loaders
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> Loader:
         return self._made()[0]
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Loader:
         return self._made()[1]

@@ -11,6 +11,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from ..config import Config
+from ..data.batch_augment import batch_generator, make_batch_augment
 from ..data.transforms import normalize_batch
 from ..models.registry import BuiltModel
 from .schedules import lr_multiplier
@@ -60,6 +61,8 @@ class SceneClassifier(L.LightningModule):
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.epoch_summary: dict[str, float] = {}
+        # Training batches are augmented here, on the device, as whole batches.
+        self.batch_augment = make_batch_augment(cfg.augment.preset, cfg.augment.p)
         self.backbone_frozen = False
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict | None = None  # restored from a checkpoint, if resuming
@@ -110,7 +113,16 @@ class SceneClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, self.loss_fn, self.train_loss, self.train_metrics)
+        return self._step(
+            self.augmented(batch, batch_idx), self.loss_fn, self.train_loss, self.train_metrics
+        )
+
+    def augmented(self, batch, batch_idx: int):
+        """The training batch, augmented on its device with parameters keyed by (seed, epoch,
+        batch, rank): a resumed run and an uninterrupted one see the same images."""
+        images, labels = batch
+        key = (self.cfg.seed, self.current_epoch, batch_idx, self.global_rank)
+        return self.batch_augment(images, batch_generator(*key)), labels
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss_fn, self.val_loss, self.val_metrics)
