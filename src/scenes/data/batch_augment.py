@@ -218,7 +218,10 @@ def trivialaugment_ops() -> list[tuple[str, Op]]:
         ("contrast", KorniaOp(K.ColorJitter(contrast=factor, p=1.0))),
         ("sharpness", KorniaOp(K.RandomSharpness(sharpness=factor, p=1.0))),
         ("posterize", KorniaOp(K.RandomPosterize(bits=(1.5, 8.0), p=1.0))),  # 2..8 bits
-        ("solarize", KorniaOp(K.RandomSolarize(thresholds=(0.0, 1.0), additions=(0.0, 0.0), p=1.0))),
+        (
+            "solarize",
+            KorniaOp(K.RandomSolarize(thresholds=(0.0, 1.0), additions=(0.0, 0.0), p=1.0)),
+        ),
         ("autocontrast", KorniaOp(K.RandomAutoContrast(p=1.0))),
         ("equalize", KorniaOp(K.RandomEqualize(p=1.0))),
     ]
@@ -234,5 +237,7 @@ def make_batch_augment(preset: str, p: float = 0.25) -> BatchAugment:
         import kornia.augmentation as K
 
         flip = Step("horizontal flip", 0.5, KorniaOp(K.RandomHorizontalFlip(p=1.0)))
-        return BatchAugment(preset, [flip, Step("trivialaugment", 1.0, OneOfPerImage(trivialaugment_ops()))])
+        return BatchAugment(
+            preset, [flip, Step("trivialaugment", 1.0, OneOfPerImage(trivialaugment_ops()))]
+        )
     raise ValueError(f"unknown augmentation preset {preset!r}; choose from {', '.join(PRESETS)}")

@@ -275,7 +275,10 @@ def make_loaders(
                 cfg.data.batch_size,
                 drop_lone_last=drop,
             )
-            for ds, sampler, drop in ((data.train, train_sampler, lone_last), (data.val, val_sampler, False))
+            for ds, sampler, drop in (
+                (data.train, train_sampler, lone_last),
+                (data.val, val_sampler, False),
+            )
         )
     workers = resolve_workers(cfg.data.num_workers)
     common = dict(
