@@ -22,10 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..config import Config
 from ..rundir import SplitRow
 from .cache import decode_images
+from .device_loader import DeviceBatches, images_to_device, resolve_on_device
 from .discover import DataError, LabelledFiles, Layout, find_layout, list_labelled_files
 from .exclude import apply_exclusion
 from .split import split_train_val
-from .device_loader import DeviceBatches, images_to_device, resolve_on_device
 
 
 class DecodedDataset(Dataset):
