@@ -19,6 +19,7 @@ from scenes.data.batch_augment import (
 )
 from scenes.data.device_loader import DeviceBatches, images_to_device, resolve_on_device
 from scenes.data.loaders import EpochShuffleSampler, ShardSampler, _Subset
+from scenes.data.transforms import normalize_batch
 
 
 def noisy_batch(n: int = 8, size: int = 40, seed: int = 0) -> torch.Tensor:
@@ -47,7 +48,7 @@ def test_same_key_gives_the_same_batch_whatever_the_global_rng(preset):
     assert torch.equal(
         torch.get_rng_state(), before
     )  # ... nor be disturbed (dropout draws from it)
-    assert not torch.equal(first, images)
+    assert not torch.equal(first, to_unit_float(images))
 
 
 @pytest.mark.parametrize("other", [(8, 2, 5, 0), (7, 3, 5, 0), (7, 2, 6, 0), (7, 2, 5, 1)])
@@ -77,17 +78,30 @@ def test_each_step_gets_its_own_coin_per_image():
 
 
 # -- what each step does -------------------------------------------------------------------
-def test_output_is_uint8_of_the_same_shape_and_device_and_none_is_identity():
+def test_output_is_the_float_batch_the_model_normalises_and_none_only_converts():
     images = noisy_batch(5, size=33)
     for preset in ("classic", "trivialaugment"):
         out = make_batch_augment(preset, 0.5)(images, batch_generator(0, 0, 0))
-        assert out.dtype == torch.uint8 and out.shape == images.shape
-        assert out.device == images.device
-    assert make_batch_augment("none")(images, batch_generator(0, 0, 0)) is images
+        assert out.dtype == torch.float32 and out.shape == images.shape
+        assert out.device == images.device and 0.0 <= out.min() and out.max() <= 1.0
+    none = make_batch_augment("none")(images, batch_generator(0, 0, 0))
+    assert torch.equal(none, images.float() / 255)
+    # the model's normalisation gives the same input for a uint8 batch and its float form
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    assert torch.allclose(normalize_batch(none, mean, std), normalize_batch(images, mean, std))
     with pytest.raises(ValueError, match="uint8"):
         make_batch_augment("classic")(images.float(), batch_generator(0, 0, 0))
     with pytest.raises(ValueError, match="unknown augmentation preset"):
         make_batch_augment("autoaugment")
+
+
+def test_parameters_follow_the_images_to_their_device():
+    # Parameters are drawn on the CPU; every one must reach the images' device. A "meta"
+    # tensor (shapes, no data) stands in for a GPU here: one CPU tensor left in the arithmetic
+    # would raise.
+    images = torch.zeros(8, 3, 32, 32, dtype=torch.uint8, device="meta")
+    out = make_batch_augment("classic", 0.5)(images, batch_generator(0, 0, 0))
+    assert out.device.type == "meta" and out.dtype == torch.float32 and out.shape == images.shape
 
 
 def test_classic_flip_is_a_mirror_image():

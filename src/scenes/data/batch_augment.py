@@ -22,7 +22,7 @@ Presets:
   torchvision's per-image version: magnitudes are continuous rather than 31 bins, shears are
   about the centre rather than the corner, translation is up to 32/224 of the size (torchvision:
   32 pixels at any size), interpolation is bilinear rather than nearest.
-- ``none``: the batch is returned as it is.
+- ``none``: the batch is only converted to float.
 """
 
 from __future__ import annotations
@@ -122,19 +122,16 @@ class Step:
 
 
 class BatchAugment:
-    """uint8 (B, 3, H, W) on any device -> augmented uint8 (B, 3, H, W) on the same device.
-
-    uint8 in and out, like the decoded images: the model's own normalisation
-    (``normalize_batch``) follows unchanged, as in evaluation and serving.
-    """
+    """uint8 (B, 3, H, W) on any device -> augmented float32 (B, 3, H, W) in [0, 1] on the
+    same device, which the model's normalisation (``normalize_batch``) takes as it is: the
+    conversion to float that it would do anyway happens here, once, and the augmented pixels
+    are not rounded back to 8 bits. Evaluation and serving still hand it uint8 images."""
 
     def __init__(self, preset: str, steps: Sequence[Step]):
         self.preset = preset
         self.steps = list(steps)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        if not self.steps:
-            return images
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(
                 f"augmentation expects a uint8 (batch, 3, H, W) tensor, got {images.dtype} "
@@ -143,7 +140,7 @@ class BatchAugment:
         x = to_unit_float(images)
         for step in self.steps:
             x = apply_with_probability(step.op, step.p, x, generator)
-        return to_uint8(x)
+        return x
 
     def single_steps(self) -> list[tuple[str, Op]]:
         """Every operation this preset can apply, by name, to be shown alone at probability 1

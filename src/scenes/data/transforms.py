@@ -78,8 +78,9 @@ def train_transform(preset: str, p: float = 0.25) -> v2.Transform | None:
 def normalize_batch(
     images: torch.Tensor, mean: list[float], std: list[float], channels_last: bool = False
 ) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> normalised float32 (B, 3, H, W)."""
-    x = images.float().div_(255.0)
+    """uint8 (B, 3, H, W), or float in [0, 1] (augmented training batches) -> normalised
+    float32 (B, 3, H, W)."""
+    x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
     mean_t = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     x = (x - mean_t) / std_t
