@@ -3,10 +3,10 @@
 A preset is a list of steps; each step is applied to each image of the batch independently
 with its own probability, and every random parameter is drawn per image. All the randomness
 of one batch comes from one CPU ``torch.Generator`` seeded by (seed, epoch, batch index,
-rank) (``batch_generator``), never from the global RNG: the same key gives the same batch on
-any device, with any number of loader workers, in an uninterrupted or a resumed run, and the
-global RNG (dropout) is left as it was. Parameters are drawn on the CPU (a few numbers per
-image) and moved to the images' device; the pixels never leave it.
+rank) (``batch_generator``), never from the global RNG: the same key draws the same
+parameters with any number of loader workers, in an uninterrupted or a resumed run, and on
+any device (they are drawn on the CPU, a few numbers per image, and moved to the images'
+device; the pixels never leave it), and the global RNG (dropout) is left as it was.
 
 Presets:
 
