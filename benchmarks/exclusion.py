@@ -1,10 +1,11 @@
 """Validation top-1 of a recipe trained with and without the top label-issue suspects.
 
     python benchmarks/exclusion.py [--config configs/default.yaml] [--top 100] [--out DIR]
-                                   [--per-class N] [--set key=value ...]
+                                   [--per-class N] [--set key=value ...] [--baseline RUN]
 
 1. Rank the training images with `scenes data issues` (pretrained backbone, cached features).
-2. Train the recipe on everything (the baseline); its split.csv says which images validate.
+2. Train the recipe on everything (the baseline; --baseline reuses a finished run of the same
+   recipe and seed instead); its split.csv says which images validate.
 3. Write the top suspects that fall on the training side of that split to an exclusion list.
    The split does not depend on data.exclude (listed images are dropped after it), so with the
    same seed both runs validate on exactly the same images (checked below); suspects that
@@ -19,10 +20,10 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from scenes.config import load_config
 from scenes.data.discover import find_layout, list_labelled_files
@@ -32,17 +33,33 @@ from scenes.data.issue_ranking import find_issues
 from scenes.evaluation import predict_files
 from scenes.inference import Predictor
 from scenes.metrics import compute_metrics
+from scenes.rundir import read_split
 from scenes.training import train
 
 from _common import INTEL, REPO, use_offline_weights
 
 
-def read_split(run_dir: Path) -> dict[str, list[tuple[Path, str]]]:
+def split_by_name(run_dir: Path) -> dict[str, list[tuple[Path, str]]]:
     rows: dict[str, list[tuple[Path, str]]] = {}
-    with (run_dir / "split.csv").open(newline="") as fh:
-        for r in csv.DictReader(fh):
-            rows.setdefault(r["split"], []).append((Path(r["path"]), r["label"]))
+    for row in read_split(run_dir):
+        rows.setdefault(row.split, []).append((row.path, row.label))
     return rows
+
+
+def reuse_baseline(run_dir: Path, base) -> SimpleNamespace:
+    """A finished run of the same recipe (e.g. benchmarks/train_cpu.py's) as the baseline,
+    refused unless its config.yaml matches this one bar the run's own paths."""
+    if not (run_dir / "model").is_dir():
+        raise SystemExit(f"--baseline {run_dir}: no model/ bundle, the run did not finish")
+
+    def recipe(cfg) -> dict:
+        fields = cfg.model_dump()
+        fields["out"] = fields["data"]["dir"] = fields["data"]["cache_dir"] = None
+        return fields
+
+    if recipe(load_config(run_dir / "config.yaml")) != recipe(base):
+        raise SystemExit(f"--baseline {run_dir} was trained with another config; drop --baseline")
+    return SimpleNamespace(run_dir=run_dir)
 
 
 def scores(run_dir: Path, images: list[tuple[Path, str]]) -> tuple[float, float]:
@@ -76,6 +93,7 @@ def main() -> None:
         "--out", default=str(REPO / "runs" / f"exclusion-{time.strftime('%Y%m%d-%H%M%S')}")
     )
     parser.add_argument("--set", dest="sets", action="append", default=[])
+    parser.add_argument("--baseline", type=Path, help="a finished run of this recipe to reuse")
     args = parser.parse_args()
     use_offline_weights()
     out = Path(args.out)
@@ -95,10 +113,13 @@ def main() -> None:
         write_issues_csv(issues, suspects, out / "label_issues.csv")
         suspect_paths = {Path(issues.paths[i]).absolute() for i in suspects}
 
-        started = time.perf_counter()
-        baseline = train(base.model_copy(update={"out": str(out / "all")}))
-        print(f"baseline trained in {(time.perf_counter() - started) / 60:.1f} min")
-        split = read_split(baseline.run_dir)
+        if args.baseline:
+            baseline = reuse_baseline(args.baseline, base)
+        else:
+            started = time.perf_counter()
+            baseline = train(base.model_copy(update={"out": str(out / "all")}))
+            print(f"baseline trained in {(time.perf_counter() - started) / 60:.1f} min")
+        split = split_by_name(baseline.run_dir)
         in_train = [p for p, _ in split["train"] if p.absolute() in suspect_paths]
         exclude_file = out / "exclude_train_side.csv"
         exclude_file.write_text("path\n" + "".join(f"{p}\n" for p in in_train))
@@ -108,7 +129,7 @@ def main() -> None:
         started = time.perf_counter()
         cleaned = train(cleaned_cfg)
         print(f"run with exclusion trained in {(time.perf_counter() - started) / 60:.1f} min")
-        cleaned_split = read_split(cleaned.run_dir)
+        cleaned_split = split_by_name(cleaned.run_dir)
         if sorted(cleaned_split["val"]) != sorted(split["val"]):
             raise SystemExit("the two runs validated on different images: comparison invalid")
 
@@ -126,7 +147,7 @@ def main() -> None:
         print("|---|---|---|---|---|---|")
         runs = (("all images", baseline), (f"{len(in_train)} suspects excluded", cleaned))
         for name, run in runs:
-            n_train = len(read_split(run.run_dir)["train"])
+            n_train = len(split_by_name(run.run_dir)["train"])
             acc, f1 = scores(run.run_dir, full_val)
             clean_acc, clean_f1 = scores(run.run_dir, clean_val)
             print(

@@ -112,6 +112,12 @@ def tiny_train_config(data: Path, out: Path, **overrides):
         "model.pretrained": False,
         "train.epochs": 2,
         "train.lr": 3e-3,
+        # Plain full training, whatever the default recipe is: tests that need the head phase,
+        # smoothing or another patience ask for it.
+        "train.mode": "full",
+        "train.warmup_epochs": 1.0,
+        "train.label_smoothing": 0.0,
+        "train.patience": 5,
         "train.progress_bar": False,
         "out": str(out),
     }

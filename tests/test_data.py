@@ -11,9 +11,8 @@ from scenes.data import cache as cache_module
 from scenes.data.cache import decode_images
 from scenes.data.discover import DataError, find_layout, list_labelled_files
 from scenes.data.images import load_image
-from scenes.data.loaders import DecodedDataset, EpochShuffleSampler
+from scenes.data.samplers import DecodedDataset, EpochShuffleSampler
 from scenes.data.split import split_train_val
-from scenes.data.transforms import classic_steps, train_transform
 
 from conftest import make_folder, make_image
 
@@ -270,31 +269,13 @@ def test_real_small_images_are_resized(tmp_path):
     assert load_image(tmp_path / "small.jpg", 150).shape == (150, 150, 3)
 
 
-# -- augmentation and loading --------------------------------------------------------------
-def test_presets_keep_uint8_shape():
-    image = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
-    for preset in ("classic", "trivialaugment"):
-        out = train_transform(preset, 0.5)(image)
-        assert out.shape == image.shape and out.dtype == torch.uint8
-    assert train_transform("none") is None
-
-
-def test_classic_with_p_zero_is_identity_and_each_step_does_something():
-    image = torch.randint(0, 256, (3, 48, 48), dtype=torch.uint8)
-    assert torch.equal(train_transform("classic", 0.0)(image), image)
-    torch.manual_seed(0)
-    for name, step in classic_steps(1.0):
-        assert not torch.equal(step(image), image), name
-
-
-def test_dataset_augmentation_depends_only_on_seed_epoch_index():
+# -- loading -------------------------------------------------------------------------------
+def test_dataset_gives_decoded_images_as_they_are():
     pixels = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    ds = DecodedDataset(pixels, np.arange(4), train_transform("classic", 0.9), seed=3)
-    a, _ = ds[(2, 5)]
-    torch.manual_seed(123)  # global RNG state must not matter
-    b, _ = ds[(2, 5)]
-    c, _ = ds[(2, 6)]
-    assert torch.equal(a, b) and not torch.equal(a, c)
+    ds = DecodedDataset(pixels, np.arange(4))
+    image, label = ds[(2, 5)]  # (index, epoch), as the sampler yields them
+    assert label == 2 and image.dtype == torch.uint8
+    assert torch.equal(image, torch.from_numpy(pixels[2]).permute(2, 0, 1))
 
 
 def test_sampler_order_is_seeded_per_epoch():

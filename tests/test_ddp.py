@@ -1,6 +1,7 @@
 """Several processes (DDP on the CPU, gloo): a run completes with one set of outputs, its
 validation metrics equal a one-process `scenes evaluate` of its bundle, a killed run resumes
-to the same numbers, and impossible setups are refused before any data is read."""
+to the same numbers (with its batches drawn on the device), and impossible setups are refused
+before any data is read."""
 
 from __future__ import annotations
 
@@ -102,7 +103,10 @@ def test_validation_metrics_equal_a_one_process_evaluation(cli_run):
 def test_a_killed_two_process_run_resumes_to_the_same_numbers(data, cli_run, tmp_path):
     whole, _ = cli_run
     out = tmp_path / "broken"
-    overrides = json.dumps({**SMALL, **TWO_CPU_PROCESSES, "data.dir": str(data), "out": str(out)})
+    # This run draws its batches from images on the device (data.on_device), the CLI run used
+    # DataLoaders: each process's shard and augmentation must be the same either way.
+    config = {**SMALL, **TWO_CPU_PROCESSES, "data.on_device": True}
+    overrides = json.dumps({**config, "data.dir": str(data), "out": str(out)})
     crashed = run([sys.executable, str(DRIVER), overrides, "--crash-at-epoch", "2"], tmp_path)
     assert crashed.returncode != 0 and "simulated crash" in crashed.stderr
     assert len(rows(out)) == 2

@@ -116,9 +116,12 @@ RESUME_CASES = {
     # a stop inside early stopping's patience window: the counter must survive the resume
     "early-stop-window": (
         {"train.epochs": 6, "train.lr": 1e-9, "train.monitor": "val_acc", "train.patience": 2},
-        2,
-        3,
+        3,  # best epoch 2, epoch 3 no better: the crash comes with the counter at 1 of 2
+        4,
     ),
+    # images on the device, batches drawn there (data.on_device); the uninterrupted run uses
+    # the DataLoader: both paths must give the same batches, before and after a resume
+    "on-device": ({"train.epochs": 3, "augment.preset": "classic", "augment.p": 0.5}, 2, 3),
 }
 
 
@@ -128,6 +131,8 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case
     # resnet18 at 32 px learns the colours: validation logits differ between images and epochs
     overrides = {"model.name": "resnet18", **overrides}
     whole = train(tiny_train_config(data, tmp_path / "whole", **overrides))
+    if case == "on-device":
+        overrides["data.on_device"] = True
     cfg = tiny_train_config(data, tmp_path / "broken", **overrides)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, extra_callbacks=[CrashAtEpoch(crash_epoch)])
@@ -282,7 +287,9 @@ def test_cosine_schedule_warms_up_then_decays():
     assert multiplier(0.0) == pytest.approx(1.0)
     assert multiplier(1.99) < 0.01  # head phase decays to ~0
     assert multiplier(2.0) == pytest.approx(0.1)  # full phase restarts at lr * factor
-    step = lr_multiplier(load_config(sets=["train.scheduler=step", "train.step_size=2"]).train)
+    step = lr_multiplier(
+        load_config(sets=["train.mode=full", "train.scheduler=step", "train.step_size=2"]).train
+    )
     assert step(1.9) == 1.0 and step(2.0) == pytest.approx(0.1)
 
 

@@ -54,6 +54,11 @@ class DataConfig(_Section):
         description="file listing training images to leave out of train and validation: a CSV "
         "with a path column (e.g. label_issues.csv) or one path per line",
     )
+    on_device: bool | Literal["auto"] = Field(
+        "auto",
+        description="keep the decoded images on the training device and draw batches there "
+        "(no DataLoader workers); auto = on when training on CUDA",
+    )
 
     @model_validator(mode="after")
     def _workers_not_negative(self) -> DataConfig:

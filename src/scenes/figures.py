@@ -8,6 +8,7 @@ has a fixed size in inches and ``DPI``, so its PNG size in pixels is known in ad
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .data.transforms import classic_steps
 from .rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -146,40 +146,34 @@ def plot_training_samples(
 
 
 def augmentation_panels(
-    image: np.ndarray, preset: str, seed: int = 0, draws: int = 5
+    image: np.ndarray, preset: str, seed: int = 0
 ) -> list[tuple[str, np.ndarray]]:
-    """(name, image) pairs: the original, then each augmentation of ``preset`` on its own."""
-    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    panels = [("original", image)]
-    if preset == "none":
-        return panels
-    if preset == "classic":
-        # Probability 1: each panel shows what the step does, not whether it happened to fire.
-        steps = classic_steps(1.0)
-    elif preset == "trivialaugment":
-        from torchvision.transforms import v2
+    """(name, image) pairs: the original, then every operation of the training preset
+    ``preset`` applied alone, at probability 1 (each panel shows what the operation does, not
+    whether it happened to fire). Built from the preset's own steps, so the sheet cannot show
+    an augmentation that training does not run."""
+    from .data.batch_augment import batch_generator, make_batch_augment, to_uint8, to_unit_float
 
-        steps = [("horizontal flip", v2.RandomHorizontalFlip(p=1.0))]
-        steps += [(f"TrivialAugment draw {i + 1}", v2.TrivialAugmentWide()) for i in range(draws)]
-    else:
-        raise ValueError(f"unknown augmentation preset {preset!r}")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for name, transform in steps:
-            out = transform(chw.clone())
-            panels.append((name, out.permute(1, 2, 0).numpy().astype(np.uint8)))
+    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).unsqueeze(0)
+    panels = [("original", image)]
+    for i, (name, op) in enumerate(make_batch_augment(preset).single_steps()):
+        shown = to_uint8(op(to_unit_float(batch), batch_generator(seed, 0, i)))
+        panels.append((name, shown[0].permute(1, 2, 0).numpy()))
     return panels
 
 
 def plot_augmentations(image: np.ndarray, preset: str, path: str | Path, seed: int = 0) -> Path:
     panels = augmentation_panels(image, preset, seed)
     fig = _new_figure("augmentations")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (name, shown) in zip(axes, panels):
+    rows = 1 if len(panels) <= 8 else 2
+    columns = math.ceil(len(panels) / rows)
+    axes = fig.subplots(rows, columns, squeeze=False).flat
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, (name, shown) in zip(fig.axes, panels):
         ax.imshow(shown)
         ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
-    fig.suptitle(f"Augmentation preset '{preset}': each step applied alone")
+    fig.suptitle(f"Augmentation preset '{preset}': each operation applied alone")
     return _save(fig, path)
 
 

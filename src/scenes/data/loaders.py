@@ -1,100 +1,31 @@
-"""Datasets and loaders over decoded images, reproducible per (seed, epoch, index).
+"""Datasets and loaders over decoded images, reproducible per (seed, epoch).
 
-Shuffling and augmentation are pure functions of (seed, epoch, sample index): a run resumed
-from a checkpoint, or run with a different number of workers, sees exactly the same batches.
+The order of each epoch is a pure function of (seed, epoch) and augmentation one of (seed,
+epoch, batch, rank) (``batch_augment``, on the device): a run resumed from a checkpoint, run
+with another number of workers, or with its images on the device, sees exactly the same
+batches.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader
 
 from ..config import Config
 from ..rundir import SplitRow
 from .cache import decode_images
+from .device_loader import DeviceBatches, images_to_device, resolve_on_device
 from .discover import DataError, LabelledFiles, Layout, find_layout, list_labelled_files
 from .exclude import apply_exclusion
+from .samplers import DecodedDataset, EpochShuffleSampler, ShardSampler
 from .split import split_train_val
-from .transforms import train_transform
-
-
-class DecodedDataset(Dataset):
-    """(uint8 CHW tensor, label) from an (N, H, W, 3) uint8 array, optionally augmented."""
-
-    def __init__(self, pixels: np.ndarray, labels: np.ndarray, transform=None, seed: int = 0):
-        self.pixels = pixels
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.transform = transform
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index, epoch = item if isinstance(item, tuple) else (item, 0)
-        image = torch.from_numpy(np.ascontiguousarray(self.pixels[index].transpose(2, 0, 1)))
-        if self.transform is not None:
-            # A private RNG stream per (seed, epoch, index), so augmentation does not depend
-            # on worker count or on where a resumed run picked up.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
-                image = self.transform(image)
-        return image, int(self.labels[index])
-
-
-class EpochShuffleSampler(Sampler):
-    """This process's share of a random order seeded by (seed, epoch); Lightning calls
-    ``set_epoch`` every epoch.
-
-    With several processes (DDP) each takes every ``world_size``-th index of the same
-    permutation, so the shards are disjoint, and all get the same count (the permutation's
-    last ``n % world_size`` indices sit out that epoch): DDP processes must run the same
-    number of steps. One process sees the whole permutation.
-    """
-
-    def __init__(self, n: int, seed: int, rank: int = 0, world_size: int = 1):
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
-        self.n = n
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.n // self.world_size
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        order = torch.randperm(self.n, generator=generator)[: len(self) * self.world_size]
-        for index in order[self.rank :: self.world_size].tolist():
-            yield index, self.epoch
-
-
-class ShardSampler(Sampler):
-    """Every ``world_size``-th index from ``rank``, in order, nothing repeated or padded:
-    validation metrics summed over the processes count each image exactly once (a
-    DistributedSampler pads the last shard with repeats, which would count some twice)."""
-
-    def __init__(self, n: int, rank: int = 0, world_size: int = 1):
-        self.indices = list(range(rank, n, world_size))
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.indices)
 
 
 @dataclass
@@ -172,11 +103,8 @@ def prepare_data(
                 train_idx,
                 val_idx,
             )
-    augment = train_transform(cfg.augment.preset, cfg.augment.p)
     # Index the memory map lazily through a view: no copy of the pixel array is made.
-    train_ds = DecodedDataset(
-        _Subset(decoded.pixels, train_idx), labels[train_idx], augment, cfg.seed
-    )
+    train_ds = DecodedDataset(_Subset(decoded.pixels, train_idx), labels[train_idx])
     val_ds = DecodedDataset(_Subset(decoded.pixels, val_idx), labels[val_idx])
     return PreparedData(
         class_names=files.class_names,
@@ -257,44 +185,72 @@ class _Subset:
         return self.array[self.indices[i]]
 
 
+Loader = DataLoader | DeviceBatches
+
+
 def make_loaders(
-    data: PreparedData, cfg: Config, rank: int = 0, world_size: int = 1
-) -> tuple[DataLoader, DataLoader]:
-    """This process's training and validation loaders (``rank`` of ``world_size``)."""
+    data: PreparedData,
+    cfg: Config,
+    rank: int = 0,
+    world_size: int = 1,
+    device: torch.device | None = None,
+) -> tuple[Loader, Loader]:
+    """This process's training and validation loaders (``rank`` of ``world_size``): batches
+    drawn on ``device`` when ``data.on_device`` says so, else DataLoaders over the cache."""
+    device = device or torch.device("cpu")
+    train_sampler = EpochShuffleSampler(len(data.train), cfg.seed, rank, world_size)
+    val_sampler = ShardSampler(len(data.val), rank, world_size)
+    # A last batch of one image breaks BatchNorm (one value per channel); drop only that case.
+    lone_last = len(train_sampler) % cfg.data.batch_size == 1 and len(train_sampler) > 1
+    if resolve_on_device(cfg.data.on_device, device):
+        return tuple(
+            DeviceBatches(
+                images_to_device(ds.pixels, device),
+                torch.from_numpy(ds.labels),
+                sampler,
+                cfg.data.batch_size,
+                drop_lone_last=drop,
+            )
+            for ds, sampler, drop in (
+                (data.train, train_sampler, lone_last),
+                (data.val, val_sampler, False),
+            )
+        )
     workers = resolve_workers(cfg.data.num_workers)
     common = dict(
         batch_size=cfg.data.batch_size,
         num_workers=workers,
-        pin_memory=torch.cuda.is_available(),
+        pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
     )
-    sampler = EpochShuffleSampler(len(data.train), cfg.seed, rank, world_size)
-    # A last batch of one image breaks BatchNorm (one value per channel); drop only that case.
-    lone_last = len(sampler) % cfg.data.batch_size == 1 and len(sampler) > 1
-    train = DataLoader(data.train, sampler=sampler, drop_last=lone_last, **common)
-    val = DataLoader(data.val, sampler=ShardSampler(len(data.val), rank, world_size), **common)
+    train = DataLoader(data.train, sampler=train_sampler, drop_last=lone_last, **common)
+    val = DataLoader(data.val, sampler=val_sampler, **common)
     return train, val
 
 
 class SceneDataModule(L.LightningDataModule):
     """Hands Lightning the loaders of this process: they are made when Lightning asks, once
-    the processes exist and each knows its rank."""
+    the processes exist and each knows its rank and device."""
 
     def __init__(self, data: PreparedData, cfg: Config):
         super().__init__()
         self.data = data
         self.cfg = cfg
-        self._loaders: tuple[DataLoader, DataLoader] | None = None
+        self._loaders: tuple[Loader, Loader] | None = None
 
-    def _made(self) -> tuple[DataLoader, DataLoader]:
+    def _made(self) -> tuple[Loader, Loader]:
         if self._loaders is None:
             trainer = self.trainer
-            rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
-            self._loaders = make_loaders(self.data, self.cfg, rank, world)
+            if trainer is None:
+                rank, world, device = 0, 1, torch.device("cpu")
+            else:
+                rank, world = trainer.global_rank, trainer.world_size
+                device = trainer.strategy.root_device
+            self._loaders = make_loaders(self.data, self.cfg, rank, world, device)
         return self._loaders
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> Loader:
         return self._made()[0]
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> Loader:
         return self._made()[1]

@@ -1,85 +1,21 @@
-"""Augmentation presets (torchvision.transforms.v2 on uint8 CHW tensors) and normalisation.
+"""Normalisation: uint8 or unit-float image batches -> the model's normalised input.
 
-Augmentations run per sample on uint8 images; conversion to float and normalisation happen
-once per batch (``normalize_batch``) on the training device, with the mean/std recorded in
-the model bundle, so evaluation and serving use exactly the same numbers.
+It happens once per batch on the device, with the mean/std recorded in the model bundle, so
+training, evaluation and serving use exactly the same numbers. (Training batches are augmented
+before it, in ``batch_augment``.)
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
-from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
-
-PRESETS = ("none", "classic", "trivialaugment")
-
-
-class RandomGamma(v2.Transform):
-    """Gamma correction with gamma drawn uniformly from ``gamma_range`` (albumentations-style)."""
-
-    def __init__(self, gamma_range: tuple[float, float] = (0.8, 1.2)) -> None:
-        super().__init__()
-        self.gamma_range = gamma_range
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        low, high = self.gamma_range
-        return {"gamma": float(torch.empty(1).uniform_(low, high))}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        return F.adjust_gamma(inpt, params["gamma"])
-
-
-class PixelDropout(v2.Transform):
-    """Set a random ``fraction`` of pixels (all channels) to zero."""
-
-    def __init__(self, fraction: float = 0.01) -> None:
-        super().__init__()
-        self.fraction = fraction
-
-    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        height, width = v2.query_size(flat_inputs)
-        return {"keep": torch.rand(height, width) >= self.fraction}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if not isinstance(inpt, torch.Tensor) or inpt.ndim < 2:
-            return inpt
-        return inpt * params["keep"].to(inpt.dtype)
-
-
-def classic_steps(p: float) -> list[tuple[str, v2.Transform]]:
-    """The original project's augmentations, each applied alone with probability ``p``."""
-    return [
-        ("horizontal flip", v2.RandomHorizontalFlip(p=p)),
-        (
-            "shift-scale-rotate",
-            v2.RandomApply(
-                [v2.RandomAffine(degrees=10, translate=(0.05, 0.05), scale=(0.85, 1.15))], p=p
-            ),
-        ),
-        ("gamma", v2.RandomApply([RandomGamma((0.8, 1.2))], p=p)),
-        ("rotate", v2.RandomApply([v2.RandomRotation(degrees=20)], p=p)),
-        ("pixel dropout", v2.RandomApply([PixelDropout(0.01)], p=p)),
-    ]
-
-
-def train_transform(preset: str, p: float = 0.25) -> v2.Transform | None:
-    """uint8 CHW -> augmented uint8 CHW, or None for no augmentation."""
-    if preset == "none":
-        return None
-    if preset == "classic":
-        return v2.Compose([t for _, t in classic_steps(p)])
-    if preset == "trivialaugment":
-        return v2.Compose([v2.RandomHorizontalFlip(), v2.TrivialAugmentWide()])
-    raise ValueError(f"unknown augmentation preset {preset!r}; choose from {', '.join(PRESETS)}")
 
 
 def normalize_batch(
     images: torch.Tensor, mean: list[float], std: list[float], channels_last: bool = False
 ) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> normalised float32 (B, 3, H, W)."""
-    x = images.float().div_(255.0)
+    """uint8 (B, 3, H, W), or float in [0, 1] (augmented training batches) -> normalised
+    float32 (B, 3, H, W)."""
+    x = images.float().div_(255.0) if images.dtype == torch.uint8 else images.float()
     mean_t = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     std_t = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, -1, 1, 1)
     x = (x - mean_t) / std_t

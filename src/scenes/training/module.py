@@ -10,6 +10,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from ..config import Config
+from ..data.batch_augment import batch_generator, make_batch_augment
 from ..data.transforms import normalize_batch
 from ..metrics import epoch_metrics
 from ..models.registry import BuiltModel
@@ -66,6 +67,8 @@ class SceneClassifier(L.LightningModule):
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.epoch_summary: dict[str, float] = {}
+        # Training batches are augmented here, on the device, as whole batches.
+        self.batch_augment = make_batch_augment(cfg.augment.preset, cfg.augment.p)
         self.backbone_frozen = False
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict | None = None  # restored from a checkpoint, if resuming
@@ -116,16 +119,23 @@ class SceneClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        images, labels = self.augmented(batch, batch_idx)
         if self.mix is None:
-            return self._step(batch, self.loss_fn, self.train_loss, self.train_metrics)
-        images, labels = batch
-        mixed, soft_targets = self.mix(images.float(), labels)
+            return self._step((images, labels), self.loss_fn, self.train_loss, self.train_metrics)
+        mixed, soft_targets = self.mix(images, labels)  # floats in [0, 1], blended
         logits = self(mixed)
         loss = self.loss_fn(logits, soft_targets)
         self.train_loss.update(loss.detach(), weight=labels.numel())
         # Training accuracy of mixed images is measured against their dominant label.
         self.train_metrics.update(logits.detach(), soft_targets.argmax(dim=1))
         return loss
+
+    def augmented(self, batch, batch_idx: int):
+        """The training batch, augmented on its device with parameters keyed by (seed, epoch,
+        batch, rank): a resumed run and an uninterrupted one see the same images."""
+        images, labels = batch
+        key = (self.cfg.seed, self.current_epoch, batch_idx, self.global_rank)
+        return self.batch_augment(images, batch_generator(*key)), labels
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, self.val_loss_fn, self.val_loss, self.val_metrics)
