@@ -39,7 +39,7 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _model_section(run_dir: Path, config: dict) -> list[str]:
     lines = []
-    meta_file = run_dir / "model" / "model.json"
+    meta_file = RunDir(run_dir).bundle / "model.json"
     if meta_file.is_file():
         meta = json.loads(meta_file.read_text())
         lines.append(

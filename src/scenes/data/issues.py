@@ -6,7 +6,6 @@ cleanlab); ``issue_outputs`` writes it down. This module picks the backbone and 
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
@@ -20,13 +19,13 @@ from .issue_ranking import DEFAULT_METHOD, check_folds, find_issues
 def in_sample_note(run: str | Path, paths: list[Path]) -> str:
     """How many of ``paths`` trained the run's model (its split.csv), said plainly."""
     from ..models.bundle import resolve_bundle_dir
+    from ..rundir import RunDir
 
     bundle = resolve_bundle_dir(run)
-    split_csv = (bundle.parent if bundle.name == "model" else bundle) / "split.csv"
-    if not split_csv.is_file():
+    run_dir = RunDir(bundle.parent if bundle.name == "model" else bundle)
+    if not run_dir.split_csv.is_file():
         return ""
-    with split_csv.open(newline="") as fh:
-        trained = {Path(r["path"]).resolve() for r in csv.DictReader(fh) if r["split"] == "train"}
+    trained = {row.path.resolve() for row in run_dir.read_split() if row.split == "train"}
     overlap = sum(Path(p).resolve() in trained for p in paths)
     if not overlap:
         return ""
