@@ -36,6 +36,10 @@ SMALL = {
     "model.name": "resnet18",
     "model.pretrained": False,
     "train.epochs": 3,
+    # A head epoch, then the backbone unfrozen: under DDP its gradients must be all-reduced
+    # too, or the processes' copies drift apart and a resume from the first one's differs.
+    "train.mode": "fine_tune",
+    "train.head_epochs": 1,
     "train.progress_bar": False,
     "augment.preset": "classic",
     "augment.p": 0.5,

@@ -70,6 +70,8 @@ class SceneClassifier(L.LightningModule):
         # Training batches are augmented here, on the device, as whole batches.
         self.batch_augment = make_batch_augment(cfg.augment.preset, cfg.augment.p)
         self.backbone_frozen = False
+        # With several processes a frozen backbone is held still instead (see setup()).
+        self.hold_backbone_still = False
         self.plateau: torch.optim.lr_scheduler.ReduceLROnPlateau | None = None
         self._plateau_state: dict | None = None  # restored from a checkpoint, if resuming
         if cfg.model.channels_last:
@@ -80,8 +82,25 @@ class SceneClassifier(L.LightningModule):
     def set_backbone_frozen(self, frozen: bool) -> None:
         self.backbone_frozen = frozen
         for p in self.built.backbone_parameters():
-            p.requires_grad_(not frozen)
+            p.requires_grad_(not frozen or self.hold_backbone_still)
         self.train(self.training)
+
+    def setup(self, stage: str) -> None:
+        # DDP hooks up gradient all-reduce only for parameters that require grad when it wraps
+        # the model (after this hook): a backbone unfrozen later would train on each process's
+        # shard alone and the copies drift apart (Lightning issue 20340). So under DDP the
+        # backbone always requires grad, and while "frozen" its gradients are dropped before
+        # each optimizer step (AdamW and SGD skip parameters without one: no update, no
+        # decay, no optimizer state, as in one process). The head phase then costs a backward
+        # pass through the backbone, which one process avoids.
+        if self.trainer.world_size > 1:
+            self.hold_backbone_still = True
+            self.set_backbone_frozen(self.backbone_frozen)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.backbone_frozen and self.hold_backbone_still:
+            for p in self.built.backbone_parameters():
+                p.grad = None
 
     def train(self, mode: bool = True):
         super().train(mode)
