@@ -27,6 +27,8 @@ def test_head_only_on_40_real_images_per_class_is_far_above_chance(tmp_path, off
             "train.epochs": 6,
             "train.lr": 0.003,
             "train.warmup_epochs": 0,
+            "train.label_smoothing": 0.0,  # as written for the former defaults
+            "train.patience": 5,
             "train.progress_bar": False,
             "out": str(tmp_path / "run"),
         }
