@@ -10,8 +10,8 @@ from scenes.config import load_config
 from scenes.errors import ConfigError, DataError
 from scenes.inference import Predictor
 from scenes.models import load_bundle
+from scenes.rundir import METRICS_COLUMNS as COLUMNS
 from scenes.training import train
-from scenes.training.callbacks import COLUMNS
 from scenes.training.schedules import lr_multiplier, warmup_cosine
 
 from conftest import make_folder, tiny_train_config

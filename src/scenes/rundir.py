@@ -126,7 +126,10 @@ class RunDir:
             )
         import torch
 
-        checkpoint = torch.load(self.best_checkpoint, map_location="cpu", weights_only=False)
+        # mmap: only the epoch counter is read, not the weights and optimizer state
+        checkpoint = torch.load(
+            self.best_checkpoint, map_location="cpu", weights_only=False, mmap=True
+        )
         return int(checkpoint["epoch"]) + 1
 
 

@@ -47,8 +47,8 @@ class DeviceBatches:
 
     ``sampler`` yields indices, or (index, epoch) pairs (``samplers.EpochShuffleSampler``); it is
     exposed as ``.sampler`` (and ``batch_sampler`` is None) as on a DataLoader, because that
-    is where Lightning looks for ``set_epoch`` each epoch. ``drop_lone_last`` drops a final batch of one image (BatchNorm cannot train on it),
-    as the DataLoader path does.
+    is where Lightning looks for ``set_epoch`` each epoch. ``drop_lone_last`` drops a final
+    batch of one image (BatchNorm cannot train on it), as the DataLoader path does.
     """
 
     def __init__(

@@ -13,7 +13,6 @@ from tqdm.auto import tqdm
 
 from ..rundir import METRICS_COLUMNS, RunDir
 
-COLUMNS = METRICS_COLUMNS  # metrics.csv's columns, one fact in rundir.py
 HEADERS = [
     "epoch",
     "time",
@@ -59,7 +58,7 @@ class EpochTable(L.Callback):
             "time_s": round(time.perf_counter() - self._started, 2),
             # Mean over the epoch's steps: per-step schedules move it within an epoch.
             "lr": float(np.mean(self._lrs)) if self._lrs else float("nan"),
-            **{k: summary.get(k, float("nan")) for k in COLUMNS[3:]},
+            **{k: summary.get(k, float("nan")) for k in METRICS_COLUMNS[3:]},
         }
         self.run_dir.append_metrics(row)
         if not self._header_printed:
@@ -67,7 +66,7 @@ class EpochTable(L.Callback):
             self._header_printed = True
         self.printer(
             f"{row['epoch']:>10d} {row['time_s']:>9.1f}s {row['lr']:>10.2e} "
-            + " ".join(f"{row[k]:>10.4f}" for k in COLUMNS[3:])
+            + " ".join(f"{row[k]:>10.4f}" for k in METRICS_COLUMNS[3:])
         )
 
 

@@ -196,7 +196,7 @@ def train(
         best_epoch = int(best_state["epoch"]) + 1
         best = RunDir(run_dir).metrics_of_epoch(best_epoch)
         module.load_state_dict(best_state["state_dict"])
-        save_bundle(module.model, bundle_meta(built, cfg, data.class_names), run_dir / "model")
+        save_bundle(module.model, bundle_meta(built, cfg, data.class_names), RunDir(run_dir).bundle)
         write_curve_figures(RunDir(run_dir))
     # The other processes wait here, so none returns before the bundle exists.
     trainer.strategy.barrier("scenes-bundle-written")
@@ -235,12 +235,13 @@ def write_run_files(
 ) -> None:
     """What the first process writes before training: config, split, data figures."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "figures").mkdir(exist_ok=True)
-    (run_dir / "config.yaml").write_text(cfg.to_yaml())
+    run = RunDir(run_dir)
+    run.figures.mkdir(exist_ok=True)
+    run.config.write_text(cfg.to_yaml())
     write_split(run_dir, _split_rows(data))
-    write_data_figures(run_dir / "figures", data, cfg.augment.preset, cfg.seed)
+    write_data_figures(run.figures, data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:
-        RunDir(run_dir).trim_metrics(resume_meta["epoch"] + 1)
+        run.trim_metrics(resume_meta["epoch"] + 1)
 
 
 def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> BundleMeta:

@@ -21,8 +21,9 @@ def make_trainer(
     """The Trainer, and its (best, last) checkpoint callbacks."""
     tc = cfg.train
     mode = "min" if tc.monitor == "val_loss" else "max"
+    checkpoint_dir = RunDir(run_dir).checkpoints
     checkpoints = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+        dirpath=checkpoint_dir,
         filename="best",
         monitor=tc.monitor,
         mode=mode,
@@ -32,7 +33,7 @@ def make_trainer(
     # Lightning's save_last only refreshes last.ckpt when a new best is saved; resuming needs
     # the latest epoch whatever its score, so "last" is a checkpoint of its own, every epoch.
     last_checkpoint = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+        dirpath=checkpoint_dir,
         filename="last",
         monitor=None,
         save_top_k=1,
