@@ -14,7 +14,8 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import scenes
-from scenes.app import build_app, example_images
+from scenes.app import API_NAME, build_app, example_images
+from scenes.cli import main
 from scenes.explain import explain_image
 from scenes.predict import Predictor
 
@@ -268,18 +269,110 @@ def test_importing_and_building_the_app_writes_nothing_into_the_package(trained_
     assert not list(package.rglob("*.pyi")), "a generated stub in the source tree"
 
 
-def test_a_pasted_photo_reaches_the_predictor_as_its_exact_bytes(tmp_path):
-    import base64
+def call_api_raw(server: str, payload: dict) -> tuple[str, str]:
+    """The /predict endpoint called over HTTP with ``payload`` as the photo, as any client
+    may (gradio_client would upload a local file first): (event, data) of the answer."""
+    import httpx
 
+    started = httpx.post(
+        f"{server}gradio_api/call/{API_NAME}", json={"data": [payload]}, timeout=60
+    )
+    started.raise_for_status()
+    event_id = started.json()["event_id"]
+    stream = httpx.get(f"{server}gradio_api/call/{API_NAME}/{event_id}", timeout=120)
+    lines = [line for line in stream.text.splitlines() if line.strip()]
+    event = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("event:"))
+    data = "\n".join(line.split(":", 1)[1].strip() for line in lines if line.startswith("data:"))
+    return event, data
+
+
+@needs_intel
+def test_a_path_outside_the_upload_folder_is_refused_through_the_api(server, real_photo):
+    """A client naming a file on the server (here a real photo, readable by the server) gets
+    no answer about it: only what was uploaded to this app is read."""
+    payload = {"path": str(real_photo), "meta": {"_type": "gradio.FileData"}}
+    event, data = call_api_raw(server, payload)
+    assert event == "error", data
+    assert "confidences" not in data
+
+
+def test_the_handler_itself_refuses_paths_outside_the_upload_folder(tmp_path):
     import gradio as gr
 
     from scenes.app import uploaded_file
 
-    data = make_image(tmp_path / "pasted.png", (30, 30, 200), mode="RGBA").read_bytes()
-    url = "data:image/png;base64," + base64.b64encode(data).decode()
-    path = Path(uploaded_file({"path": None, "url": url}, str(tmp_path / "cache")))
-    assert path.suffix == ".png" and path.read_bytes() == data
-    assert uploaded_file({"path": "/x/up.jpg", "url": "http://h/up.jpg"}, "") == "/x/up.jpg"
-    assert uploaded_file(None, "") is None
+    uploads = tmp_path / "uploads"
+    inside = make_image(uploads / "abc" / "up.jpg", (30, 30, 200))
+    outside = make_image(tmp_path / "secret.jpg", (30, 30, 200))
+    assert uploaded_file({"path": str(inside)}, uploads) == str(inside.resolve())
+    assert uploaded_file(None, uploads) is None
+    for path in (outside, uploads / ".." / "secret.jpg", uploads / "abc" / "missing.jpg"):
+        with pytest.raises(gr.Error, match="Only a photo uploaded to this page"):
+            uploaded_file({"path": str(path)}, uploads)
+    (uploads / "link.jpg").symlink_to(outside)
+    with pytest.raises(gr.Error):
+        uploaded_file({"path": str(uploads / "link.jpg")}, uploads)
     with pytest.raises(gr.Error, match="did not arrive"):
-        uploaded_file({"path": None, "url": None}, "")
+        uploaded_file({"path": None, "url": "data:image/png;base64,AAAA"}, uploads)
+
+
+def test_the_bomb_guard_holds_whatever_the_process_warning_filters_are(tmp_path):
+    import warnings
+
+    import gradio as gr
+
+    from scenes.app import check_pixel_count
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (12_000, 12_000)).save(bomb)  # 144 Mpx: over the limit, under Pillow's error
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # as another thread may have left them
+        with pytest.raises(gr.Error, match="too large to decode safely"):
+            check_pixel_count(str(bomb))
+    check_pixel_count(str(make_image(tmp_path / "ok.jpg", (1, 2, 3))))
+
+
+def test_a_server_failure_is_logged_once_and_not_called_a_bad_image(
+    trained_run, tmp_path, caplog, capfd
+):
+    import logging
+
+    predictor = Predictor.load(trained_run)
+    demo = build_app(predictor, explain=False)
+    client = Client(launch(demo), verbose=False)
+    try:
+        bad = tmp_path / "notes.jpg"
+        bad.write_text("this is not a photo")
+        with caplog.at_level(logging.INFO, logger="scenes.app"):
+            with pytest.raises(Exception, match=NOT_AN_IMAGE):
+                client.predict(handle_file(str(bad)), api_name="/predict")
+        records = [r for r in caplog.records if r.name == "scenes.app"]
+        assert len(records) == 1 and records[0].exc_info is None
+        assert "Traceback" not in capfd.readouterr().err  # no 47-line double traceback
+        caplog.clear()
+
+        def out_of_memory(*args, **kwargs):
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+        predictor.probabilities = out_of_memory
+        photo = make_image(tmp_path / "red.jpg", (220, 40, 40))
+        with caplog.at_level(logging.INFO, logger="scenes.app"):
+            with pytest.raises(Exception, match="server failed") as err:
+                client.predict(handle_file(str(photo)), api_name="/predict")
+        assert NOT_AN_IMAGE not in str(err.value)
+        records = [r for r in caplog.records if r.name == "scenes.app"]
+        assert len(records) == 1 and records[0].exc_info is not None
+        assert "out of memory" in str(records[0].exc_info[1])
+    finally:
+        demo.close()
+
+
+def test_a_port_in_use_names_the_option_that_fixes_it(trained_run, capsys):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code = main(["app", "--run", str(trained_run), "--port", str(port), "--no-explain"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--port" in err and "GRADIO_SERVER_PORT" not in err

@@ -6,79 +6,108 @@ so it cannot disagree with ``scenes evaluate``; the heatmap is computed in the s
 (``Predictor.explain_pixels``). The function is also an API endpoint (``/predict``) for
 ``gradio_client``: it returns the label dict, and with the heatmap on, a pair
 (label dict, path of the heatmap image).
+
+What a client sends is data, never trusted: only a file inside this app's upload folder is
+read, its pixel count is checked before it is decoded, and a file that does not decode is
+told apart from a failure of the server (logged once, with its traceback).
 """
 
 from __future__ import annotations
 
-import base64
-import mimetypes
-import warnings
+import logging
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 from PIL import Image
 
-from .data.files import content_digest
-from .explain import explain_image
+from .errors import UsageError
+from .explain import explain_batch
+from .inference import Predictor
 from .models.bundle import resolve_bundle_dir
-from .predict import Predictor
-from .rundir import read_split
+from .rundir import RunDir
 
 API_NAME = "predict"
 MAX_UPLOAD = "25mb"
 READABLE = "JPEG, PNG, WebP, BMP, GIF or TIFF"
+# Decoding more pixels than this could exhaust the server's memory (Pillow's own limit).
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+log = logging.getLogger(__name__)
 
 
-def _unreadable(name: str, exc: BaseException) -> gr.Error:
-    if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return gr.Error(
-            f"{name} is too large to decode safely ({exc}). Please upload a smaller photo."
-        )
-    return gr.Error(f"{name} is not an image this app can read. Please upload a {READABLE} photo.")
+def _user_error(message: str) -> gr.Error:
+    # The user's mistake, not the server's: no traceback in the server's log.
+    return gr.Error(message, print_exception=False)
 
 
-def uploaded_file(payload: dict | None, cache_dir: str) -> str | None:
+def uploaded_file(payload: dict | None, upload_folder: str | Path) -> str | None:
     """The path of the uploaded file itself, for ``Predictor`` to decode.
 
     The page's event runs with ``preprocess=False``, so it receives the upload as Gradio's
-    file data (a dict with ``path`` and ``url``) rather than ``gr.Image``'s preprocessed value:
-    that preprocessing converts the upload to ``image_mode`` and re-encodes it (RGBA loses its
+    file data (a dict with ``path``) rather than ``gr.Image``'s preprocessed value: that
+    preprocessing converts the upload to ``image_mode`` and re-encodes it (RGBA loses its
     alpha instead of being composited on white, 16-bit grayscale is clipped), so the page would
     answer differently from ``scenes predict`` for the same file. Decoding is left to
     ``Predictor`` alone, which reads it exactly as training and evaluation do. (A ``gr.Image``
     subclass overriding ``preprocess`` would do the same, but Gradio writes a ``.pyi`` stub
     beside the module of every component class defined outside Gradio.)
+
+    The path comes from the client: anything outside ``upload_folder`` (where Gradio keeps
+    what was uploaded to this app) is refused, whatever Gradio itself checked before.
     """
     if payload is None:
         return None
-    url = payload.get("url")
-    if url and url.startswith("data:"):
-        return _save_data_url(url, cache_dir)
-    if payload.get("path") is None:
-        raise gr.Error("The upload did not arrive; please try again.")
-    return str(payload["path"])
-
-
-def _save_data_url(url: str, cache_dir: str) -> str:
-    """A base64 ``data:`` upload (e.g. pasted) as a file holding exactly its bytes."""
-    header, _, encoded = url.partition(",")
-    suffix = mimetypes.guess_extension(header.removeprefix("data:").split(";")[0]) or ""
-    data = base64.b64decode(encoded)
-    folder = Path(cache_dir) / content_digest(data)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"pasted{suffix}"
-    path.write_bytes(data)
+    raw = payload.get("path")
+    if not raw:
+        raise _user_error("The upload did not arrive; please try again.")
+    path = Path(raw).resolve()
+    if not path.is_relative_to(Path(upload_folder).resolve()) or not path.is_file():
+        log.warning("refused a request for %s: not a file uploaded to this app", raw)
+        raise _user_error("Only a photo uploaded to this page can be classified; please upload it.")
     return str(path)
+
+
+def check_pixel_count(path: str) -> None:
+    """Refuse a decompression bomb (a small file of a huge image) from its header alone, for
+    this request only: no process-wide warning filter is touched while others decode."""
+    try:
+        with Image.open(path) as image:
+            pixels = image.width * image.height
+    except Image.DecompressionBombError:
+        pixels = MAX_PIXELS + 1
+    except Exception:  # not an image at all: decoding says so next
+        return
+    if pixels > MAX_PIXELS:
+        raise _user_error(
+            f"{Path(path).name} is too large to decode safely ({pixels:,} pixels; at most "
+            f"{MAX_PIXELS:,}). Please upload a smaller photo."
+        )
+
+
+def decode_upload(predictor: Predictor, path: str) -> np.ndarray:
+    """The photo as the model sees it; a file that does not decode is the user's to fix."""
+    check_pixel_count(path)
+    try:
+        return predictor.load_image(path)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        log.info(
+            "upload %s is not a readable image (%s: %s)", Path(path).name, type(exc).__name__, exc
+        )
+        raise _user_error(
+            f"{Path(path).name} is not an image this app can read. Please upload a {READABLE} photo."
+        ) from None
 
 
 def example_images(run: str | Path, count: int = 4) -> list[str]:
     """A few validation photos of the run, one per class (when its split.csv lists them)."""
-    try:
-        rows = read_split(Path(run))
-    except FileNotFoundError:
+    run_dir = RunDir(run)
+    if not run_dir.split_csv.is_file():
         return []
     picked: dict[str, str] = {}
-    for row in rows:
+    for row in run_dir.read_split():
         if row.split == "val" and row.label not in picked and row.path.is_file():
             picked[row.label] = str(row.path)
     return list(picked.values())[:count]
@@ -95,16 +124,21 @@ def build_app(
     def classify(upload: dict | None):
         path = uploaded_file(upload, photo.GRADIO_CACHE)
         if path is None:
-            raise gr.Error("Drop or paste a photo first.")
+            raise _user_error("Drop or paste a photo first.")
+        pixels = decode_upload(predictor, path)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                if not explain:
-                    return dict(predictor.predict(path, top_k=3))
-                found = explain_image(predictor, path, top_k=3)
-        except Exception as exc:
-            raise _unreadable(Path(path).name, exc) from exc
-        return dict(found.top), found.overlay()
+            if not explain:
+                return dict(predictor.top(predictor.probabilities(pixels[None])[0], 3))
+            found = explain_batch(predictor, pixels[None], [path], top_k=3)[0]
+            return dict(found.top), found.overlay()
+        except Exception:
+            # Not the photo's fault: a bug, or the server out of memory. Logged once, whole;
+            # the user is told it was the server.
+            log.exception("classifying %s failed", Path(path).name)
+            raise _user_error(
+                "The server failed to classify this photo (an internal error, logged on the "
+                "server). Please try again later."
+            ) from None
 
     with gr.Blocks(title="scenes: what is in this photo?") as demo:
         gr.Markdown(f"## What scene is this?\nDrop or paste a photo. Classes: {names}.")
@@ -141,5 +175,13 @@ def run_app(
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
     predictor = Predictor.load(run, backend=backend, device=device)
     demo = build_app(predictor, example_images(run), explain=explain)
-    demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=True)
+    try:
+        demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=True)
+    except OSError as exc:
+        if "port" not in str(exc).lower():
+            raise
+        raise UsageError(
+            f"cannot serve on {host}:{port}: the port is in use (or not allowed); "
+            "pass another --port"
+        ) from None
     return 0
