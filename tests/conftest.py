@@ -119,7 +119,7 @@ def tiny_train_config(data: Path, out: Path, **overrides):
         "train.label_smoothing": 0.0,
         "train.patience": 5,
         "train.progress_bar": False,
-        "out": str(out),
+        "out": str(out) if out is not None else None,
     }
     base.update(overrides)
     return load_config(overrides=base)

@@ -249,16 +249,7 @@ def test_hf_preprocessing_follows_an_unusual_rescale(tmp_path):
     )
     built = build_model(f"hf:{hf_dir}", 3, pretrained=True, class_names=CLASSES, image_size=32)
     assert built.interpolation == "nearest"
-    meta = BundleMeta(
-        "hf",
-        built.architecture,
-        CLASSES,
-        32,
-        built.mean,
-        built.std,
-        built.interpolation,
-        backend_config=built.backend_config,
-    )
+    meta = BundleMeta.of(built, CLASSES, 32)
     bundle = save_bundle(built.module, meta, tmp_path / "bundle")
     model = Predictor.load(bundle, device="cpu")
     path = own_image(tmp_path / "x.png", 32)

@@ -329,9 +329,12 @@ def test_download_offline_gives_the_manual_steps(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "puneet6060/intel-image-classification" in err and "ConnectionError" in err
     assert f"{dest}/train/<class>/" in err and "--data" in err
-    # scenes train on a missing data folder tries the download, then stops the same way
-    assert main(["train", "--data", str(dest), "--out", str(tmp_path / "run")]) == 2
-    assert "kaggle.com/datasets" in capsys.readouterr().err
+    # scenes train on the missing default data folder tries the download, then stops the same way
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SCENES_DATA", raising=False)
+    assert main(["train", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "kaggle.com/datasets" in err and "data/intel/train/<class>/" in err
     assert not (tmp_path / "run").exists()
 
 

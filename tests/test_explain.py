@@ -3,6 +3,7 @@ evidence, explain leaving predictions alone, and the `scenes explain` command.""
 
 from __future__ import annotations
 
+import csv
 import threading
 from pathlib import Path
 
@@ -30,17 +31,7 @@ def random_bundle(name: str, size: int, directory: Path, classes=CLASSES) -> Pre
     """A random-weight bundle as `scenes train` would write it (channels_last included)."""
     torch.manual_seed(0)
     built = build_model(name, len(classes), pretrained=False, image_size=size, class_names=classes)
-    meta = BundleMeta(
-        built.backend,
-        built.architecture,
-        list(classes),
-        size,
-        built.mean,
-        built.std,
-        built.interpolation,
-        head=built.head,
-        backend_config=built.backend_config,
-    )
+    meta = BundleMeta.of(built, classes, size)
     return Predictor.load(save_bundle(built.module, meta, directory), device="cpu")
 
 
@@ -210,7 +201,7 @@ def imagenet_predictor(tmp_path_factory) -> Predictor:
     built = build_model("mobilenet_v2", 1000, pretrained=False)
     load_weights_file(built, MOBILENET_FILE)  # the ImageNet classifier fits: 1000 classes
     names = [f"imagenet_{i}" for i in range(1000)]
-    meta = BundleMeta("torchvision", "mobilenet_v2", names, 160, built.mean, built.std)
+    meta = BundleMeta.of(built, names, 160)
     bundle = save_bundle(built.module, meta, tmp_path_factory.mktemp("imagenet") / "model")
     return Predictor.load(bundle)
 
@@ -336,8 +327,11 @@ def test_cli_explain_writes_a_figure_per_image_and_a_grid(trained_run, tmp_path,
     args = ["explain", "--run", str(trained_run), str(folder), str(single), str(broken)]
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.glob("*.png"))
     assert names == ["000-2.png", "000.png", "001-2.png", "001.png", "grid-2.png", "grid.png"]
+    with (out / "index.csv").open(newline="") as fh:
+        index = {row["path"]: row for row in csv.DictReader(fh)}
+    assert index[str(single)]["figure"] == "000-2.png" and index[str(broken)]["error"]
     for name in names:
         kind = "image_grid" if name == "grid.png" else "explanation"
         with Image.open(out / name) as image:
@@ -348,7 +342,7 @@ def test_cli_explain_writes_a_figure_per_image_and_a_grid(trained_run, tmp_path,
     assert "gradcam on layer layer3" in printed
 
     assert main([*args[:3], str(single), "--class", "cat_a", "--out", str(tmp_path / "a")]) == 0
-    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["000.png"]  # no grid of one
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.png")) == ["000.png"]  # no grid of one
     assert main([*args[:3], str(single), "--class", "dog"]) == 2
     assert "unknown class 'dog'" in capsys.readouterr().err
     assert main([*args[:3], str(single), "--method", "magic"]) == 2

@@ -82,7 +82,13 @@ def bundle(tmp_path_factory, torch_home):
             os.environ["TORCH_HOME"] = old
     run = tmp_path_factory.mktemp("one-answer-run")
     meta = BundleMeta(
-        "torchvision", "mobilenet_v2", CLASSES, 150, built.mean, built.std, head=built.head
+        backend="torchvision",
+        architecture="mobilenet_v2",
+        class_names=CLASSES,
+        image_size=150,
+        mean=built.mean,
+        std=built.std,
+        head=built.head,
     )
     save_bundle(built.module.eval(), meta, run / "model")
     return run

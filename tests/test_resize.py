@@ -19,7 +19,7 @@ def test_resize_keeps_the_tree_and_sizes(tmp_path):
     src = _tree(tmp_path / "src")
     summary = resize_tree(src, tmp_path / "dst", size=64, workers=2, progress=False)
     assert summary.written == 3 and list(summary.failed) == [str(src / "b" / "bad.jpg")]
-    for rel in ("a/one.jpg", "a/deep/two.png", "b/three.png"):  # TIFF is written as PNG
+    for rel in ("a/one.jpg", "a/deep/two.png", "b/three.tif"):  # each in its own format
         with Image.open(tmp_path / "dst" / rel) as im:
             assert im.size == (64, 64) and im.mode == "RGB"
     assert not (tmp_path / "dst" / "b" / "notes.txt").exists()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from .argtypes import at_least, devices, port_number, positive, positive_float
+
 
 def _train_parser(sub) -> None:
     p = sub.add_parser(
@@ -18,10 +20,10 @@ def _train_parser(sub) -> None:
     p.add_argument("--config", help="YAML recipe (e.g. configs/resnet50.yaml)")
     p.add_argument("--data", help="dataset folder (default: $SCENES_DATA or data/intel)")
     p.add_argument("--model", help="model name, e.g. resnet50, mobilenet_v2")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--image-size", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=positive)
+    p.add_argument("--image-size", type=positive)
+    p.add_argument("--batch-size", type=positive)
+    p.add_argument("--lr", type=positive_float)
     weights = p.add_mutually_exclusive_group()
     weights.add_argument("--weights", metavar="FILE", help="start from a local state-dict file")
     weights.add_argument("--no-pretrained", action="store_true", help="random initialisation")
@@ -33,11 +35,11 @@ def _train_parser(sub) -> None:
     )
     p.add_argument(
         "--devices",
-        type=_devices,
+        type=devices,
         metavar="N|IDS|auto",
         help="devices (processes) per node: a count, GPU ids such as 0,2, or auto",
     )
-    p.add_argument("--num-nodes", type=int, metavar="N", help="machines taking part")
+    p.add_argument("--num-nodes", type=positive, metavar="N", help="machines taking part")
     p.add_argument(
         "--strategy",
         metavar="NAME",
@@ -51,18 +53,6 @@ def _train_parser(sub) -> None:
         metavar="KEY=VALUE",
         help="override any config field, e.g. --set train.scheduler=step (repeatable)",
     )
-
-
-def _devices(text: str) -> int | list[int] | str:
-    """``4`` -> 4, ``0,2`` -> [0, 2], ``auto`` -> "auto"."""
-    if text == "auto":
-        return text
-    try:
-        return int(text) if "," not in text else [int(i) for i in text.split(",") if i]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a count, comma-separated GPU ids or auto, got {text!r}"
-        ) from None
 
 
 def _data_parser(sub) -> None:
@@ -80,6 +70,28 @@ def _data_parser(sub) -> None:
     s.add_argument("directory", metavar="DIR")
     s.set_defaults(target=".data.check:run_stats")
     _data_issues_parser(dsub)
+    k = dsub.add_parser(
+        "cache",
+        help="list or clear the cache of decoded images and features",
+        description="What the cache folder holds (decoded images per dataset and size, "
+        "backbone features, the model listing), with sizes and when each was last used; "
+        "--clear removes them (only files scenes writes).",
+    )
+    k.add_argument(
+        "--dir",
+        dest="cache_dir",
+        metavar="DIR",
+        help="cache folder (default: $SCENES_CACHE, else ~/.cache/scenes; a run's "
+        "data.cache_dir when it set one)",
+    )
+    k.add_argument("--clear", action="store_true", help="remove the listed entries")
+    k.add_argument(
+        "--older-than",
+        type=positive_float,
+        metavar="DAYS",
+        help="only entries not used for DAYS days (default: all)",
+    )
+    k.set_defaults(target=".data.cache_command:run_cache")
 
 
 def _data_issues_parser(dsub) -> None:
@@ -108,8 +120,10 @@ def _data_issues_parser(dsub) -> None:
         help="recipe whose model.*, data.image_size, seed to use",
     )
     i.set_defaults(target=".data.issues:run_issues")
-    i.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    i.add_argument("--top", type=int, default=100, help="suspects to list (default 100)")
+    i.add_argument(
+        "--folds", type=at_least(2), default=5, help="cross-validation folds (default 5)"
+    )
+    i.add_argument("--top", type=positive, default=100, help="suspects to list (default 100)")
     i.add_argument(
         "--method",
         choices=["self_confidence", "normalized_margin", "confidence_weighted_entropy"],
@@ -122,7 +136,7 @@ def _data_issues_parser(dsub) -> None:
         help="output folder (default: label_issues/<data-name>, or RUN_DIR/label_issues/"
         "<data-name> with --run)",
     )
-    i.add_argument("--batch-size", type=int, default=64, help="backbone batch size")
+    i.add_argument("--batch-size", type=positive, default=64, help="backbone batch size")
     i.add_argument(
         "--set",
         dest="sets",
@@ -156,7 +170,7 @@ def _evaluate_parser(sub) -> None:
     p.add_argument(
         "--out", metavar="DIR", help="output folder (default: RUN_DIR/eval/<data-name or split>)"
     )
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=positive, default=64)
     _device_argument(p)
     p.set_defaults(target=".evaluation:run_evaluate")
 
@@ -175,10 +189,10 @@ def _predict_parser(sub) -> None:
     p = sub.add_parser("predict", help="classify image files and folders")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=positive, default=3)
     p.add_argument("--out", metavar="CSV", help="write predictions to this CSV file")
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=positive, default=32)
     _device_argument(p)
     p.set_defaults(target=".predict:run_predict")
 
@@ -187,7 +201,7 @@ def _app_parser(sub) -> None:
     p = sub.add_parser("app", help="web app: drop a photo, see the top-3 classes")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="run directory or model/ bundle")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--port", type=port_number, default=7860)
     p.add_argument("--backend", choices=["torch", "onnx"], default="torch")
     _device_argument(p)
     p.add_argument(
@@ -223,7 +237,7 @@ def _explain_parser(sub) -> None:
         help="the layer to map (default: chosen for the architecture, e.g. layer4)",
     )
     p.add_argument("--out", metavar="DIR", help="output folder (default: RUN_DIR/explain)")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=positive, default=16)
     _device_argument(p)
     p.set_defaults(target=".explain:run_explain")
 
@@ -240,14 +254,16 @@ def _resize_parser(sub) -> None:
     p = sub.add_parser("resize", help="resize a folder tree of images (in parallel)")
     p.add_argument("src", metavar="SRC")
     p.add_argument("dst", metavar="DST")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    p.add_argument("--size", type=positive, default=224)
+    p.add_argument("--workers", type=positive, default=None, help="processes (default: all cores)")
     p.set_defaults(target=".resize:run_resize")
 
 
 def _report_parser(sub) -> None:
     p = sub.add_parser("report", help="write RUN_DIR/report.md with tables and figures")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    run = p.add_mutually_exclusive_group(required=True)
+    run.add_argument("--run", metavar="RUN_DIR", help="the run directory")
+    run.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="the same, as a positional")
     p.set_defaults(target=".report:run_report")
 
 

@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from .errors import UsageError
 from .models.bundle import BundleMeta
 from .models.cam_target import CamTarget, find_cam_target
 
@@ -48,7 +49,7 @@ DEFAULT_METHOD = "gradcam"
 
 def cam_class(method: str) -> type:
     if method not in METHODS:
-        raise ValueError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
     import pytorch_grad_cam
 
     return getattr(pytorch_grad_cam, METHODS[method])

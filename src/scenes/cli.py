@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
 from .arguments import build_parser
 
@@ -77,6 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nscenes {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        # Not a mistake of the user's: a bug, or the machine failing. The traceback is what a
+        # report needs, so it is shown whole.
+        traceback.print_exc()
+        print(
+            f"scenes {args.command}: internal error (the traceback above says where); "
+            "this is a bug in scenes unless the machine failed: please report it",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

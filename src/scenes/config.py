@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from .errors import ConfigError
 
 DEFAULT_DATA_DIR = "data/intel"
+# Square input sizes a run may train at (and so a model bundle may declare).
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
 
 
 def default_cache_dir() -> Path:
@@ -33,7 +35,9 @@ class DataConfig(_Section):
     dir: str | None = Field(
         None, description="dataset folder; null means $SCENES_DATA, else data/intel"
     )
-    image_size: int = Field(150, ge=32, le=1024, description="square training size in pixels")
+    image_size: int = Field(
+        150, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE, description="square training size in pixels"
+    )
     val_fraction: float = Field(
         0.1, gt=0.0, lt=1.0, description="share of train held out, stratified"
     )
@@ -175,6 +179,11 @@ class Config(_Section):
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data.dir or os.environ.get("SCENES_DATA") or DEFAULT_DATA_DIR)
+
+    def uses_default_data_dir(self) -> bool:
+        """True when no folder was named (data.dir, $SCENES_DATA): only then may a missing
+        folder be filled by downloading the Intel dataset; a named one is a typo or a mistake."""
+        return not (self.data.dir or os.environ.get("SCENES_DATA"))
 
     def resolved_cache_dir(self) -> Path:
         return Path(self.data.cache_dir) if self.data.cache_dir else default_cache_dir()

@@ -62,6 +62,11 @@ def quiet_lightning() -> None:
         logger.setLevel(logging.INFO if _VERBOSE else logging.WARNING)
 
 
+def plural(count: int, noun: str, many: str | None = None) -> str:
+    """``1 figure``, ``2 figures``, ``1,402 images``; ``many`` for irregular plurals."""
+    return f"{count:,} {noun if count == 1 else many or noun + 's'}"
+
+
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     where = f" ({filename}:{lineno})" if _VERBOSE else ""
     return f"warning: {message}{where}\n"

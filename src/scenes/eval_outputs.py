@@ -4,7 +4,6 @@ and the text it prints."""
 
 from __future__ import annotations
 
-import csv
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,17 +13,22 @@ import numpy as np
 import torch
 
 from . import figures
+from .csvfile import SafeWriter
 
 if TYPE_CHECKING:
     from .inference import Predictor
 
 ERROR_GRID_SIZE = 16
+METRICS_JSON = "metrics.json"
 
 
 @dataclass
 class EvalResult:
     accuracy: float
-    macro_f1: float
+    macro_f1: float  # over f1_classes: the classes in the labels or the predictions
+    f1_classes: list[str]
+    macro_f1_present: float  # over present_classes: the classes in the labels
+    present_classes: list[str]
     per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
     confusion: list[list[int]]  # rows: true class, columns: predicted class
     class_names: list[str]
@@ -48,6 +52,9 @@ class EvalResult:
             "num_skipped": len(self.skipped),
             "accuracy": self.accuracy,
             "macro_f1": self.macro_f1,
+            "macro_f1_classes": self.f1_classes,
+            "macro_f1_present": self.macro_f1_present,
+            "present_classes": self.present_classes,
             "class_names": self.class_names,
             "per_class": self.per_class,
             "confusion": self.confusion,
@@ -64,19 +71,19 @@ def write_outputs(
     result: EvalResult, model: Predictor, out_dir: Path, explain: bool = False
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    (out_dir / METRICS_JSON).write_text(json.dumps(result.summary(), indent=2) + "\n")
     with (out_dir / "per_class.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = SafeWriter(fh)
         writer.writerow(["class", "precision", "recall", "f1", "support"])
         for name, m in result.per_class.items():
             writer.writerow([name, m["precision"], m["recall"], m["f1"], m["support"]])
     with (out_dir / "confusion_matrix.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = SafeWriter(fh)
         writer.writerow(["true\\predicted", *result.class_names])
         for name, row in zip(result.class_names, result.confusion):
             writer.writerow([name, *row])
     with (out_dir / "predictions.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = SafeWriter(fh)
         writer.writerow(["path", "true", "predicted", "confidence", "top3"])
         for p in result.predictions:
             # repr() of a float round-trips: the confidence is kept at full precision.
@@ -109,12 +116,32 @@ def write_error_grid(
     return figures.plot_image_grid(images, captions, path, title=title)
 
 
+def _f1_coverage(result: EvalResult) -> list[str]:
+    """Which classes the macro F1 averages, said when they are not simply all of them."""
+    absent = [n for n in result.class_names if n not in result.present_classes]
+    if not absent:
+        return []
+    lines = [
+        f"  macro F1 averages the {len(result.f1_classes)} classes in the labels or predictions "
+        f"({', '.join(result.f1_classes)})"
+    ]
+    if result.f1_classes != result.present_classes:
+        lines.append(
+            f"  macro F1 over the {len(result.present_classes)} classes present in the labels: "
+            f"{result.macro_f1_present:.4f} (no images of: {', '.join(absent)})"
+        )
+    else:
+        lines[0] += f"; no images of: {', '.join(absent)}"
+    return lines
+
+
 def format_result(result: EvalResult) -> str:
     width = max(9, *(len(n) for n in result.class_names))
     lines = [
         f"evaluated {result.num_images} images from {result.source}"
         + (" (TTA: image + horizontal flip)" if result.tta else ""),
         f"top-1 accuracy {result.accuracy:.4f}   macro F1 {result.macro_f1:.4f}",
+        *_f1_coverage(result),
         "",
         f"{'class':<{width}} {'precision':>9} {'recall':>9} {'F1':>9} {'support':>8}",
     ]

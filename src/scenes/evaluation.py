@@ -8,18 +8,22 @@ text printed come from ``eval_outputs.py``.
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 from typing import Literal
 
 import torch
 from tqdm.auto import tqdm
 
-from .data.discover import DataError, find_layout, list_labelled_files
-from .eval_outputs import EvalResult, format_result, write_outputs
+from .data.discover import find_layout, list_labelled_files
+from .errors import DataError, UsageError
+from .eval_outputs import METRICS_JSON, EvalResult, format_result, write_outputs
 from .inference import Predictor
 from .metrics import compute_metrics
 from .models.bundle import resolve_bundle_dir
-from .rundir import SPLIT_FILE, read_split
+from .outputs import output_dir
+from .rundir import SPLIT_FILE, RunDir
 
 SPLITS = ("val",)
 
@@ -51,10 +55,10 @@ def evaluation_folder(data: str | Path) -> Path:
 def split_files(run_dir: Path, split: str, class_names: list[str]) -> tuple[list[Path], list[int]]:
     """Paths and labels of one split listed in RUN/split.csv, labels matched by class name."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
+        raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     index = {name: i for i, name in enumerate(class_names)}
     paths, labels = [], []
-    for row in read_split(run_dir):
+    for row in RunDir(run_dir).read_split():
         if row.split != split:
             continue
         if row.label not in index:
@@ -105,20 +109,22 @@ def evaluate(
     predicted class over each image.
     """
     if (data is None) == (split is None):
-        raise ValueError("evaluate needs exactly one of data (a labelled folder) or split='val'")
+        raise UsageError("evaluate needs exactly one of data (a labelled folder) or split='val'")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    if out:
+        output_dir(out)
     model = Predictor.load(run, device=device)
     names = model.class_names
+    run_dir = run_dir_of(run)
     if split is not None:
-        run_dir = run_dir_of(run)
         paths, labels = split_files(run_dir, split, names)
-        source, default_out = f"{run_dir / 'split.csv'}:{split}", run_dir / "eval" / split
+        source, name = f"{RunDir(run_dir).split_csv.resolve()}:{split}", split
     else:
         folder = evaluation_folder(data)
         files = list_labelled_files(folder, names)
         paths, labels = files.paths, files.labels
-        source, default_out = str(folder), run_dir_of(run) / "eval" / folder.name
+        source, name = str(folder.resolve()), folder.resolve().name
 
     logits, kept, skipped = predict_files(model, paths, tta, batch_size)
     if not kept:
@@ -138,10 +144,31 @@ def evaluate(
         logits=logits,
     )
     if out is not False:
-        result.out_dir = write_outputs(
-            result, model, Path(out) if out else default_out, explain=explain
-        )
+        out_dir = Path(out) if out else default_eval_dir(run_dir, name, source, tta)
+        result.out_dir = write_outputs(result, model, out_dir, explain=explain)
     return result
+
+
+def default_eval_dir(run_dir: Path, name: str, source: str, tta: bool) -> Path:
+    """``RUN/eval/<name>`` (``-tta`` with TTA): the folder of an earlier evaluation of the same
+    source is reused; one of another source with the same name (two folders called ``test``)
+    is never overwritten, the new one is numbered instead."""
+    base = f"{name}-tta" if tta else name
+    for n in itertools.count(1):
+        candidate = RunDir(run_dir).eval / (base if n == 1 else f"{base}-{n}")
+        metrics = candidate / METRICS_JSON
+        if not candidate.exists():
+            return candidate
+        if metrics.is_file() and _source_of(metrics) == source:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def _source_of(metrics_json: Path) -> str | None:
+    try:
+        return json.loads(metrics_json.read_text()).get("source")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _prediction_rows(

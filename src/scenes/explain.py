@@ -8,6 +8,8 @@ explanation never disagrees with ``scenes predict``.
 
 from __future__ import annotations
 
+import csv
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,9 +19,27 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .cam import DEFAULT_METHOD, cam_class, overlay
+from .console import plural
+from .csvfile import SafeWriter, restore
+from .errors import MissingPathError, UsageError
+from .outputs import output_dir
 from .predict import Prediction, Predictor, Source, collect_images
 
 GRID_CELLS = 16  # images per grid page (4 x 4)
+GRID_PAGE = re.compile(r"grid(-\d+)?\.png")
+INDEX_CSV = "index.csv"  # one row per image: its figure, the heatmap's class, the top-3
+INDEX_COLUMNS = [
+    "path",
+    "figure",
+    "heatmap_of",
+    "label_1",
+    "prob_1",
+    "label_2",
+    "prob_2",
+    "label_3",
+    "prob_3",
+    "error",
+]
 
 
 @dataclass
@@ -133,10 +153,12 @@ def run_explain(
 ) -> int:
     cam_class(method)  # an unknown method fails before any model is loaded
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if out is not None:
+        output_dir(out)
     files = collect_images(paths)
     if not files:
-        raise FileNotFoundError(f"no image files in {', '.join(paths)}")
+        raise MissingPathError(f"no image files in {', '.join(paths)}")
     predictor = Predictor.load(run, device=device)
     if class_name is not None:
         predictor.class_index(class_name)
@@ -145,6 +167,7 @@ def run_explain(
 
     out_dir = Path(out) if out else run_dir_of(run) / "explain"
     out_dir.mkdir(parents=True, exist_ok=True)
+    clear_earlier_call(out_dir)
     used = set(grid_names(len(files)))
     written: list[Path] = []
     blends, captions, lines, failed = [], [], [], {}
@@ -155,34 +178,61 @@ def run_explain(
         desc="explaining",
         disable=not (sys.stderr.isatty() or len(files) > 50),
     )
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        pixels, ok, errors = predictor.load_images(chunk)
-        for i, message in errors.items():
-            failed[str(chunk[i])] = message
-            lines.append(f"{str(chunk[i]):<{width}}  ERROR {message}")
-        sources = [str(chunk[i]) for i in ok]
-        found = (
-            explain_batch(predictor, pixels, sources, class_name, 3, method, target_layer)
-            if ok
-            else []
-        )
-        for explanation in found:
-            path = out_dir / figure_name(explanation.source, used)
-            written.append(write_figure(explanation, path, method, layer))
-            blends.append(explanation.overlay())
-            captions.append(grid_caption(explanation))
-            lines.append(
-                f"{explanation.source:<{width}}  {explanation.class_name:<12} {caption(explanation)}"
+    with (out_dir / INDEX_CSV).open("w", newline="") as fh:
+        index = SafeWriter(fh)
+        index.writerow(INDEX_COLUMNS)
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
+            pixels, ok, errors = predictor.load_images(chunk)
+            for i, message in errors.items():
+                failed[str(chunk[i])] = message
+                lines.append(f"{str(chunk[i]):<{width}}  ERROR {message}")
+                index.writerow([str(chunk[i]), "", "", *[""] * 6, message])
+            sources = [str(chunk[i]) for i in ok]
+            found = (
+                explain_batch(predictor, pixels, sources, class_name, 3, method, target_layer)
+                if ok
+                else []
             )
-        bar.update(len(chunk))
+            for explanation in found:
+                path = out_dir / figure_name(explanation.source, used)
+                written.append(write_figure(explanation, path, method, layer))
+                blends.append(explanation.overlay())
+                captions.append(grid_caption(explanation))
+                top = [cell for pair in explanation.top for cell in pair]
+                top += [""] * (6 - len(top))  # fewer than 3 classes
+                index.writerow([explanation.source, path.name, explanation.class_name, *top, ""])
+                lines.append(
+                    f"{explanation.source:<{width}}  {explanation.class_name:<12} "
+                    f"{caption(explanation)}"
+                )
+            fh.flush()
+            bar.update(len(chunk))
     bar.close()
     heatmap_of = f"class {class_name}" if class_name else "the top class"
     written += write_grids(blends, captions, out_dir, f"Heatmaps ({method}) of {heatmap_of}")
     print(f"{'path':<{width}}  heatmap of   top-3")
     print("\n".join(lines))
     print(
-        f"wrote {len(written)} figures to {out_dir} ({method} on layer {layer})"
-        + (f"; {len(failed)} unreadable" if failed else "")
+        f"wrote {plural(len(written), 'figure')} and {INDEX_CSV} to {out_dir} "
+        f"({method} on layer {layer})" + (f"; {len(failed)} unreadable" if failed else "")
     )
     return 0 if blends else 1
+
+
+def clear_earlier_call(out_dir: Path) -> None:
+    """Remove what an earlier ``explain`` wrote to ``out_dir`` (the figures its index.csv
+    lists, its grid pages), so the folder shows this call's images only. Files it did not
+    write are left alone; a name in the index is taken as a bare file name in the folder."""
+    index = out_dir / INDEX_CSV
+    if not index.is_file():
+        return
+    with index.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            name = Path(restore(row.get("figure") or "")).name
+            if name.endswith(".png"):
+                (out_dir / name).unlink(missing_ok=True)
+    for page in out_dir.glob("grid*.png"):
+        if GRID_PAGE.fullmatch(page.name):
+            page.unlink()
+    index.unlink()

@@ -10,19 +10,22 @@ bundle rewritten later (a resumed run) is never served through a stale graph.
 from __future__ import annotations
 
 import hashlib
+import os
 import warnings
 from pathlib import Path
 
 import torch
 
+from .errors import UsageError
 from .models.bundle import WEIGHTS_FILE, load_bundle, resolve_bundle_dir
+from .outputs import output_file
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
 WEIGHTS_DIGEST_KEY = "scenes.weights_sha256"
 
 
-class StaleExportError(ValueError):
+class StaleExportError(UsageError):
     """An ONNX file was exported from other weights than the bundle's current ones."""
 
 
@@ -61,31 +64,36 @@ def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, meta.image_size, meta.image_size)
     module = module.to(memory_format=torch.contiguous_format).eval()
-    tmp = out.with_suffix(".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # exporter deprecation chatter, not the user's concern
-        # The TorchScript exporter writes one self-contained file (no external-data sidecar).
-        torch.onnx.export(
-            module,
-            (example,),
-            str(tmp),
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    graph = onnx.load(str(tmp))
-    onnx.helper.set_model_props(graph, {WEIGHTS_DIGEST_KEY: weights_digest(directory)})
-    onnx.save(graph, str(tmp))
-    onnx.checker.check_model(str(tmp))
-    tmp.replace(out)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.onnx")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter deprecation chatter, not the user's concern
+            # The TorchScript exporter writes one self-contained file (no external-data sidecar).
+            torch.onnx.export(
+                module,
+                (example,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        graph = onnx.load(str(tmp))
+        onnx.helper.set_model_props(graph, {WEIGHTS_DIGEST_KEY: weights_digest(directory)})
+        onnx.save(graph, str(tmp))
+        onnx.checker.check_model(str(tmp))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted or failed export leaves nothing behind
     return out
 
 
 def run_export(run: str, fmt: str = "onnx", out: str | None = None) -> int:
     if fmt != "onnx":
-        raise ValueError(f"unknown export format {fmt!r}; supported: onnx")
+        raise UsageError(f"unknown export format {fmt!r}; supported: onnx")
+    if out is not None:
+        output_file(out, example=ONNX_FILE)
     path = export_onnx(run, out)
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input 'input' "

@@ -5,7 +5,7 @@ disagree."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from .data.images import load_image
 from .data.transforms import normalize_batch
+from .errors import UsageError
 from .models.bundle import BundleMeta, load_bundle, resolve_bundle_dir
 
 if TYPE_CHECKING:
@@ -45,15 +46,15 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+        raise UsageError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
     if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-        raise ValueError(
+        raise UsageError(
             f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
         )
     if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
+        raise UsageError(f"--device {device}: MPS is not available here; use --device cpu")
     return resolved
 
 
@@ -72,7 +73,7 @@ class Predictor:
         onnx_path: Path | None = None,
     ):
         if backend not in ("torch", "onnx"):
-            raise ValueError(f"unknown backend {backend!r}; choose torch or onnx")
+            raise UsageError(f"unknown backend {backend!r}; choose torch or onnx")
         self.module = module  # the PyTorch network, in eval mode (also for ONNX: explain)
         self.meta = meta
         self.directory = directory  # the model/ folder it was loaded from
@@ -201,7 +202,7 @@ class Predictor:
 
     def class_index(self, class_name: str) -> int:
         if class_name not in self.class_names:
-            raise ValueError(
+            raise UsageError(
                 f"unknown class {class_name!r}; the model's classes are "
                 f"{', '.join(self.class_names)}"
             )
@@ -249,19 +250,26 @@ class Predictor:
         progress: bool = False,
     ) -> list[PredictionRow]:
         """One row per source, in order; an unreadable file is a row with ``error`` set."""
-        rows: list[PredictionRow] = []
-        bar = tqdm(total=len(sources), unit="img", desc="predicting", disable=not progress)
-        for start in range(0, len(sources), batch_size):
-            chunk = sources[start : start + batch_size]
-            images, ok, errors = self.load_images(chunk)
-            probs = self.probabilities(images) if len(ok) else np.empty((0, 0))
-            by_index = dict(zip(ok, probs, strict=True))
-            for i, source in enumerate(chunk):
-                name = str(source) if not isinstance(source, Image.Image) else "<image>"
-                if i in by_index:
-                    rows.append(PredictionRow(name, self.top(by_index[i], top_k)))
-                else:
-                    rows.append(PredictionRow(name, [], errors[i]))
-            bar.update(len(chunk))
-        bar.close()
-        return rows
+        return list(self.iter_predictions(sources, top_k, batch_size, progress))
+
+    def iter_predictions(
+        self,
+        sources: Sequence[Source],
+        top_k: int = 3,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> Iterator[PredictionRow]:
+        """``predict_many``'s rows, yielded batch by batch as they are computed."""
+        with tqdm(total=len(sources), unit="img", desc="predicting", disable=not progress) as bar:
+            for start in range(0, len(sources), batch_size):
+                chunk = sources[start : start + batch_size]
+                images, ok, errors = self.load_images(chunk)
+                probs = self.probabilities(images) if len(ok) else np.empty((0, 0))
+                by_index = dict(zip(ok, probs, strict=True))
+                for i, source in enumerate(chunk):
+                    name = str(source) if not isinstance(source, Image.Image) else "<image>"
+                    if i in by_index:
+                        yield PredictionRow(name, self.top(by_index[i], top_k))
+                    else:
+                        yield PredictionRow(name, [], errors[i])
+                bar.update(len(chunk))

@@ -35,9 +35,12 @@ def compute_metrics(
 ) -> dict:
     """Top-1 accuracy, macro F1, per-class precision/recall/F1/support, confusion matrix.
 
-    A class that is never predicted has precision 0 (not NaN). Macro F1 averages over the
+    A class that is never predicted has precision 0 (not NaN). ``macro_f1`` averages over the
     classes that occur in the labels or the predictions, like scikit-learn's default, so a
-    class absent from a test folder does not drag the score down.
+    class absent from both does not drag the score down; ``f1_classes`` names them. A class
+    absent from the labels but predicted counts there with F1 0 (each such prediction is a
+    mistake), so ``macro_f1_present`` also gives the mean over the classes in the labels only
+    (``present_classes``): on a folder with some classes missing, the two say different things.
     """
     target = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
     preds = torch.as_tensor(np.asarray(y_pred), dtype=torch.long)
@@ -52,6 +55,7 @@ def compute_metrics(
     f1 = MulticlassF1Score(average=None, **common)(preds, target)
     confusion = MulticlassConfusionMatrix(num_classes=n)(preds, target)
     support = confusion.sum(dim=1)
+    predicted = confusion.sum(dim=0)
     per_class = {
         name: {
             "precision": float(precision[i]),
@@ -61,9 +65,13 @@ def compute_metrics(
         }
         for i, name in enumerate(class_names)
     }
+    present = [i for i in range(n) if support[i] > 0]
     return {
         "accuracy": float(accuracy),
         "macro_f1": float(macro_f1),
+        "f1_classes": [class_names[i] for i in range(n) if support[i] > 0 or predicted[i] > 0],
+        "macro_f1_present": float(f1[present].mean()),
+        "present_classes": [class_names[i] for i in present],
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }

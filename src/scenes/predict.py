@@ -1,17 +1,24 @@
 """``scenes predict``: the files to classify, and the table or CSV of their top-k classes.
 
 The answers come from ``Predictor`` (``inference.py``), the same as every other command's.
+Rows are written as they are computed, so an interrupted run keeps what it finished. The exit
+code is 1 when any file could not be read (its row says why), as ``data check`` does.
 """
 
 from __future__ import annotations
 
-import csv
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
+from .console import plural
+from .csvfile import SafeWriter
 from .data.files import list_files
+from .errors import MissingPathError
 from .inference import Prediction, PredictionRow, Predictor, Source
+from .outputs import output_file
 
 __all__ = [
     "Prediction",
@@ -22,6 +29,8 @@ __all__ = [
     "format_table",
     "write_csv",
 ]
+
+STDOUT = "-"
 
 
 def collect_images(paths: Sequence[str | Path]) -> list[Path]:
@@ -35,32 +44,54 @@ def collect_images(paths: Sequence[str | Path]) -> list[Path]:
         elif path.exists():
             found.append(path)
         else:
-            raise FileNotFoundError(f"no such file or folder: {path}")
+            raise MissingPathError(f"no such file or folder: {path}")
     return found
 
 
-def write_csv(rows: list[PredictionRow], out: str | Path, top_k: int) -> None:
+def csv_header(top_k: int) -> list[str]:
     header = ["path"]
     for k in range(1, top_k + 1):
         header += [f"label_{k}", f"prob_{k}"]
-    header.append("error")
-    with Path(out).open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
+    return [*header, "error"]
+
+
+def csv_cells(row: PredictionRow, top_k: int) -> list[object]:
+    cells: list[object] = [row.source]
+    for k in range(top_k):
+        cells += list(row.top[k]) if k < len(row.top) else ["", ""]
+    return [*cells, row.error or ""]
+
+
+def write_csv(rows: Iterable[PredictionRow], out: str | Path | IO[str], top_k: int) -> int:
+    """Rows to ``out`` (a path, or an open text file), each flushed as it comes; their count."""
+    with _opened(out) as fh:
+        writer = SafeWriter(fh)
+        writer.writerow(csv_header(top_k))
+        count = 0
         for row in rows:
-            cells: list[object] = [row.source]
-            for k in range(top_k):
-                cells += list(row.top[k]) if k < len(row.top) else ["", ""]
-            writer.writerow([*cells, row.error or ""])
+            writer.writerow(csv_cells(row, top_k))
+            fh.flush()
+            count += 1
+    return count
+
+
+@contextmanager
+def _opened(out: str | Path | IO[str]) -> Iterator[IO[str]]:
+    if hasattr(out, "write"):
+        yield out  # type: ignore[misc]
+        return
+    with Path(out).open("w", newline="") as fh:  # type: ignore[arg-type]
+        yield fh
+
+
+def table_line(row: PredictionRow, width: int) -> str:
+    text = row.error and f"ERROR {row.error}" or "  ".join(f"{lab} {p:.3f}" for lab, p in row.top)
+    return f"{row.source:<{width}}  {text}"
 
 
 def format_table(rows: list[PredictionRow]) -> str:
     width = max([len(r.source) for r in rows] + [4])
-    lines = [f"{'path':<{width}}  prediction"]
-    for r in rows:
-        text = r.error and f"ERROR {r.error}" or "  ".join(f"{lab} {p:.3f}" for lab, p in r.top)
-        lines.append(f"{r.source:<{width}}  {text}")
-    return "\n".join(lines)
+    return "\n".join([f"{'path':<{width}}  prediction", *(table_line(r, width) for r in rows)])
 
 
 def run_predict(
@@ -72,23 +103,32 @@ def run_predict(
     batch_size: int = 32,
     device: str = "auto",
 ) -> int:
-    if top_k < 1:
-        raise ValueError("--top-k must be at least 1")
+    if out not in (None, STDOUT):
+        output_file(out, example="preds.csv")
     files = collect_images(paths)
     if not files:
-        raise FileNotFoundError(f"no image files in {', '.join(paths)}")
+        raise MissingPathError(f"no image files in {', '.join(paths)}")
     predictor = Predictor.load(run, backend=backend, device=device)
     top_k = min(top_k, len(predictor.class_names))
-    rows = predictor.predict_many(
-        files, top_k, batch_size, progress=sys.stderr.isatty() or len(files) > 100
-    )
-    failed = sum(r.error is not None for r in rows)
-    if out:
-        write_csv(rows, out, top_k)
-        print(
-            f"wrote {len(rows)} predictions to {out}"
-            + (f" ({failed} unreadable)" if failed else "")
-        )
+    progress = (out is not None and out != STDOUT and sys.stderr.isatty()) or len(files) > 100
+    failed = []
+
+    def counted(rows: Iterable[PredictionRow]) -> Iterator[PredictionRow]:
+        for row in rows:
+            if row.error is not None:
+                failed.append(row.source)
+            yield row
+
+    rows = counted(predictor.iter_predictions(files, top_k, batch_size, progress=progress))
+    if out is None:
+        width = max([len(str(f)) for f in files] + [4])
+        print(f"{'path':<{width}}  prediction")
+        for row in rows:
+            print(table_line(row, width), flush=True)
+        summary = f"{plural(len(files), 'file')} predicted"
     else:
-        print(format_table(rows))
-    return 0
+        count = write_csv(rows, sys.stdout if out == STDOUT else out, top_k)
+        summary = f"wrote {plural(count, 'prediction')} to {'stdout' if out == STDOUT else out}"
+    summary += f"; {len(failed)} could not be read (see their error)" if failed else ""
+    print(summary, file=sys.stderr if out == STDOUT else sys.stdout)
+    return 1 if failed else 0

@@ -14,6 +14,8 @@ from pathlib import Path
 import yaml
 
 from . import figures
+from .errors import RunDirError
+from .models.bundle import META_FILE, read_meta
 from .rundir import RunDir
 
 FIGURE_TITLES = {
@@ -39,12 +41,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def _model_section(run_dir: Path, config: dict) -> list[str]:
     lines = []
-    meta_file = RunDir(run_dir).bundle / "model.json"
-    if meta_file.is_file():
-        meta = json.loads(meta_file.read_text())
+    bundle = RunDir(run_dir).bundle
+    if (bundle / META_FILE).is_file():
+        meta = read_meta(bundle)  # validated: refused, naming the field, when it cannot be right
         lines.append(
-            f"Model `{meta['backend']}:{meta['architecture']}` at {meta['image_size']} px, "
-            f"{len(meta['class_names'])} classes: {', '.join(meta['class_names'])}. "
+            f"Model `{meta.model_name}` at {meta.image_size} px, "
+            f"{meta.num_classes} classes: {', '.join(meta.class_names)}. "
             "Deployable bundle: [`model/`](model/)."
         )
     if config:
@@ -156,7 +158,7 @@ def write_report(run_dir: str | Path) -> Path:
     run_dir = run.path
     columns = run.metrics_columns()  # FileNotFoundError naming metrics.csv when it is absent
     if not columns:
-        raise ValueError(f"{run.metrics_csv} has no epochs yet: train for at least one epoch")
+        raise RunDirError(f"{run.metrics_csv} has no epochs yet: train for at least one epoch")
     config_file = run_dir / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
     monitor = (config or {}).get("train", {}).get("monitor", "val_loss")
@@ -178,7 +180,7 @@ def write_report(run_dir: str | Path) -> Path:
     return report
 
 
-def run_report(run_dir: str) -> int:
-    path = write_report(run_dir)
+def run_report(run: str | None = None, run_dir: str | None = None) -> int:
+    path = write_report(run or run_dir)
     print(f"report written to {path}")
     return 0

@@ -17,9 +17,19 @@ from tqdm.auto import tqdm
 
 from .data.files import list_files
 from .data.images import load_image
+from .errors import MissingPathError, UsageError
+from .outputs import output_dir
 
-# Formats we write back as themselves; anything else becomes PNG (lossless, universal).
-SAVE_AS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".bmp": "BMP"}
+# Formats we write back as themselves; anything else (GIF) becomes PNG (lossless, universal).
+SAVE_AS = {
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".png": "PNG",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+}
 
 
 @dataclass
@@ -30,8 +40,21 @@ class ResizeSummary:
 
 
 def output_path(src_root: Path, dst_root: Path, path: Path) -> Path:
+    """The same relative path; a file converted to PNG keeps its whole name (``x.gif`` ->
+    ``x.gif.png``), so it cannot overwrite a sibling ``x.png``."""
     target = dst_root / path.relative_to(src_root)
-    return target if target.suffix.lower() in SAVE_AS else target.with_suffix(".png")
+    return target if target.suffix.lower() in SAVE_AS else target.with_name(target.name + ".png")
+
+
+def check_distinct(targets: dict[Path, Path]) -> None:
+    """Two sources must never be written to one file (one would silently replace the other)."""
+    seen: dict[Path, Path] = {}
+    for source, target in targets.items():
+        if target in seen:
+            raise UsageError(
+                f"{seen[target]} and {source} would both be written to {target}; rename one"
+            )
+        seen[target] = source
 
 
 def is_done(source: Path, target: Path, size: int) -> bool:
@@ -69,16 +92,20 @@ def resize_tree(
     progress: bool = True,
 ) -> ResizeSummary:
     src, dst = Path(src), Path(dst)
+    if src.is_file():
+        raise UsageError(f"SRC {src} is a file; resize takes a folder (it keeps its tree)")
     if not src.is_dir():
-        raise FileNotFoundError(f"source folder not found: {src}")
+        raise MissingPathError(f"source folder not found: {src}")
+    output_dir(dst, "DST")
     if size < 1:
-        raise ValueError("--size must be a positive number of pixels")
+        raise UsageError("--size must be a positive number of pixels")
     if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
-        raise ValueError(f"DST {dst} must not be SRC or inside it")
+        raise UsageError(f"DST {dst} must not be SRC or inside it")
     summary = ResizeSummary()
     jobs = []
-    for path in list_files(src):
-        target = output_path(src, dst, path)
+    targets = {path: output_path(src, dst, path) for path in list_files(src)}
+    check_distinct(targets)
+    for path, target in targets.items():
         if is_done(path, target, size):
             summary.skipped += 1
         else:

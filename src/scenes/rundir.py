@@ -16,6 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .csvfile import SafeWriter, restore
+from .errors import MissingPathError, RunDirError, UnsafeFileError
+
 SPLIT_FILE = "split.csv"
 METRICS_FILE = "metrics.csv"
 METRICS_COLUMNS = [
@@ -61,7 +64,7 @@ class RunDir:
     def write_split(self, rows: Iterable[SplitRow]) -> Path:
         tmp = self.split_csv.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as fh:
-            writer = csv.writer(fh)
+            writer = SafeWriter(fh)
             writer.writerow(["path", "label", "split"])
             for row in rows:
                 writer.writerow([str(Path(row.path).resolve()), row.label, row.split])
@@ -71,11 +74,14 @@ class RunDir:
     def read_split(self) -> list[SplitRow]:
         """The rows of split.csv; FileNotFoundError naming what writes it when absent."""
         if not self.split_csv.is_file():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"{self.split_csv} not found: it is written by `scenes train` at the start of a run"
             )
         with self.split_csv.open(newline="") as fh:
-            return [SplitRow(Path(r["path"]), r["label"], r["split"]) for r in csv.DictReader(fh)]
+            return [
+                SplitRow(Path(restore(r["path"])), restore(r["label"]), r["split"])
+                for r in csv.DictReader(fh)
+            ]
 
     # -- metrics.csv --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, float]) -> None:
@@ -89,7 +95,7 @@ class RunDir:
     def read_metrics(self) -> list[dict[str, float]]:
         """One dict per epoch, values as floats (an empty cell is NaN)."""
         if not self.metrics_csv.is_file():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"{self.metrics_csv} not found: it is written by `scenes train`, one row per epoch"
             )
         with self.metrics_csv.open(newline="") as fh:
@@ -117,20 +123,50 @@ class RunDir:
             writer.writeheader()
             writer.writerows(r for r in rows if int(r["epoch"]) <= last_epoch)
 
+    @classmethod
+    def of_checkpoint(cls, checkpoint: str | Path) -> RunDir:
+        """The run a checkpoint belongs to: ``RUN/checkpoints/<name>.ckpt`` -> ``RUN``."""
+        return cls(Path(checkpoint).resolve().parent.parent)
+
     @property
     def best_epoch(self) -> int:
         """The epoch (from 1) of ``checkpoints/best.ckpt``: what the bundle holds."""
         if not self.best_checkpoint.is_file():
-            raise FileNotFoundError(
+            raise MissingPathError(
                 f"{self.best_checkpoint} not found: the best epoch is the one it records"
             )
-        import torch
-
         # mmap: only the epoch counter is read, not the weights and optimizer state
-        checkpoint = torch.load(
-            self.best_checkpoint, map_location="cpu", weights_only=False, mmap=True
-        )
-        return int(checkpoint["epoch"]) + 1
+        return int(read_checkpoint(self.best_checkpoint, mmap=True)["epoch"]) + 1
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """A training checkpoint's contents, read as data only.
+
+    A checkpoint is a pickle, and a pickle can run code when it is loaded: a run folder
+    someone shared could hold one that does. So tensors and plain containers are all that is
+    read (``weights_only=True``, which is all a scenes checkpoint holds); anything else is
+    refused with ``UnsafeFileError`` before it can run.
+    """
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeFileError(
+            f"{path} holds more than tensors and plain data (a pickle that could run code "
+            "when loaded), so it was not loaded; a checkpoint written by scenes never does. "
+            f"Use a run folder you trust. ({str(exc).splitlines()[0][:160]})"
+        ) from None
+    except (RuntimeError, OSError, EOFError) as exc:
+        raise RunDirError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc)[:160]})"
+        ) from None
+    if not isinstance(checkpoint, dict) or "epoch" not in checkpoint:
+        raise RunDirError(f"{path} is not a training checkpoint (no epoch counter in it)")
+    return checkpoint
 
 
 def write_split(run_dir: str | Path, rows: Iterable[SplitRow]) -> Path:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..errors import ConfigError
+
 PRESETS = ("none", "classic", "trivialaugment")
 
 # An operation: float images in [0, 1], (n, 3, H, W) on any device, and the generator that
@@ -237,4 +239,4 @@ def make_batch_augment(preset: str, p: float = 0.25) -> BatchAugment:
         return BatchAugment(
             preset, [flip, Step("trivialaugment", 1.0, OneOfPerImage(trivialaugment_ops()))]
         )
-    raise ValueError(f"unknown augmentation preset {preset!r}; choose from {', '.join(PRESETS)}")
+    raise ConfigError(f"unknown augmentation preset {preset!r}; choose from {', '.join(PRESETS)}")

@@ -29,7 +29,9 @@ from .images import PREPROCESS_VERSION, load_image
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # 3: decoder version in the key, rows written straight to disk
+# 3: decoder version in the key, rows written straight to disk; 4: inode and ctime in the key
+CACHE_VERSION = 4
+FEATURES_DIR = "features"  # backbone features (data/features.py), inside the cache folder
 
 
 @dataclass
@@ -62,11 +64,16 @@ def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray, str] | str:
 
 
 def _key(paths: list[Path], size: int, interpolation: str) -> str:
+    """Names the files' current contents without reading them. Size and mtime alone miss a file
+    replaced by one of the same size and mtime (``cp -p``, ``rsync -t``): a replaced file has
+    a new inode, and one rewritten in place a new ctime, which no tool can set back."""
     header = f"v{CACHE_VERSION}|{decoder_version()}|{size}|{interpolation}"
     digest = hashlib.sha256(header.encode())
     for p in paths:
         st = p.stat()
-        digest.update(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        digest.update(
+            f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}\n".encode()
+        )
     return digest.hexdigest()[:24]
 
 
@@ -104,6 +111,7 @@ def decode_images(
         if not (array_file.is_file() and meta_file.is_file()):
             _build_cache(array_file, meta_file, paths, size, interpolation, workers, progress)
     meta = json.loads(meta_file.read_text())
+    mark_used(meta_file)
     pixels = np.load(array_file, mmap_mode="r")[: meta["count"]]
     result = DecodedImages(
         pixels, np.asarray(meta["kept"], np.int64), meta["failed"], meta["digests"]
@@ -134,6 +142,11 @@ def _build_cache(
         pixels.flush()
         del pixels
         meta = {
+            "version": CACHE_VERSION,
+            "image_size": size,
+            "interpolation": interpolation,
+            "folder": common_folder(paths),
+            "files": len(paths),
             "count": len(result.kept),
             "kept": result.kept.tolist(),
             "failed": result.failed,
@@ -146,6 +159,21 @@ def _build_cache(
         tmp_array.unlink(missing_ok=True)
         tmp_meta.unlink(missing_ok=True)
     log.info("cached %d decoded images in %s", len(result.kept), array_file)
+
+
+def common_folder(paths: list[Path]) -> str:
+    """The deepest folder holding every file (what ``scenes data cache`` shows an entry as)."""
+    if not paths:
+        return ""
+    return os.path.commonpath([str(Path(p).resolve().parent) for p in paths])
+
+
+def mark_used(path: Path) -> None:
+    """Its modification time says when an entry was last read (``data cache --older-than``)."""
+    try:
+        os.utime(path)
+    except OSError:  # a read-only cache only loses that date
+        pass
 
 
 def _decode_into(

@@ -67,6 +67,7 @@ class CheckReport:
     non_images: dict[Path, str] = field(default_factory=dict)
     sizes: Counter = field(default_factory=Counter)
     duplicates: list[DuplicateGroup] = field(default_factory=list)
+    num_classes: int = 0  # class folders seen (in any split)
 
     @property
     def label_conflicts(self) -> list[DuplicateGroup]:
@@ -117,7 +118,8 @@ def check_folder(root: str | Path, progress: bool = True) -> CheckReport:
     files = list(iter_files(root))
     if not files:
         raise DataError(f"{root} holds no files to check")
-    report = CheckReport(root, num_files=len(files))
+    classes = {f.label for f in files if f.label is not None}
+    report = CheckReport(root, num_files=len(files), num_classes=len(classes))
     # Decoding releases the GIL, so threads overlap file reads and JPEG decodes.
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
@@ -193,10 +195,11 @@ def format_report(report: CheckReport, max_sizes: int = 10) -> str:
         if report.clean
         else f"found {report.num_problems} problem(s): fix or remove the files listed above"
     )
-    lines.append(
-        f"next: `scenes data issues {root}` ranks the training images whose label looks wrong "
-        "(exact copies are only the visible part of label noise)"
-    )
+    if report.num_classes >= 2:  # only a folder of class folders has labels to question
+        lines.append(
+            f"next: `scenes data issues {root}` ranks the training images whose label looks "
+            "wrong (exact copies are only the visible part of label noise)"
+        )
     return "\n".join(lines)
 
 

@@ -58,6 +58,11 @@ def _ordered(splits: dict[str, Path]) -> dict[str, Path]:
 
 def find_layout(root: str | Path) -> Layout:
     root = Path(root)
+    if root.is_file():
+        raise DataError(
+            f"{root} is a file; a folder is expected here: the one holding the class folders "
+            f"(e.g. {root.parent})"
+        )
     if not root.is_dir():
         raise DataError(f"data folder not found: {root}")
     if (root / "train").is_dir():

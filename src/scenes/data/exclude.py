@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..csvfile import restore
 from .discover import DataError
 
 MAX_LISTED = 5  # unmatched paths named in the warning
@@ -34,7 +35,9 @@ def read_path_list(file: str | Path) -> list[str]:
     header = [cell.strip() for cell in rows[0]] if rows else []
     if "path" in header:
         column = header.index("path")
-        return [row[column].strip() for row in rows[1:] if len(row) > column and row[column]]
+        return [
+            restore(row[column].strip()) for row in rows[1:] if len(row) > column and row[column]
+        ]
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 

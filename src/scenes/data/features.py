@@ -21,13 +21,12 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .cache import decode_images, warn_failed
+from ..errors import BundleError
+from .cache import FEATURES_DIR, decode_images, mark_used, warn_failed
 from .files import content_digest
 from .transforms import normalize_batch
 
 log = logging.getLogger(__name__)
-
-FEATURES_DIR = "features"  # inside the decoded-image cache folder
 
 
 @dataclass
@@ -105,7 +104,7 @@ def run_backbone(run: str | Path) -> Backbone:
     bundle = resolve_bundle_dir(run)
     module, meta = load_bundle(bundle)
     if not meta.head:
-        raise ValueError(f"{bundle}/model.json does not name the classifier layer ('head')")
+        raise BundleError(f"{bundle}/model.json does not name the classifier layer ('head')")
     return Backbone(
         module=without_head(module, meta.head),
         description=f"{meta.model_name} fine-tuned in {bundle}",
@@ -154,7 +153,9 @@ class FeatureStore:
             return {}
         try:
             with np.load(self.path, allow_pickle=False) as data:
-                return dict(zip(data["digests"].tolist(), data["features"]))
+                known = dict(zip(data["digests"].tolist(), data["features"]))
+            mark_used(self.path)
+            return known
         except (OSError, ValueError, KeyError) as exc:  # a damaged cache is rebuilt, not fatal
             log.warning("ignoring unreadable feature cache %s (%s)", self.path, exc)
             return {}

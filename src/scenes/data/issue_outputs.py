@@ -3,11 +3,11 @@ every image's label quality, a grid of the top suspects, and a one-paragraph sum
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
 
+from ..csvfile import SafeWriter
 from .issue_ranking import LabelIssues
 
 GRID_COLUMNS = 5  # the figure shows the top GRID_COLUMNS**2 suspects
@@ -21,7 +21,7 @@ def write_issues_csv(issues: LabelIssues, indices: np.ndarray, path: Path) -> Pa
     """path, given, suggested, score: the file ``data.exclude`` reads (its path column)."""
     names, suggested = issues.class_names, issues.suggested
     with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = SafeWriter(fh)
         writer.writerow(["path", "given", "suggested", "score"])
         for i in indices:
             writer.writerow(
@@ -40,7 +40,7 @@ def write_quality_csv(issues: LabelIssues, path: Path) -> Path:
     names, suggested = issues.class_names, issues.suggested
     rank = {int(i): r + 1 for r, i in enumerate(issues.ranked)}
     with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = SafeWriter(fh)
         writer.writerow(["path", "given", "suggested", "score", "rank", *names])
         for i, p in enumerate(issues.paths):
             writer.writerow(

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .discover import DataError, LabelledFiles
+from ..errors import DataError, UsageError
+from .discover import LabelledFiles
 from .features import Backbone, image_features
 
 METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
@@ -66,7 +67,7 @@ class LabelIssues:
 
 def check_folds(labels: np.ndarray, class_names: list[str], folds: int) -> None:
     if folds < 2:
-        raise ValueError(f"--folds must be at least 2, got {folds}")
+        raise UsageError(f"--folds must be at least 2, got {folds}")
     counts = np.bincount(labels, minlength=len(class_names))
     small = [f"{class_names[k]} ({n})" for k, n in enumerate(counts) if n < folds]
     if small:
@@ -125,7 +126,7 @@ def rank_label_issues(
     from cleanlab.rank import get_label_quality_scores
 
     if method not in METHODS:
-        raise ValueError(f"unknown ranking method {method!r}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"unknown ranking method {method!r}; choose from {', '.join(METHODS)}")
     ranked = find_label_issues(labels, pred_probs, return_indices_ranked_by=method, n_jobs=1)
     scores = get_label_quality_scores(labels, pred_probs, method=method)
     return np.asarray(ranked, dtype=np.int64), scores
@@ -143,7 +144,7 @@ def find_issues(
 ) -> LabelIssues:
     """Features (cached) -> cross-validated probabilities -> cleanlab ranking."""
     if method not in METHODS:
-        raise ValueError(f"unknown ranking method {method!r}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"unknown ranking method {method!r}; choose from {', '.join(METHODS)}")
     check_folds(np.asarray(files.labels), files.class_names, folds)
     feats = image_features(files.paths, backbone, cache_dir, batch_size, progress)
     if len(feats.kept) == 0:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import TRAIN_WEIGHTS_FIXES, UsageError, WeightsUnavailableError
+from ..outputs import output_dir
 from .discover import find_layout, list_labelled_files
 from .issue_outputs import summarize, write_outputs
 from .issue_ranking import DEFAULT_METHOD, check_folds, find_issues
@@ -48,6 +50,30 @@ def default_out_dir(root: Path, run: str | None) -> Path:
     return Path("label_issues") / name
 
 
+ISSUES_WEIGHTS_FIXES = (
+    "or start from a local state-dict file (--set model.weights_file=FILE), or use the "
+    "fine-tuned backbone of a trained run (--run RUN_DIR)."
+)
+# With --run the backbone, its input size and preprocessing are the run's own (model.json).
+RUN_DEFINES = ("model.", "data.image_size")
+
+
+def check_run_options(config_path: str | None, sets: list[str]) -> None:
+    """--run takes the model and its input size from the run: a recipe or --set naming them
+    would be silently ignored, so they are refused (seed and data.cache_dir still apply)."""
+    if config_path is not None:
+        raise UsageError(
+            "--run and --config: the run's bundle decides the backbone and its input size, so "
+            "the recipe would be ignored; pass one of them (with --run, --set seed=N still applies)"
+        )
+    ignored = [s for s in sets if s.split("=", 1)[0].strip().startswith(RUN_DEFINES)]
+    if ignored:
+        raise UsageError(
+            f"--run and --set {ignored[0]}: with --run the model and its input size are the "
+            "run's own; leave out --set model.* and data.image_size"
+        )
+
+
 def run_issues(
     directory: str,
     run: str | None = None,
@@ -65,10 +91,14 @@ def run_issues(
     from .features import pretrained_backbone, run_backbone
 
     if top < 1:
-        raise ValueError(f"--top must be at least 1, got {top}")
+        raise UsageError(f"--top must be at least 1, got {top}")
     if batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {batch_size}")
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if run is not None:
+        check_run_options(config_path, sets or [])
     cfg = load_config(config_path, {"model.name": model} if model else None, sets)
+    if out is not None:
+        output_dir(out)
     layout = find_layout(directory)
     files = list_labelled_files(layout.train_dir)
     check_folds(np.asarray(files.labels), files.class_names, folds)
@@ -76,19 +106,24 @@ def run_issues(
         backbone = run_backbone(run)
     else:
         if not cfg.model.pretrained and cfg.model.weights_file is None:
-            raise ValueError(
+            raise UsageError(
                 "model.pretrained=false: a randomly initialised backbone gives meaningless "
                 "features; use pretrained weights, model.weights_file, or --run RUN_DIR"
             )
-        backbone = pretrained_backbone(
-            cfg.model.name,
-            cfg.model.weights,
-            cfg.model.weights_file,
-            cfg.data.image_size,
-            files.class_names,
-            cfg.model.channels_last,
-            cfg.model.weights_dir,
-        )
+        try:
+            backbone = pretrained_backbone(
+                cfg.model.name,
+                cfg.model.weights,
+                cfg.model.weights_file,
+                cfg.data.image_size,
+                files.class_names,
+                cfg.model.channels_last,
+                cfg.model.weights_dir,
+            )
+        except WeightsUnavailableError as exc:  # say this command's options, not train's
+            raise WeightsUnavailableError(
+                str(exc).replace(TRAIN_WEIGHTS_FIXES, ISSUES_WEIGHTS_FIXES)
+            ) from None
     issues = find_issues(
         files, backbone, cfg.resolved_cache_dir(), folds, cfg.seed, method, batch_size
     )

@@ -60,7 +60,13 @@ def resolve_workers(num_workers: int | str) -> int:
 def training_files(cfg: Config) -> tuple[Layout, LabelledFiles]:
     """The labelled files of the training folder. The test folder is never listed."""
     layout = find_layout(cfg.resolved_data_dir())
-    return layout, list_labelled_files(layout.train_dir)
+    files = list_labelled_files(layout.train_dir)
+    if len(files.class_names) < 2:  # refused before decoding anything
+        raise DataError(
+            f"{layout.train_dir} has one class folder ({files.class_names[0]}): a classifier "
+            "needs at least two classes, each in its own folder <class>/<images>"
+        )
+    return layout, files
 
 
 def prepare_data(
@@ -103,6 +109,12 @@ def prepare_data(
                 train_idx,
                 val_idx,
             )
+    if len(val_idx) == 0:
+        raise DataError(
+            f"no validation images are left in {layout.train_dir}: the split, less exact "
+            "duplicates of training images and data.exclude's files, is empty; raise "
+            "data.val_fraction or exclude fewer images"
+        )
     # Index the memory map lazily through a view: no copy of the pixel array is made.
     train_ds = DecodedDataset(_Subset(decoded.pixels, train_idx), labels[train_idx])
     val_ds = DecodedDataset(_Subset(decoded.pixels, val_idx), labels[val_idx])

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from torch import nn
 
-from ..errors import WeightsUnavailableError
+from ..errors import ConfigError, WeightsUnavailableError
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -64,5 +64,5 @@ def last_linear(module: nn.Module) -> str:
     except SqueezeNet (a conv head), which we do not support."""
     names = [n for n, m in module.named_modules() if isinstance(m, nn.Linear)]
     if not names:
-        raise ValueError(f"{type(module).__name__} has no linear classifier layer to replace")
+        raise ConfigError(f"{type(module).__name__} has no linear classifier layer to replace")
     return names[-1]

@@ -30,11 +30,13 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 Layout = Literal["nchw", "nhwc", "tokens"]
 POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.AvgPool2d, nn.MaxPool2d)
 
 
-class CamTargetError(ValueError):
+class CamTargetError(UsageError):
     """No usable layer, or the one asked for cannot carry a class-activation map."""
 
 

@@ -18,7 +18,14 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, BuiltModel, WeightsUnavailableError, last_linear
+from ..errors import TRAIN_WEIGHTS_FIXES, BundleError, ConfigError, UsageError
+from .base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    BuiltModel,
+    WeightsUnavailableError,
+    last_linear,
+)
 from .weights import find_local, weights_dirs
 
 log = logging.getLogger(__name__)
@@ -55,7 +62,7 @@ def config_from_dict(data: dict[str, Any]) -> Any:
     data = dict(data)
     model_type = data.pop("model_type", None)
     if not model_type:
-        raise ValueError("backend_config in model.json has no model_type; the bundle is damaged")
+        raise BundleError("backend_config in model.json has no model_type; the bundle is damaged")
     return AutoConfig.for_model(model_type, **data)
 
 
@@ -66,8 +73,7 @@ def _unavailable(name: str, what: str, exc: BaseException) -> WeightsUnavailable
         f"could not get the {what} of hf:{name}: {type(exc).__name__}: {exc}.\n"
         f"Either download it once online into the Hugging Face cache ({HF_HUB_CACHE}; set "
         "HF_HOME to choose another), or name a local directory written by save_pretrained, "
-        "or pass --weights FILE (a local state-dict file), "
-        "or train from scratch with --no-pretrained."
+        + TRAIN_WEIGHTS_FIXES
     )
 
 
@@ -200,7 +206,7 @@ class HFBackend:
         ]
         stray = [k for k in stray if not k.startswith(head + ".")]
         if stray:
-            raise ValueError(
+            raise UsageError(
                 f"hf:{name}: {len(stray)} weights outside the classifier did not fit and would "
                 f"be re-initialised (e.g. {sorted(stray)[:3]}); is this an image classifier "
                 "checkpoint for this architecture?"
@@ -227,6 +233,6 @@ def check_input_size(wrapper: HFLogits, name: str, image_size: int) -> None:
     except (ValueError, RuntimeError) as exc:
         native = getattr(wrapper.hf.config, "image_size", None)
         fix = f"; set --image-size {native}" if native else ""
-        raise ValueError(f"hf:{name} cannot take {image_size} px images ({exc}){fix}") from None
+        raise ConfigError(f"hf:{name} cannot take {image_size} px images ({exc}){fix}") from None
     finally:
         wrapper.train(was_training)

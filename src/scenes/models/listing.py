@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase
 from importlib.metadata import version
 
 from ..config import default_cache_dir
+from ..errors import UsageError
 
 BACKEND_NAMES = ("torchvision", "timm", "hf")
 HF_NOTE = (
@@ -29,7 +30,7 @@ def _split_pattern(pattern: str) -> tuple[str, str]:
     """``timm:convnext*`` -> ("timm", "convnext*"), checked like ``--model`` names are."""
     backend, _, rest = pattern.partition(":")
     if backend not in BACKEND_NAMES:
-        raise ValueError(
+        raise UsageError(
             f"unknown model backend {backend!r} in {pattern!r}; available: "
             f"{', '.join(BACKEND_NAMES)}"
         )

@@ -15,6 +15,7 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
+from ..errors import TRAIN_WEIGHTS_FIXES, ConfigError, MissingPathError, UsageError
 from .base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -77,7 +78,7 @@ class TorchvisionBackend:
         if name not in self.names():
             close = difflib.get_close_matches(name, self.names(), n=6, cutoff=0.6)
             hint = f"; similar: {', '.join(close)}" if close else ""
-            raise ValueError(f"unknown torchvision model {name!r}{hint} (see `scenes models`)")
+            raise ConfigError(f"unknown torchvision model {name!r}{hint} (see `scenes models`)")
         module = tvm.get_model(name, weights=None)
         built = BuiltModel(module, "torchvision", name, last_linear(module))
         if pretrained:
@@ -107,7 +108,7 @@ class TorchvisionBackend:
             try:
                 wanted = enum[weights]
             except KeyError:
-                raise ValueError(
+                raise ConfigError(
                     f"model.weights={weights!r} is not a weights name of {name}; "
                     f"choose from DEFAULT, {', '.join(w.name for w in enum)}"
                 ) from None
@@ -126,9 +127,7 @@ class TorchvisionBackend:
                     f"could not get pretrained weights {wanted} for {name}: {exc}.\n"
                     f"Either put {file_name} (from {wanted.url}) into a weights folder "
                     f"(searched: {searched}; --set model.weights_dir=DIR or "
-                    "SCENES_WEIGHTS_DIR add one), "
-                    "or pass --weights FILE (a local state-dict file), "
-                    "or train from scratch with --no-pretrained."
+                    "SCENES_WEIGHTS_DIR add one), " + TRAIN_WEIGHTS_FIXES
                 ) from exc
             source = f"downloaded from {wanted.url}"
         try:
@@ -157,7 +156,7 @@ def split_name(name: str) -> tuple[str, str]:
     if not sep:
         return "torchvision", name
     if backend not in BACKENDS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown model backend {backend!r} in {name!r}; available: {', '.join(BACKENDS)}"
         )
     return backend, rest
@@ -167,7 +166,7 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A state dict from .safetensors or a torch file (tensors only, never arbitrary pickle)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise MissingPathError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -177,7 +176,7 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
-        raise ValueError(f"{path} does not hold a state dict")
+        raise UsageError(f"{path} does not hold a state dict")
     return state
 
 
@@ -196,7 +195,7 @@ def load_weights_file(built: BuiltModel, path: str | Path) -> None:
     missing, unexpected = built.module.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith(head_prefix)]
     if missing or unexpected:
-        raise ValueError(
+        raise UsageError(
             f"{path} does not fit {built.architecture}: "
             f"{len(missing)} missing keys (e.g. {missing[:3]}), "
             f"{len(unexpected)} unexpected keys (e.g. {unexpected[:3]})"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..errors import TRAIN_WEIGHTS_FIXES, ConfigError
 from .base import BuiltModel, WeightsUnavailableError, last_linear
 from .weights import find_local, weights_dirs
 
@@ -27,7 +28,7 @@ def full_name(name: str, weights: str) -> str:
     if weights in ("DEFAULT", "", None):
         return name
     if tag and tag != weights:
-        raise ValueError(
+        raise ConfigError(
             f"timm:{name} already names the weights tag {tag!r}, but model.weights={weights!r}; "
             "give the tag in one place only"
         )
@@ -87,12 +88,12 @@ class TimmBackend:
         if not timm.is_model(arch):
             close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
             hint = f"; similar: {', '.join(close)}" if close else ""
-            raise ValueError(f"unknown timm model {arch!r}{hint} (see `scenes models 'timm:*'`)")
+            raise ConfigError(f"unknown timm model {arch!r}{hint} (see `scenes models 'timm:*'`)")
         try:
             cfg = get_pretrained_cfg(name)
         except RuntimeError as exc:  # an unknown tag
             tags = [t.partition(".")[2] for t in timm.list_pretrained(f"{arch}.*")]
-            raise ValueError(f"{exc} Known tags: {', '.join(tags) or 'none'}") from None
+            raise ConfigError(f"{exc} Known tags: {', '.join(tags) or 'none'}") from None
 
         kwargs: dict[str, object] = {"num_classes": num_classes}
         if image_size is not None and cfg is not None and cfg.fixed_input_size:
@@ -126,7 +127,7 @@ class TimmBackend:
             return timm.create_model(name, pretrained=pretrained, **kwargs)
         except TypeError as exc:
             if "img_size" in kwargs and "img_size" in str(exc):
-                raise ValueError(
+                raise ConfigError(
                     f"timm:{name} needs a fixed input size of {cfg.input_size[1]} px and cannot "
                     f"be built for {kwargs['img_size']} px; set --image-size "
                     f"{cfg.input_size[1]}"
@@ -140,7 +141,5 @@ class TimmBackend:
                 f"could not get pretrained weights for timm:{name} (from {source}): "
                 f"{type(exc).__name__}: {exc}.\n"
                 f"Either download them once online into the Hugging Face cache "
-                f"({hf_cache_hint()}; set HF_HOME to choose another), "
-                "or pass --weights FILE (a local state-dict file), "
-                "or train from scratch with --no-pretrained."
+                f"({hf_cache_hint()}; set HF_HOME to choose another), " + TRAIN_WEIGHTS_FIXES
             ) from exc

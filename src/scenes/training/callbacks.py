@@ -124,6 +124,10 @@ class WeightEMA(EMAWeightAveraging):
         self._trainer = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        # The average lives where training happens. Lightning would put it on the module's
+        # device at setup, which is still the CPU (the module moves to the GPU later), and
+        # then copy every parameter across each step.
+        self._device = trainer.strategy.root_device
         super().setup(trainer, pl_module, stage)
         self._trainer = trainer
 

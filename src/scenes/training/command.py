@@ -4,25 +4,41 @@ run's own lines and is what Python users call."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import sys
 
 from ..config import load_config
+from ..errors import MissingPathError, TrainingInterrupted
+from ..rundir import RunDir
 
 
 def run_train(config_path: str | None, overrides: dict, sets: list[str], resume: str | None) -> int:
     from ..data.download import download_intel
     from .run import train
 
-    if config_path is None and resume is not None:
-        # A resumed run continues with the config it was started with.
-        saved = Path(resume).resolve().parent.parent / "config.yaml"
-        config_path = str(saved) if saved.is_file() else None
+    if resume is not None:
+        # A resumed run continues in its own folder (from any working directory), with the
+        # config it was started with unless another is given.
+        run = RunDir.of_checkpoint(resume)
+        overrides = {"out": str(run.path), **overrides}
+        if config_path is None and run.config.is_file():
+            config_path = str(run.config)
     cfg = load_config(config_path, overrides, sets)
     data_dir = cfg.resolved_data_dir()
     if not data_dir.exists():
+        if not cfg.uses_default_data_dir():
+            raise MissingPathError(
+                f"data folder not found: {data_dir}; check the path given by --data (data.dir "
+                "or $SCENES_DATA), or fetch the Intel dataset there with "
+                f"`scenes data download --dest {data_dir}`"
+            )
         print(f"data folder {data_dir} not found: downloading the Intel dataset with kagglehub")
         download_intel(data_dir)
-    result = train(cfg, resume=resume)
+    try:
+        result = train(cfg, resume=resume)
+    except TrainingInterrupted as stop:
+        if stop.is_global_zero:
+            print(interrupted_message(stop), file=sys.stderr)
+        return 130
     if not result.is_global_zero:  # the first process of a multi-process run reports
         return 0
     best = result.best
@@ -30,11 +46,33 @@ def run_train(config_path: str | None, overrides: dict, sets: list[str], resume:
     print(
         f"\nbest epoch {result.best_epoch} of {result.epochs_run}: val top-1 "
         f"{best.get('val_acc', float('nan')):.4f}, macro F1 {best.get('val_f1', float('nan')):.4f}, "
-        f"val loss {best.get('val_loss', float('nan')):.4f}  ({result.wall_time_s / 60:.1f} min)\n"
+        f"val loss {best.get('val_loss', float('nan')):.4f}  ({duration(result.wall_time_s)})\n"
         f"run directory: {run_dir}  (model bundle: {run_dir / 'model'})\n"
         "next:\n"
         f"  scenes evaluate --run {run_dir} --split val   # or --data TEST_DIR\n"
         f"  scenes app --run {run_dir}\n"
-        f"  scenes report {run_dir}"
+        f"  scenes report --run {run_dir}"
     )
     return 0
+
+
+def interrupted_message(stop: TrainingInterrupted) -> str:
+    lines = ["\nscenes train: interrupted"]
+    if stop.bundle is not None:
+        lines.append(
+            f"model bundle written from the best epoch so far ({stop.best_epoch}): {stop.bundle}"
+        )
+    else:
+        lines.append("no epoch had finished: there is no model to keep")
+    if stop.resume_from is not None:
+        lines.append(f"to continue: scenes train --resume {stop.resume_from}")
+    return "\n".join(lines)
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min``, ``1.2 h``: short runs are not ``0.0 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"

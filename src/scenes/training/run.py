@@ -3,25 +3,31 @@
 from __future__ import annotations
 
 import logging
-import os
+import signal
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from .. import console
 from ..config import Config
 from ..data.loaders import PreparedData, SceneDataModule, prepare_data, training_files
-from ..errors import ConfigError, RunDirError
+from ..errors import (
+    ConfigError,
+    DataError,
+    MissingPathError,
+    TrainingInterrupted,
+    UsageError,
+)
 from ..figures import write_curve_figures, write_data_figures
 from ..models.bundle import BundleMeta, save_bundle
 from ..models.registry import BuiltModel, build_model
-from ..rundir import RunDir, SplitRow, read_split, write_split
+from ..rundir import RunDir, SplitRow, read_checkpoint
 from .hardware import Hardware, process_rank, resolve_hardware
 from .module import SceneClassifier
+from .run_folder import handing_down, new_run_dir, resume_run_dir
 from .trainer import make_trainer
 
 log = logging.getLogger(__name__)
@@ -39,18 +45,10 @@ class TrainResult:
     hardware: Hardware | None = None
 
 
-RUN_DIR_ENV = "SCENES_RUN_DIR"
-
-
-def default_run_dir(cfg: Config) -> Path:
-    name = cfg.model.name.replace(":", "-").replace("/", "-")
-    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def _checkpoint_meta(path: Path) -> dict:
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path, mmap=True)  # data only: a shared run folder cannot run code
     if "scenes" not in ckpt:
-        raise ValueError(f"{path} is not a scenes training checkpoint")
+        raise UsageError(f"{path} is not a scenes training checkpoint")
     return {"epoch": ckpt["epoch"], **ckpt["scenes"]}
 
 
@@ -79,7 +77,7 @@ def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None)
             class_names=class_names,
         )
     if resume_meta["class_names"] != class_names:
-        raise ValueError(
+        raise DataError(
             f"the checkpoint was trained on classes {resume_meta['class_names']}, "
             f"the data has {class_names}; resume with the same data"
         )
@@ -95,29 +93,6 @@ def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None)
     built.mean, built.std = resume_meta["mean"], resume_meta["std"]
     built.interpolation, built.weights = resume_meta["interpolation"], resume_meta["weights"]
     return built
-
-
-def agree_run_dir(cfg: Config, rank: int, world_size: int) -> Path:
-    """The one run directory every process of a run writes to or reads from.
-
-    Named by ``--out``; else by the default time-stamped name, which a single process, or the
-    first process before Lightning starts the others, picks and hands down (SCENES_RUN_DIR).
-    Processes started by torchrun or SLURM all start at once and could disagree on a time
-    stamp, so they use the launcher's job id, or need ``--out``.
-    """
-    if cfg.out:
-        return Path(cfg.out)
-    if os.environ.get(RUN_DIR_ENV):
-        return Path(os.environ[RUN_DIR_ENV])
-    launched = os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
-    if world_size > 1 and launched and launched != "none":
-        name = cfg.model.name.replace(":", "-").replace("/", "-")
-        return Path("runs") / f"{name}-job{launched}"
-    if world_size > 1 and rank != 0:
-        raise RunDirError(
-            "the processes of this run cannot agree on a run directory: pass --out RUN_DIR"
-        )
-    return default_run_dir(cfg)
 
 
 def train(
@@ -139,19 +114,13 @@ def train(
     if resume is not None:
         resume = Path(resume)
         if not resume.is_file():
-            raise FileNotFoundError(f"checkpoint to resume not found: {resume}")
+            raise MissingPathError(f"checkpoint to resume not found: {resume}")
+        run_dir = resume_run_dir(cfg, resume)
         resume_meta = _checkpoint_meta(resume)
         check_same_world_size(resume_meta, hardware)
-        run_dir = Path(cfg.out) if cfg.out else resume.resolve().parent.parent
     else:
-        run_dir = agree_run_dir(cfg, rank, hardware.world_size)
-        if RunDir(run_dir).holds_a_run():
-            raise RunDirError(
-                f"{run_dir} already holds a run; choose another --out, or continue it with "
-                f"--resume {run_dir / 'checkpoints' / 'last.ckpt'}"
-            )
-    # Processes Lightning starts for the other devices inherit this: same directory.
-    os.environ[RUN_DIR_ENV] = str(run_dir)
+        run_dir = new_run_dir(cfg, rank, hardware.world_size)
+    run = RunDir(run_dir)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     layout, files = training_files(cfg)
@@ -167,42 +136,46 @@ def train(
         log.info("weights: %s", describe_weights(built, resume))
         log.info("device: %s", hardware.describe())
     # A resumed run trains and validates on the images it started with, listed in split.csv.
-    saved_split = read_split(resume.resolve().parent.parent) if resume is not None else None
+    saved_split = run.read_split() if resume is not None else None
     data = prepare_data(
         cfg, layout, files, built.interpolation, cfg.train.progress_bar and first, saved_split
     )
+    check_shards(data, hardware.world_size)
     if first:
         write_run_files(run_dir, cfg, data, resume_meta)
 
     module = SceneClassifier(built, cfg, data.class_names)
-    trainer, (best_checkpoint, last_checkpoint) = make_trainer(
-        cfg, hardware, run_dir, extra_callbacks
-    )
-    with warnings.catch_warnings():
+    trainer, _ = make_trainer(cfg, hardware, run_dir, extra_callbacks)
+    meta = bundle_meta(built, cfg, data.class_names)
+    with warnings.catch_warnings(), handing_down(run_dir):
         # We choose workers on purpose (0 on CPU: the decoded cache makes loading cheap),
         # and a frozen backbone keeps its BatchNorm layers in eval mode on purpose.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
         warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
         warnings.filterwarnings("ignore", ".*LeafSpec.*")  # Lightning's own deprecation
-        trainer.fit(
-            module, datamodule=SceneDataModule(data, cfg), ckpt_path=str(resume) if resume else None
-        )
+        try:
+            trainer.fit(
+                module,
+                datamodule=SceneDataModule(data, cfg),
+                ckpt_path=str(resume) if resume else None,
+                weights_only=True,  # data only, as read_checkpoint: it may come from elsewhere
+            )
+        except SystemExit:  # Lightning's answer to Ctrl-C: keep what was done, then stop
+            if not trainer.interrupted:
+                raise
+            raise keep_interrupted_run(run, module, meta, trainer.is_global_zero) from None
 
-    best_path = Path(best_checkpoint.best_model_path or last_checkpoint.best_model_path)
     best_epoch, best = -1, {}
     if trainer.is_global_zero:  # checkpoints and metrics.csv are the first process's files
-        best_state = torch.load(best_path, map_location="cpu", weights_only=False)
-        best_epoch = int(best_state["epoch"]) + 1
-        best = RunDir(run_dir).metrics_of_epoch(best_epoch)
-        module.load_state_dict(best_state["state_dict"])
-        save_bundle(module.model, bundle_meta(built, cfg, data.class_names), RunDir(run_dir).bundle)
-        write_curve_figures(RunDir(run_dir))
+        best_epoch = write_best_bundle(run, module, meta)
+        best = run.metrics_of_epoch(best_epoch)
+        write_curve_figures(run)
     # The other processes wait here, so none returns before the bundle exists.
     trainer.strategy.barrier("scenes-bundle-written")
     return TrainResult(
         run_dir=run_dir,
-        best_checkpoint=best_path,
+        best_checkpoint=run.best_checkpoint,
         best_epoch=best_epoch,
         best=best,
         epochs_run=trainer.current_epoch,
@@ -210,6 +183,44 @@ def train(
         is_global_zero=trainer.is_global_zero,
         hardware=hardware,
     )
+
+
+def write_best_bundle(run: RunDir, module: SceneClassifier, meta: BundleMeta) -> int:
+    """The model bundle from the best checkpoint (what ``model/`` always holds); its epoch."""
+    best_state = read_checkpoint(run.best_checkpoint)
+    module.load_state_dict(best_state["state_dict"])
+    save_bundle(module.model, meta, run.bundle)
+    return int(best_state["epoch"]) + 1
+
+
+def keep_interrupted_run(
+    run: RunDir, module: SceneClassifier, meta: BundleMeta, is_global_zero: bool
+) -> TrainingInterrupted:
+    """After Ctrl-C: the bundle from the best epoch so far, and where to resume from."""
+    # Lightning ignores further Ctrl-C while it shuts down; give the caller (a notebook,
+    # the next command) the usual behaviour back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not is_global_zero:
+        return TrainingInterrupted(run.path, is_global_zero=False)
+    bundle = best_epoch = None
+    if run.best_checkpoint.is_file():
+        best_epoch = write_best_bundle(run, module, meta)
+        bundle = run.bundle
+        write_curve_figures(run)
+    resume_from = run.last_checkpoint if run.last_checkpoint.is_file() else None
+    return TrainingInterrupted(run.path, bundle, best_epoch, resume_from)
+
+
+def check_shards(data: PreparedData, world_size: int) -> None:
+    """Every process needs images of both splits: one with none would wait forever for the
+    others at the first synchronisation."""
+    for split, dataset in (("training", data.train), ("validation", data.val)):
+        if len(dataset) < world_size:
+            raise DataError(
+                f"{len(dataset)} {split} image(s) for {world_size} processes: each process "
+                "needs at least one; use fewer --devices or more data (data.val_fraction "
+                "sets the validation share)"
+            )
 
 
 def describe_weights(built: BuiltModel, resume: Path | None) -> str:
@@ -238,22 +249,11 @@ def write_run_files(
     run = RunDir(run_dir)
     run.figures.mkdir(exist_ok=True)
     run.config.write_text(cfg.to_yaml())
-    write_split(run_dir, _split_rows(data))
+    run.write_split(_split_rows(data))
     write_data_figures(run.figures, data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:
         run.trim_metrics(resume_meta["epoch"] + 1)
 
 
 def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> BundleMeta:
-    return BundleMeta(
-        backend=built.backend,
-        architecture=built.architecture,
-        class_names=class_names,
-        image_size=cfg.data.image_size,
-        mean=list(built.mean),
-        std=list(built.std),
-        interpolation=built.interpolation,
-        head=built.head,
-        channels_last=cfg.model.channels_last,
-        backend_config=built.backend_config,
-    )
+    return BundleMeta.of(built, class_names, cfg.data.image_size, cfg.model.channels_last)

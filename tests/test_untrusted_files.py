@@ -1,0 +1,235 @@
+"""Files from elsewhere are data, never code: a shared run folder's checkpoints, a bundle's
+model.json, and the CSV files people open in spreadsheets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from scenes.cli import main
+from scenes.csvfile import neutralise, restore
+from scenes.errors import BundleError, UnsafeFileError
+from scenes.models import build_model, load_bundle, save_bundle
+from scenes.models.bundle import BundleMeta, read_meta
+from scenes.rundir import read_checkpoint
+
+from conftest import make_folder, make_image
+
+
+class Planted:
+    """Unpickling this creates ``marker``: what a malicious checkpoint could do instead."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def plant(path: Path, marker: Path) -> None:
+    torch.save({"epoch": 0, "state_dict": {}, "payload": Planted(marker)}, path)
+
+
+@pytest.fixture
+def shared_run(trained_run, tmp_path) -> Path:
+    """A run folder someone sent: its checkpoints replaced by pickles that run code."""
+    run = tmp_path / "shared-run"
+    shutil.copytree(trained_run, run)
+    for name in ("best.ckpt", "last.ckpt"):
+        plant(run / "checkpoints" / name, tmp_path / f"pwned-{name}")
+    return run
+
+
+def test_the_planted_pickle_would_run_code_if_loaded_as_a_pickle(tmp_path):
+    """The test below is meaningful: a plain pickle load of such a file does run it."""
+    plant(tmp_path / "x.ckpt", tmp_path / "ran")
+    torch.load(tmp_path / "x.ckpt", weights_only=False)
+    assert (tmp_path / "ran").exists()
+    with pytest.raises(UnsafeFileError, match="could run code"):
+        read_checkpoint(tmp_path / "x.ckpt")
+
+
+def test_report_resume_and_evaluate_never_run_a_shared_checkpoint(shared_run, tmp_path, capsys):
+    assert main(["report", "--run", str(shared_run)]) == 2
+    assert "was not loaded" in capsys.readouterr().err
+    last = shared_run / "checkpoints" / "last.ckpt"
+    assert main(["train", "--resume", str(last), "--set", "train.progress_bar=false"]) == 2
+    assert "was not loaded" in capsys.readouterr().err
+    # evaluate needs only model/ (safetensors + JSON): it reads no checkpoint at all
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--run", str(shared_run), "--split", "val", "--out", str(out)]) == 0
+    assert not list(tmp_path.glob("pwned-*"))
+
+
+def test_real_checkpoints_load_as_data_only(trained_run):
+    for name in ("best.ckpt", "last.ckpt"):
+        checkpoint = read_checkpoint(trained_run / "checkpoints" / name)
+        assert "state_dict" in checkpoint and "scenes" in checkpoint
+
+
+# -- model.json ------------------------------------------------------------------------------
+@pytest.fixture
+def bundle(tmp_path) -> Path:
+    built = build_model("resnet18", 3, pretrained=False)
+    meta = BundleMeta(
+        backend="torchvision",
+        architecture="resnet18",
+        class_names=["a", "b", "c"],
+        image_size=32,
+        mean=built.mean,
+        std=built.std,
+        head=built.head,
+    )
+    return save_bundle(built.module, meta, tmp_path / "model")
+
+
+def rewrite(bundle: Path, **changes) -> None:
+    raw = json.loads((bundle / "model.json").read_text())
+    raw.update(changes)
+    for key in [k for k, v in changes.items() if v is ...]:
+        del raw[key]
+    (bundle / "model.json").write_text(json.dumps(raw))
+
+
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"image_size": 99_999}, "image_size"),
+        ({"image_size": "big"}, "image_size"),
+        ({"std": [0.2, 0.0, 0.2]}, "std"),
+        ({"mean": [0.5, 0.5]}, "mean"),
+        ({"class_names": ["a", "a", "b"]}, "class_names"),
+        ({"interpolation": "magic"}, "interpolation"),
+        ({"backend": "pickle"}, "backend"),
+        ({"class_names": ...}, "class_names"),
+        ({"extra_code": "import os"}, "extra_code"),
+    ],
+)
+def test_a_bundle_with_impossible_values_is_refused_naming_the_field(bundle, changes, field):
+    rewrite(bundle, **changes)
+    with pytest.raises(BundleError, match=rf"model.json holds values(.|\n)*{field}"):
+        read_meta(bundle)
+
+
+def test_an_hf_bundle_without_its_config_is_refused_instead_of_asking_the_hub(bundle):
+    rewrite(bundle, backend="hf", architecture="google/vit-base-patch16-224", backend_config=None)
+    with pytest.raises(BundleError, match="backend_config"):
+        load_bundle(bundle)
+
+
+def test_damaged_or_newer_bundles_say_so(bundle, tmp_path, capsys):
+    rewrite(bundle, format=99)
+    with pytest.raises(BundleError, match="format 99 is newer"):
+        read_meta(bundle)
+    (bundle / "model.json").write_text("{not json")
+    photo = make_image(tmp_path / "photo.jpg", (200, 40, 40))
+    assert main(["predict", "--run", str(bundle), str(photo)]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+
+
+def test_weights_that_do_not_fit_the_description_are_refused(bundle):
+    rewrite(bundle, class_names=["a", "b", "c", "d"])
+    with pytest.raises(BundleError, match="does not hold the weights"):
+        load_bundle(bundle)
+
+
+def test_bundle_files_follow_the_umask(bundle):
+    for name in ("model.safetensors", "model.json"):
+        mode = stat.S_IMODE((bundle / name).stat().st_mode)
+        expected = 0o666 & ~_umask()
+        assert mode == expected, (name, oct(mode), oct(expected))
+    assert not [p for p in bundle.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# -- CSV cells ---------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "text", ["=HYPERLINK(1)", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "'=quoted", "'", "''x"]
+)
+def test_text_cells_cannot_become_formulas_and_read_back_as_they_were(text):
+    cell = neutralise(text)
+    assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")) and cell.startswith("'")
+    assert restore(cell) == text
+    assert neutralise("buildings") == "buildings" and neutralise(-0.5) == -0.5
+
+
+@pytest.fixture
+def formula_run(tmp_path) -> Path:
+    """A bundle whose class names are formulas, and a labelled folder of those classes."""
+    names = ["=cmd", "+plus", "@at"]
+    built = build_model("resnet18", 3, pretrained=False)
+    meta = BundleMeta(
+        backend="torchvision",
+        architecture="resnet18",
+        class_names=names,
+        image_size=32,
+        mean=built.mean,
+        std=built.std,
+        head=built.head,
+    )
+    save_bundle(built.module.eval(), meta, tmp_path / "run" / "model")
+    make_folder(tmp_path / "test", names, 2)
+    return tmp_path / "run"
+
+
+def cells(path: Path) -> list[str]:
+    with path.open(newline="") as fh:
+        return [cell for row in csv.reader(fh) for cell in row]
+
+
+def assert_no_formula(path: Path) -> None:
+    risky = [c for c in cells(path) if c.startswith(("=", "+", "@"))]
+    assert not risky, (path.name, risky)
+
+
+def test_predict_and_evaluate_csvs_hold_no_formulas(formula_run, tmp_path):
+    image = make_image(tmp_path / "-1+2.jpg", (220, 40, 40))
+    preds = tmp_path / "preds.csv"
+    assert main(["predict", "--run", str(formula_run), str(image), "--out", str(preds)]) == 0
+    assert_no_formula(preds)
+    assert any(c.startswith("'") for c in cells(preds))
+    out = tmp_path / "eval"
+    code = main(
+        ["evaluate", "--run", str(formula_run), "--data", str(tmp_path / "test"), "--out", str(out)]
+    )
+    assert code == 0
+    for name in ("predictions.csv", "per_class.csv", "confusion_matrix.csv"):
+        assert_no_formula(out / name)
+
+
+def test_label_issue_lists_hold_no_formulas_and_still_exclude_their_paths(tmp_path):
+    import numpy as np
+
+    from scenes.data.exclude import read_path_list
+    from scenes.data.issue_outputs import write_issues_csv, write_quality_csv
+    from scenes.data.issue_ranking import LabelIssues
+
+    issues = LabelIssues(
+        paths=[tmp_path / "=x" / "0.jpg", tmp_path / "=x" / "1.jpg"],
+        labels=np.array([0, 1]),
+        class_names=["=a", "-b"],
+        pred_probs=np.array([[0.1, 0.9], [0.8, 0.2]]),
+        scores=np.array([0.1, 0.2]),
+        ranked=np.array([0, 1]),
+        method="self_confidence",
+        folds=2,
+        backbone="test",
+        skipped={},
+    )
+    listed = write_issues_csv(issues, issues.ranked, tmp_path / "label_issues.csv")
+    quality = write_quality_csv(issues, tmp_path / "label_quality.csv")
+    assert_no_formula(listed)
+    assert_no_formula(quality)
+    assert [Path(p) for p in read_path_list(listed)] == issues.paths
