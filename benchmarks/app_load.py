@@ -18,8 +18,9 @@ import time
 
 from gradio_client import Client, handle_file
 
-from scenes.app import build_app
-from scenes.predict import Predictor, collect_images
+from scenes.serve.app import build_app
+from scenes.serve.predict import collect_images
+from scenes.serve.predictor import Predictor
 
 from _common import INTEL
 

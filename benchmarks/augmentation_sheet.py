@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from scenes.data.images import load_image
-from scenes.figures import plot_augmentations
+from scenes.training.figures import plot_augmentations
 
 
 def main() -> None:

@@ -14,8 +14,8 @@ import argparse
 import sys
 import time
 
-from scenes.eval_outputs import format_result
-from scenes.evaluation import evaluate
+from scenes.evaluation.loop import evaluate
+from scenes.evaluation.outputs import format_result
 
 
 def main(argv: list[str] | None = None) -> int:

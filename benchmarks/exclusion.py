@@ -27,13 +27,13 @@ from types import SimpleNamespace
 
 from scenes.config import load_config
 from scenes.data.discover import find_layout, list_labelled_files
-from scenes.data.features import pretrained_backbone
-from scenes.data.issue_outputs import write_issues_csv
-from scenes.data.issue_ranking import find_issues
-from scenes.evaluation import predict_files
-from scenes.inference import Predictor
+from scenes.evaluation.loop import predict_files
+from scenes.label_issues.outputs import write_issues_csv
+from scenes.label_issues.ranking import find_issues
 from scenes.metrics import compute_metrics
-from scenes.rundir import read_split
+from scenes.models.features import pretrained_backbone
+from scenes.rundir import RunDir
+from scenes.serve.predictor import Predictor
 from scenes.training import train
 
 from _common import INTEL, REPO, use_offline_weights
@@ -41,7 +41,7 @@ from _common import INTEL, REPO, use_offline_weights
 
 def split_by_name(run_dir: Path) -> dict[str, list[tuple[Path, str]]]:
     rows: dict[str, list[tuple[Path, str]]] = {}
-    for row in read_split(run_dir):
+    for row in RunDir(run_dir).read_split():
         rows.setdefault(row.split, []).append((row.path, row.label))
     return rows
 

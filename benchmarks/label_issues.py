@@ -26,12 +26,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from scenes.choices import RANKING_METHODS
 from scenes.config import load_config
 from scenes.data.check import check_folder
 from scenes.data.discover import find_layout, list_labelled_files
-from scenes.data.features import pretrained_backbone
-from scenes.data.issue_outputs import summarize, write_outputs
-from scenes.data.issue_ranking import METHODS, find_issues, rank_label_issues
+from scenes.label_issues.outputs import summarize, write_outputs
+from scenes.label_issues.ranking import find_issues, rank_label_issues
+from scenes.models.features import pretrained_backbone
 
 from _common import INTEL, REPO, use_offline_weights
 
@@ -89,7 +90,9 @@ def draw_random(files, rng, fraction=0.01) -> dict[Path, str]:
 
 
 def score_all_methods(issues, score) -> dict[str, list[int]]:
-    return {m: score(rank_label_issues(issues.labels, issues.pred_probs, m)[0]) for m in METHODS}
+    return {
+        m: score(rank_label_issues(issues.labels, issues.pred_probs, m)[0]) for m in RANKING_METHODS
+    }
 
 
 def main() -> None:
@@ -155,7 +158,7 @@ def main() -> None:
     print(f"| check | errors | ranking | {head} | flagged at all |")
     print("|---|---|---|" + "---|" * (len(TOPS) + 1))
     for name, errors, by_method, draws in rows:
-        for m in METHODS:
+        for m in RANKING_METHODS:
             cells = " | ".join(f"{c / draws:.{1 if draws > 1 else 0}f}" for c in by_method[m])
             print(f"| {name} | {errors} | {m} | {cells} |")
     print(

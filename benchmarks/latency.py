@@ -31,10 +31,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from scenes.export import export_onnx
 from scenes.models import build_model, save_bundle
 from scenes.models.bundle import BundleMeta
-from scenes.predict import Predictor, collect_images
+from scenes.serve.export import export_onnx
+from scenes.serve.predict import collect_images
+from scenes.serve.predictor import Predictor
 
 from _common import INTEL
 
@@ -126,7 +127,7 @@ def free_port() -> int:
 def bench_app(photos: list[Path], bundle: Path, args) -> None:
     from gradio_client import Client, handle_file
 
-    from scenes.app import build_app
+    from scenes.serve.app import build_app
 
     predictor = Predictor.load(bundle)
     demos, sides = [], {}

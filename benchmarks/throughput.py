@@ -48,41 +48,10 @@ def steady_rate(stamps: list[float], batch_size: int) -> float:
     return batch_size * (len(steady) - 1) / (steady[-1] - steady[0])
 
 
-class PerSampleDataset(torch.utils.data.Dataset):
-    """TRANSITIONAL: the former per-sample path (torchvision v2 per image, seeded per
-    (seed, epoch, index)), kept here only to measure it against the batched path."""
-
-    def __init__(self, ds, transform, seed):
-        self.ds, self.transform, self.seed = ds, transform, seed
-
-    def __len__(self):
-        return len(self.ds)
-
-    def __getitem__(self, item):
-        index, epoch = item
-        image, label = self.ds[item]
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, epoch, index)) & 0x7FFF_FFFF_FFFF)
-            image = self.transform(image)
-        return image, label
-
-
-def pipeline_rate(cfg, data, batches: int, per_sample: bool = False) -> float:
+def pipeline_rate(cfg, data, batches: int) -> float:
     built = build_model(cfg.model.name, len(data.class_names), pretrained=False)
     train_loader, _ = make_loaders(data, cfg)
     module = SceneClassifier(built, cfg, data.class_names)
-    if per_sample:
-        from per_sample_augment import train_transform
-
-        from scenes.data.batch_augment import make_batch_augment
-
-        ds = PerSampleDataset(
-            data.train, train_transform(cfg.augment.preset, cfg.augment.p), cfg.seed
-        )
-        train_loader = torch.utils.data.DataLoader(
-            ds, sampler=train_loader.sampler, batch_size=cfg.data.batch_size
-        )
-        module.batch_augment = make_batch_augment("none")
     timer = StepTimer()
     trainer = L.Trainer(
         max_epochs=1,
@@ -127,7 +96,6 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=150)
     parser.add_argument("--preset", default="classic", help="augmentation preset")
     parser.add_argument("--data", default=str(INTEL))
-    parser.add_argument("--compare-per-sample", action="store_true")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="config field")
     args = parser.parse_args()
     if args.rounds < 5:
@@ -153,30 +121,21 @@ def main() -> None:
         f"{args.model} @ {args.image_size}px, batch {args.batch_size}, augmentation "
         f"{args.preset}, {torch.get_num_threads()} threads, {args.batches} timed batches a side"
     )
-    sides = ["batched", "per-sample"] if args.compare_per_sample else ["batched"]
+    print(f"{'round':>5} {'baseline img/s':>15} {'scenes img/s':>13} {'ratio':>6}")
+    rates: dict[str, list[float]] = {"baseline": [], "scenes": []}
+    ratios = []
+    for i in range(args.rounds):  # the two sides alternate, so drift hits both alike
+        base = baseline_rate(cfg, args.batches)
+        ours = pipeline_rate(cfg, data, args.batches)
+        rates["baseline"].append(base)
+        rates["scenes"].append(ours)
+        ratios.append(ours / base)
+        print(f"{i + 1:>5} {base:>15.1f} {ours:>13.1f} {ours / base:>6.3f}", flush=True)
     print(
-        f"{'round':>5}"
-        + "".join(f" {'baseline img/s':>15} {s + ' img/s':>17} {'ratio':>6}" for s in sides)
+        f"scenes: median {statistics.median(rates['scenes']):.1f} img/s; ratio scenes/baseline: "
+        f"median {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f}, "
+        f"{args.rounds} rounds); baseline median {statistics.median(rates['baseline']):.1f} img/s"
     )
-    rates = {s: [] for s in ["baseline", *sides]}
-    ratios = {s: [] for s in sides}
-    for i in range(args.rounds):
-        line = f"{i + 1:>5}"
-        for side in sides:
-            base = baseline_rate(cfg, args.batches)
-            ours = pipeline_rate(cfg, data, args.batches, per_sample=side == "per-sample")
-            rates["baseline"].append(base)
-            rates[side].append(ours)
-            ratios[side].append(ours / base)
-            line += f" {base:>15.1f} {ours:>17.1f} {ours / base:>6.3f}"
-        print(line, flush=True)
-    for side in sides:
-        r = ratios[side]
-        print(
-            f"{side}: median {statistics.median(rates[side]):.1f} img/s; ratio {side}/baseline: "
-            f"median {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}, {args.rounds} rounds)"
-        )
-    print(f"baseline median {statistics.median(rates['baseline']):.1f} img/s")
 
 
 if __name__ == "__main__":

@@ -147,3 +147,12 @@ def trained_run(tmp_path_factory) -> Path:
         else:
             os.environ["SCENES_CACHE"] = old
     return result.run_dir
+
+
+@pytest.fixture
+def fresh_run(trained_run, tmp_path) -> Path:
+    """A copy of ``trained_run`` for a test that writes into a run (model.onnx, eval/, a
+    report): the shared one stays as trained, whatever the order tests run in."""
+    run = tmp_path / "run-copy"
+    shutil.copytree(trained_run, run)
+    return run

@@ -14,10 +14,10 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import scenes
-from scenes.app import API_NAME, build_app, example_images
 from scenes.cli import main
-from scenes.explain import explain_image
-from scenes.predict import Predictor
+from scenes.serve.app import API_NAME, build_app, example_images
+from scenes.serve.heatmaps import explain_image
+from scenes.serve.predictor import Predictor
 
 from conftest import INTEL_TRAIN, make_image, needs_intel
 
@@ -238,9 +238,9 @@ def test_browser_upload_shows_top3_and_heatmap_then_survives_a_bad_upload(
 
 
 def test_examples_come_from_the_validation_split(trained_run):
-    from scenes.rundir import read_split
+    from scenes.rundir import RunDir
 
-    rows = {str(r.path): r for r in read_split(trained_run)}
+    rows = {str(r.path): r for r in RunDir(trained_run).read_split()}
     examples = example_images(trained_run)
     assert len(examples) == 3  # one per class
     assert all(rows[e].split == "val" for e in examples)
@@ -260,7 +260,7 @@ def test_importing_and_building_the_app_writes_nothing_into_the_package(trained_
 
     before = listing()
     code = (
-        "import sys; from scenes.app import build_app; from scenes.predict import Predictor; "
+        "import sys; from scenes.serve.app import build_app; from scenes.serve.predictor import Predictor; "
         "build_app(Predictor.load(sys.argv[1], device='cpu'), explain=False)"
     )
     env = {**os.environ, "PYTHONPATH": str(package.parent)}
@@ -299,7 +299,7 @@ def test_a_path_outside_the_upload_folder_is_refused_through_the_api(server, rea
 def test_the_handler_itself_refuses_paths_outside_the_upload_folder(tmp_path):
     import gradio as gr
 
-    from scenes.app import uploaded_file
+    from scenes.serve.app import uploaded_file
 
     uploads = tmp_path / "uploads"
     inside = make_image(uploads / "abc" / "up.jpg", (30, 30, 200))
@@ -321,7 +321,7 @@ def test_the_bomb_guard_holds_whatever_the_process_warning_filters_are(tmp_path)
 
     import gradio as gr
 
-    from scenes.app import check_pixel_count
+    from scenes.serve.app import check_pixel_count
 
     bomb = tmp_path / "bomb.png"
     Image.new("1", (12_000, 12_000)).save(bomb)  # 144 Mpx: over the limit, under Pillow's error
@@ -343,10 +343,10 @@ def test_a_server_failure_is_logged_once_and_not_called_a_bad_image(
     try:
         bad = tmp_path / "notes.jpg"
         bad.write_text("this is not a photo")
-        with caplog.at_level(logging.INFO, logger="scenes.app"):
+        with caplog.at_level(logging.INFO, logger="scenes.serve.app"):
             with pytest.raises(Exception, match=NOT_AN_IMAGE):
                 client.predict(handle_file(str(bad)), api_name="/predict")
-        records = [r for r in caplog.records if r.name == "scenes.app"]
+        records = [r for r in caplog.records if r.name == "scenes.serve.app"]
         assert len(records) == 1 and records[0].exc_info is None
         assert "Traceback" not in capfd.readouterr().err  # no 47-line double traceback
         caplog.clear()
@@ -356,11 +356,11 @@ def test_a_server_failure_is_logged_once_and_not_called_a_bad_image(
 
         predictor.probabilities = out_of_memory
         photo = make_image(tmp_path / "red.jpg", (220, 40, 40))
-        with caplog.at_level(logging.INFO, logger="scenes.app"):
+        with caplog.at_level(logging.INFO, logger="scenes.serve.app"):
             with pytest.raises(Exception, match="server failed") as err:
                 client.predict(handle_file(str(photo)), api_name="/predict")
         assert NOT_AN_IMAGE not in str(err.value)
-        records = [r for r in caplog.records if r.name == "scenes.app"]
+        records = [r for r in caplog.records if r.name == "scenes.serve.app"]
         assert len(records) == 1 and records[0].exc_info is not None
         assert "out of memory" in str(records[0].exc_info[1])
     finally:

@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from scenes.cli import main
-from scenes.inference import Predictor
+from scenes.errors import WeightsUnavailableError
 from scenes.models.bundle import read_meta
-from scenes.models.registry import WeightsUnavailableError, build_model
+from scenes.models.registry import build_model
+from scenes.serve.predictor import Predictor
 
 from conftest import make_folder, make_image
 
@@ -137,14 +138,14 @@ def test_backend_trains_reloads_evaluates_and_exports(backend_runs, key):
     files = sorted(data.rglob("*.jpg"))
     images, ok, errors = model.load_images(files)
     assert not errors and images.shape[1:] == (meta.image_size, meta.image_size, 3)
-    logits = model.logits(images)
+    logits = torch.from_numpy(model.logits(images))
     assert logits.shape == (len(files), len(CLASSES))
     torch.testing.assert_close(
         logits, checkpoint_logits(run, model.to_input(images)), rtol=1e-4, atol=1e-5
     )
 
     # Evaluation through the shared API agrees with the bundle's own predictions.
-    from scenes.evaluation import evaluate
+    from scenes.evaluation.loop import evaluate
 
     result = evaluate(run, data=data, out=run / "eval")
     predicted = logits.argmax(1).numpy()
@@ -157,7 +158,7 @@ def test_backend_trains_reloads_evaluates_and_exports(backend_runs, key):
     # ONNX export gives the same logits, at a batch size other than the traced one.
     import onnxruntime as ort
 
-    from scenes.export import export_onnx
+    from scenes.serve.export import export_onnx
 
     onnx_path = export_onnx(run)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

@@ -217,7 +217,7 @@ def test_device_batches_follow_the_sampler_and_its_epochs():
     images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 3, 2, 2).contiguous()
     sampler = EpochShuffleSampler(n, seed=3)
     batches = DeviceBatches(images, torch.arange(n), sampler, batch)
-    expected = [i for i, _ in sampler]
+    expected = list(sampler)
     got = [b for _, labels in batches for b in labels.tolist()]
     assert got == expected and len(batches) == math.ceil(n / batch) == 6
     for images_b, labels_b in batches:
@@ -236,7 +236,7 @@ def test_device_batches_shard_like_the_sampler_for_each_process():
             torch.zeros(n, 3, 1, 1, dtype=torch.uint8), torch.arange(n), sampler, batch
         )
         shards.append([b for _, labels in batches for b in labels.tolist()])
-        assert shards[-1] == [i for i, _ in sampler]
+        assert shards[-1] == list(sampler)
     assert len(shards[0]) == len(shards[1]) == 12 and not set(shards[0]) & set(shards[1])
     val = [
         [

@@ -3,7 +3,9 @@ from pathlib import Path
 import pytest
 
 from scenes.cli import main
-from scenes.config import Config, ConfigError, load_config, parse_override
+from scenes.config import Config, load_config
+from scenes.errors import ConfigError
+from scenes.overrides import parse_override
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -67,7 +69,7 @@ def test_setting_a_value_below_a_value_is_an_error():
 
 def test_malformed_set_and_missing_file_are_clear():
     with pytest.raises(ConfigError, match="key=value"):
-        parse_override("train.lr")
+        parse_override(Config, "train.lr")
     with pytest.raises(ConfigError, match="config file not found"):
         load_config("nope.yaml")
 
@@ -80,9 +82,19 @@ def test_yaml_that_is_not_a_mapping_is_rejected(tmp_path):
 
 
 def test_numbers_in_set_are_parsed():
-    assert parse_override("train.lr=1e-3") == (["train", "lr"], 0.001)
-    assert parse_override("data.num_workers=auto") == (["data", "num_workers"], "auto")
-    assert parse_override("train.grad_clip=null") == (["train", "grad_clip"], None)
+    assert parse_override(Config, "train.lr=1e-3") == (["train", "lr"], 0.001)
+    assert parse_override(Config, "data.num_workers=auto") == (["data", "num_workers"], "auto")
+    assert parse_override(Config, "train.grad_clip=null") == (["train", "grad_clip"], None)
+
+
+def test_set_values_are_read_as_their_fields_type():
+    cfg = load_config(sets=["train.devices=0,2", "out=2024", "data.dir=0042", "data.num_workers=4"])
+    assert cfg.train.devices == [0, 2]  # as --devices 0,2 reads it
+    assert cfg.out == "2024" and cfg.data.dir == "0042"  # text fields keep the text
+    assert cfg.data.num_workers == 4
+    assert load_config(sets=["train.devices=3"]).train.devices == 3
+    assert load_config(sets=["train.devices=auto"]).train.devices == "auto"
+    assert load_config(sets=["model.weights_file=null"]).model.weights_file is None
 
 
 def test_cli_rejects_bad_config_before_any_work(tmp_path, capsys):

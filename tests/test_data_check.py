@@ -9,7 +9,7 @@ import pytest
 
 from scenes.cli import main
 from scenes.data.check import check_folder, folder_stats, format_report, format_stats
-from scenes.data.discover import DataError
+from scenes.errors import DataError
 
 from conftest import INTEL_TRAIN, make_folder, needs_intel
 

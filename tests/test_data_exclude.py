@@ -4,9 +4,9 @@ import pytest
 
 from scenes.config import load_config
 from scenes.data.check import check_folder, format_report
-from scenes.data.discover import DataError
 from scenes.data.exclude import read_path_list
 from scenes.data.loaders import prepare_data, training_files
+from scenes.errors import DataError
 from scenes.training import train
 
 from conftest import make_folder, tiny_train_config

@@ -13,8 +13,8 @@ from scenes.data.cache import decode_images
 from scenes.data.check import check_folder, folder_stats, iter_files
 from scenes.data.discover import find_layout, list_labelled_files
 from scenes.data.files import content_digest, list_files
-from scenes.predict import collect_images
-from scenes.resize import resize_tree
+from scenes.data.resize import resize_tree
+from scenes.serve.predict import collect_images
 
 from conftest import make_folder, make_image
 

@@ -7,13 +7,13 @@ import torch
 from PIL import Image
 
 from scenes.cli import main
-from scenes.data import features as features_module
 from scenes.data.discover import list_labelled_files
-from scenes.data.features import image_features, run_backbone
-from scenes.data.issue_outputs import GRID_PNG, ISSUES_CSV, QUALITY_CSV, SUMMARY_MD
-from scenes.data.issue_ranking import out_of_sample_probabilities, rank_label_issues
-from scenes.data.issues import default_out_dir
-from scenes.figures import pixel_size
+from scenes.label_issues.command import default_out_dir
+from scenes.label_issues.outputs import GRID_PNG, ISSUES_CSV, QUALITY_CSV, SUMMARY_MD
+from scenes.label_issues.ranking import out_of_sample_probabilities, rank_label_issues
+from scenes.models import features as features_module
+from scenes.models.features import image_features, run_backbone
+from scenes.plots import grid_pixel_size
 
 from conftest import make_folder, needs_weights, real_subset
 
@@ -59,7 +59,7 @@ def test_planted_label_flips_rank_at_the_top(tmp_path, offline_weights, monkeypa
     every = read_rows(out / QUALITY_CSV)
     assert len(every) == 600 and sum(r["rank"] != "" for r in every) >= len(top)
     with Image.open(out / GRID_PNG) as grid:
-        assert grid.size == pixel_size("image_grid")
+        assert grid.size == grid_pixel_size(min(25, len(top)), 5)  # the top suspects, 5 wide
     summary = (out / SUMMARY_MD).read_text()
     assert "sea → forest" in summary and "600 labelled images" in summary
     assert "sea → forest" in printed and f"data.exclude={out / ISSUES_CSV}" in printed
@@ -166,5 +166,5 @@ def test_cli_unreadable_images_are_skipped_and_named(trained_run, tmp_path, caps
     with pytest.warns(UserWarning, match="broken.jpg"):
         code = main(["data", "issues", str(data), "--run", str(trained_run), "--out", str(out)])
     assert code == 0
-    assert "1 unreadable file(s) skipped" in (out / SUMMARY_MD).read_text()
+    assert "1 unreadable file skipped" in (out / SUMMARY_MD).read_text()
     assert all("broken" not in r["path"] for r in read_rows(out / QUALITY_CSV))

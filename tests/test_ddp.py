@@ -17,7 +17,7 @@ import torch
 
 from scenes.config import load_config
 from scenes.errors import ConfigError
-from scenes.evaluation import evaluate
+from scenes.evaluation.loop import evaluate
 from scenes.training import train
 from scenes.training.hardware import resolve_hardware
 

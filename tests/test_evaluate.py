@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from sklearn.metrics import (
     accuracy_score,
@@ -19,14 +18,14 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-import scenes.inference
-from scenes import figures
+import scenes.serve.predictor
+from scenes import plots
 from scenes.cli import main
-from scenes.data.discover import DataError
-from scenes.eval_outputs import most_confident_errors
-from scenes.evaluation import evaluate
-from scenes.inference import Predictor
+from scenes.errors import DataError
+from scenes.evaluation.loop import evaluate
+from scenes.evaluation.outputs import most_confident_errors
 from scenes.metrics import compute_metrics
+from scenes.serve.predictor import Predictor
 
 from conftest import make_folder
 
@@ -78,7 +77,7 @@ def test_macro_f1_ignores_a_class_missing_from_labels_and_predictions_like_sklea
 def test_same_bundle_twice_gives_identical_numbers(trained_run, eval_folder):
     first = evaluate(trained_run, data=eval_folder, out=False)
     second = evaluate(trained_run, data=eval_folder, out=False)
-    assert torch.equal(first.logits, second.logits)
+    assert np.array_equal(first.logits, second.logits)
     assert (first.accuracy, first.macro_f1) == (second.accuracy, second.macro_f1)
     assert first.confusion == second.confusion
     assert first.predictions == second.predictions
@@ -89,12 +88,12 @@ def test_tta_averages_the_flip_and_keeps_the_class_order(trained_run, eval_folde
     tta = evaluate(trained_run, data=eval_folder, tta=True, out=False)
     assert tta.class_names == plain.class_names == CLASSES
     assert [p["path"] for p in tta.predictions] == [p["path"] for p in plain.predictions]
-    assert not torch.allclose(plain.logits, tta.logits)
+    assert not np.allclose(plain.logits, tta.logits)
     # TTA logits are the mean of the image's and its mirror's, class by class.
     model = Predictor.load(trained_run, device="cpu")
     pixels, ok, _ = model.load_images([p["path"] for p in plain.predictions])
     mirrored = model.logits(np.ascontiguousarray(pixels[:, :, ::-1]))
-    assert torch.allclose(tta.logits, (plain.logits + mirrored) / 2, atol=1e-5)
+    assert np.allclose(tta.logits, (plain.logits + mirrored) / 2, atol=1e-5)
 
 
 def test_evaluation_never_reads_the_training_split(trained_run, tmp_path, monkeypatch):
@@ -102,13 +101,13 @@ def test_evaluation_never_reads_the_training_split(trained_run, tmp_path, monkey
     make_folder(root / "train", CLASSES, 4, seed=3)
     make_folder(root / "test", CLASSES, 3, seed=4)
     read: list[str] = []
-    real_load = scenes.inference.load_image
+    real_load = scenes.serve.predictor.load_image
 
     def recording_load(source, *args, **kwargs):
         read.append(str(source))
         return real_load(source, *args, **kwargs)
 
-    monkeypatch.setattr(scenes.inference, "load_image", recording_load)
+    monkeypatch.setattr(scenes.serve.predictor, "load_image", recording_load)
     result = evaluate(trained_run, data=root, out=tmp_path / "out")
     assert result.num_images == 9
     assert read and all(Path(p).parent.parent == root / "test" for p in read)
@@ -176,7 +175,7 @@ def test_outputs_are_written_and_consistent(trained_run, eval_folder, tmp_path):
         with Image.open(out / name) as image:
             assert image.format == "PNG"
     with Image.open(out / "confusion_matrix.png") as image:
-        assert image.size == figures.pixel_size("confusion_matrix")
+        assert image.size == plots.pixel_size("confusion_matrix")
 
 
 def test_error_grid_shows_only_misclassified_items(trained_run, tmp_path, monkeypatch):
@@ -186,13 +185,13 @@ def test_error_grid_shows_only_misclassified_items(trained_run, tmp_path, monkey
     (swapped / "cat_b").rename(swapped / "cat_a")
     (swapped / "tmp").rename(swapped / "cat_b")
     shown: list[list[str]] = []
-    real_grid = figures.plot_image_grid
+    real_grid = plots.plot_image_grid
 
     def recording_grid(images, captions, path, **kwargs):
         shown.append(list(captions))
         return real_grid(images, captions, path, **kwargs)
 
-    monkeypatch.setattr(figures, "plot_image_grid", recording_grid)
+    monkeypatch.setattr(plots, "plot_image_grid", recording_grid)
     result = evaluate(trained_run, data=swapped, out=tmp_path / "out")
     wrong = [p for p in result.predictions if p["predicted"] != p["true"]]
     assert wrong, "the swapped folders should produce mistakes"

@@ -12,14 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from scenes import figures
-from scenes.cam import METHODS, Explainer
+from scenes import plots
+from scenes.choices import CAM_METHODS
 from scenes.cli import main
 from scenes.models import build_model, save_bundle
 from scenes.models.bundle import BundleMeta
 from scenes.models.cam_target import CamTarget, CamTargetError, find_cam_target
 from scenes.models.registry import load_weights_file
-from scenes.predict import Predictor
+from scenes.serve.heatmaps import Explainer
+from scenes.serve.predictor import Predictor
 
 from conftest import INTEL_TRAIN, MOBILENET_FILE, make_folder, make_image, needs_intel
 from test_backends import save_tiny_hf
@@ -253,7 +254,7 @@ def test_explain_works_inside_inference_mode(predictor):
 
 def test_every_method_gives_a_map_and_an_unknown_one_is_named(predictor):
     pixels = noise(2, 32)
-    for method in METHODS:
+    for method in CAM_METHODS:
         maps = Explainer(predictor, method).heatmaps(pixels, [0, 1])
         assert maps.shape == (2, 32, 32) and np.isfinite(maps).all(), method
     with pytest.raises(ValueError, match="unknown --method 'gradcan'.*gradcam, gradcam\\+\\+"):
@@ -281,8 +282,8 @@ def test_two_threads_explaining_at_once_get_their_own_maps(predictor):
         np.testing.assert_allclose(got[i], heatmap, atol=1e-5)
 
 
-def test_onnx_predictor_explains_with_its_own_top_classes(trained_run, tmp_path):
-    onnx = Predictor.load(trained_run, backend="onnx")
+def test_onnx_predictor_explains_with_its_own_top_classes(fresh_run, tmp_path):
+    onnx = Predictor.load(fresh_run, backend="onnx")
     photo = make_image(tmp_path / "g.png", (40, 200, 40))
     top, heatmap = onnx.explain(photo)
     assert top == onnx.predict(photo) and top[0][0] == "cat_b"
@@ -332,11 +333,11 @@ def test_cli_explain_writes_a_figure_per_image_and_a_grid(trained_run, tmp_path,
     with (out / "index.csv").open(newline="") as fh:
         index = {row["path"]: row for row in csv.DictReader(fh)}
     assert index[str(single)]["figure"] == "000-2.png" and index[str(broken)]["error"]
-    for name in names:
-        kind = "image_grid" if name == "grid.png" else "explanation"
+    for name in names:  # the grid holds the 5 readable photos
+        size = plots.grid_pixel_size(5) if name == "grid.png" else plots.pixel_size("explanation")
         with Image.open(out / name) as image:
-            assert image.size == figures.pixel_size(kind), name
-    assert "ERROR" in printed and "broken.jpg" in printed and "1 unreadable" in printed
+            assert image.size == size, name
+    assert "ERROR" in printed and "broken.jpg" in printed and "1 file could not be read" in printed
     assert "cat_c" in printed  # the blue single photo's top class
     # At 32 px resnet18's layer4 is 1x1 (no location): the last larger map is used.
     assert "gradcam on layer layer3" in printed
@@ -345,8 +346,9 @@ def test_cli_explain_writes_a_figure_per_image_and_a_grid(trained_run, tmp_path,
     assert sorted(p.name for p in (tmp_path / "a").glob("*.png")) == ["000.png"]  # no grid of one
     assert main([*args[:3], str(single), "--class", "dog"]) == 2
     assert "unknown class 'dog'" in capsys.readouterr().err
-    assert main([*args[:3], str(single), "--method", "magic"]) == 2
-    assert "unknown --method 'magic'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # the parser knows the methods
+        main([*args[:3], str(single), "--method", "magic"])
+    assert refused.value.code == 2 and "invalid choice: 'magic'" in capsys.readouterr().err
     assert main([*args[:3], str(single), "--target-layer", "layer9"]) == 2
     assert "no layer 'layer9'" in capsys.readouterr().err
 
@@ -362,7 +364,7 @@ def test_cli_explain_default_output_is_in_the_run(trained_run, tmp_path):
 
 
 def test_evaluate_explain_overlays_heatmaps_on_the_error_grid(trained_run, tmp_path):
-    from scenes.evaluation import evaluate
+    from scenes.evaluation.loop import evaluate
 
     swapped = make_folder(tmp_path / "swapped", CLASSES, 4, seed=9)
     (swapped / "cat_a").rename(swapped / "tmp")
@@ -375,7 +377,7 @@ def test_evaluate_explain_overlays_heatmaps_on_the_error_grid(trained_run, tmp_p
         Image.open(tmp_path / "plain" / "errors.png") as a,
         Image.open(tmp_path / "explained" / "errors.png") as b,
     ):
-        assert a.size == b.size == figures.pixel_size("image_grid")
+        assert a.size == b.size
         diff = np.abs(np.asarray(a.convert("RGB"), float) - np.asarray(b.convert("RGB"), float))
     assert diff.mean() > 5  # the heatmap colours are over the photos
     assert (

@@ -4,8 +4,8 @@ import onnxruntime as ort
 import pytest
 
 from scenes.cli import main
-from scenes.export import export_onnx
-from scenes.inference import Predictor
+from scenes.serve.export import export_onnx
+from scenes.serve.predictor import Predictor
 
 from conftest import CLASSES as INTEL_CLASSES
 from conftest import INTEL_TRAIN, needs_intel
@@ -24,12 +24,12 @@ def test_onnx_matches_pytorch_on_real_images_with_any_batch_size(trained_run, tm
     for batch in (images, images[:1]):  # dynamic batch axis: 6 and 1
         x = model.to_input(batch).contiguous().numpy()
         (onnx_logits,) = session.run(["logits"], {"input": x})
-        np.testing.assert_allclose(onnx_logits, model.logits(batch).numpy(), atol=1e-4)
+        np.testing.assert_allclose(onnx_logits, model.logits(batch), atol=1e-4)
 
 
-def test_cli_export_default_path(trained_run, capsys):
-    assert main(["export", "--run", str(trained_run), "--format", "onnx"]) == 0
-    assert (trained_run / "model" / "model.onnx").is_file()
+def test_cli_export_default_path(fresh_run, capsys):
+    assert main(["export", "--run", str(fresh_run), "--format", "onnx"]) == 0
+    assert (fresh_run / "model" / "model.onnx").is_file()
     assert "model.onnx" in capsys.readouterr().out
 
 
@@ -43,8 +43,8 @@ def test_export_of_a_missing_bundle_is_a_clear_error(tmp_path, capsys):
 def test_onnx_follows_the_bundle_after_a_resumed_run_rewrites_it(tmp_path):
     """Export, resume one more epoch (the bundle is rewritten), then the ONNX backend must
     answer like the PyTorch one: the stale graph is re-exported, never served."""
-    from scenes.export import StaleExportError, is_current
-    from scenes.predict import Predictor
+    from scenes.serve.export import StaleExportError, is_current
+    from scenes.serve.predictor import Predictor
     from scenes.training import train
 
     from conftest import make_folder, tiny_train_config

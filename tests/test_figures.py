@@ -1,4 +1,5 @@
-"""scenes.figures: real, non-blank PNGs of the expected size; training writes them."""
+"""scenes.plots and training.figures: real, non-blank PNGs of the expected size; training writes
+them; grids are as large as their images need."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scenes import figures
+from scenes import plots, rundir
 from scenes.rundir import RunDir
+from scenes.training import figures
 
 CLASSES = ["cat_a", "cat_b", "cat_c"]
 
 
-def assert_png(path: Path, kind: str) -> np.ndarray:
+def assert_png(path: Path, kind: str | tuple[int, int]) -> np.ndarray:
     with Image.open(path) as image:
         assert image.format == "PNG"
-        assert image.size == figures.pixel_size(kind)
+        assert image.size == (kind if isinstance(kind, tuple) else plots.pixel_size(kind))
         pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
     assert pixels.var() > 0, f"{path} is blank"
     return pixels
@@ -31,17 +33,19 @@ def noisy_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
 
 def test_class_distribution(tmp_path):
     counts = {"train": {"a": 30, "b": 12, "c": 5}, "val": {"a": 8, "b": 3, "c": 1}}
-    assert_png(figures.plot_class_distribution(counts, tmp_path / "dist.png"), "class_distribution")
+    assert_png(plots.plot_class_distribution(counts, tmp_path / "dist.png"), "class_distribution")
 
 
 def test_image_grid_and_training_samples(tmp_path):
     images = noisy_images(20)
     labels = np.array([0] * 14 + [1] * 4 + [2] * 2)
-    assert_png(
-        figures.plot_training_samples(images, labels, CLASSES, tmp_path / "s.png"), "image_grid"
-    )
-    # Fewer images than cells (e.g. only 3 mistakes) still makes a full-size figure.
-    assert_png(figures.plot_image_grid(images[:3], ["x"] * 3, tmp_path / "g.png"), "image_grid")
+    full = plots.grid_pixel_size(16)
+    assert_png(figures.plot_training_samples(images, labels, CLASSES, tmp_path / "s.png"), full)
+    # Three images (e.g. three mistakes) get a 2 x 2 grid, not a mostly blank 4 x 4 page.
+    assert plots.grid_shape(3) == (2, 2) and plots.grid_shape(1) == (1, 1)
+    small = plots.grid_pixel_size(3)
+    assert_png(plots.plot_image_grid(images[:3], ["x"] * 3, tmp_path / "g.png"), small)
+    assert small[0] < full[0] and small[1] < full[1]
 
 
 def test_pick_samples_shows_every_class():
@@ -100,28 +104,28 @@ def test_training_curves(tmp_path):
         "3,2.0,0.0001,0.5,0.85,0.84,0.85,0.72,0.7\n"
     )
     columns = RunDir(tmp_path).metrics_columns()
-    assert_png(figures.plot_training_curves(columns, tmp_path / "c.png"), "training_curves")
+    assert_png(plots.plot_training_curves(columns, tmp_path / "c.png"), "training_curves")
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "metrics.csv").write_text("epoch,train_loss\n")
     with pytest.raises(ValueError, match="no epochs"):
-        figures.plot_training_curves(RunDir(empty).metrics_columns(), tmp_path / "x.png")
+        plots.plot_training_curves(RunDir(empty).metrics_columns(), tmp_path / "x.png")
 
 
 def test_confusion_matrix_with_an_empty_row(tmp_path):
     confusion = [[5, 1, 0], [0, 0, 0], [2, 0, 7]]  # class 1 absent: no division by zero
     assert_png(
-        figures.plot_confusion_matrix(confusion, CLASSES, tmp_path / "cm.png"), "confusion_matrix"
+        plots.plot_confusion_matrix(confusion, CLASSES, tmp_path / "cm.png"), "confusion_matrix"
     )
 
 
 def test_training_writes_all_figures(trained_run):
     folder = trained_run / "figures"
     for name, kind in (
-        (figures.CLASS_DISTRIBUTION, "class_distribution"),
-        (figures.TRAINING_SAMPLES, "image_grid"),
-        (figures.AUGMENTATIONS, "augmentations"),
-        (figures.TRAINING_CURVES, "training_curves"),
+        (rundir.CLASS_DISTRIBUTION, "class_distribution"),
+        (rundir.TRAINING_SAMPLES, plots.grid_pixel_size(16)),
+        (rundir.AUGMENTATIONS, "augmentations"),
+        (rundir.TRAINING_CURVES, "training_curves"),
     ):
         assert_png(folder / name, kind)
 
@@ -137,7 +141,7 @@ def test_a_failing_figure_warns_instead_of_raising(tmp_path, caplog):
         def train(self):
             raise RuntimeError("no pixels")
 
-    with caplog.at_level(logging.WARNING, logger="scenes.figures"):
+    with caplog.at_level(logging.WARNING, logger="scenes.plots"):
         written = figures.write_data_figures(tmp_path, BrokenData(), "classic")
         assert figures.write_curve_figures(RunDir(tmp_path / "no-run")) == []
     assert written == []

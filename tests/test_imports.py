@@ -82,6 +82,59 @@ def test_package_modules_import_each_other_one_way():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+# The top level grouped by job, lowest first: a module may import its own layer's shared
+# modules and anything below, never above; the rooms of one layer never import each other.
+LAYERS = [
+    # shared facts and helpers every layer uses
+    {
+        "scenes.errors",
+        "scenes.console",
+        "scenes.csvfile",
+        "scenes.outputs",
+        "scenes.config",
+        "scenes.rundir",
+        "scenes.metrics",
+        "scenes.plots",
+        "scenes.choices",
+        "scenes.overrides",
+    },
+    {"scenes.data"},
+    {"scenes.models"},
+    {"scenes.training", "scenes.serve"},
+    {"scenes.evaluation", "scenes.explain", "scenes.label_issues"},
+    {"scenes.cli", "scenes", "scenes.__main__"},
+]
+
+
+def room_of(module: str) -> str:
+    """``scenes.serve.app`` -> ``scenes.serve``; top-level modules are their own room."""
+    parts = module.split(".")
+    return ".".join(parts[:2])
+
+
+def layer_of(room: str) -> int:
+    return next(i for i, rooms in enumerate(LAYERS) if room in rooms)
+
+
+def test_every_module_has_a_place_in_the_layers():
+    rooms = {room_of(m) for m in import_graph()}
+    assert not [r for r in rooms if not any(r in layer for layer in LAYERS)]
+
+
+def test_the_rooms_import_one_way_down():
+    wrong = []
+    for module, imported in import_graph().items():
+        room = room_of(module)
+        for other in imported:
+            target = room_of(other)
+            shared = layer_of(room) in (0, len(LAYERS) - 1)  # modules, not rooms: no sideways
+            if target == room or shared and layer_of(target) == layer_of(room):
+                continue
+            if layer_of(target) >= layer_of(room):
+                wrong.append(f"{module} -> {other}")
+    assert not wrong, "imports that run up or sideways: " + ", ".join(sorted(wrong))
+
+
 SHARED_BY_BACKENDS = {"scenes.models.base", "scenes.models.weights"}
 OUTSIDE_MODELS = {"scenes.errors"}  # the user errors every layer raises
 
@@ -110,13 +163,6 @@ def test_cycle_finder_finds_a_cycle_written_the_old_way(tmp_path):
         "scenes.models.registry",
         "scenes.models.timm_backend",
     }
-
-
-def test_shared_names_stay_importable_from_the_registry():
-    from scenes.models import base, registry
-
-    for name in ("BuiltModel", "WeightsUnavailableError", "last_linear", "IMAGENET_MEAN"):
-        assert getattr(registry, name) is getattr(base, name)
 
 
 MAX_LINES = 300

@@ -13,7 +13,8 @@ import time
 import pytest
 
 from scenes.cli import main
-from scenes.inference import PredictionRow, Predictor
+from scenes.serve.answers import PredictionRow
+from scenes.serve.predictor import Predictor
 
 from conftest import make_folder, make_image
 
@@ -64,7 +65,7 @@ def test_an_interrupted_predict_keeps_the_rows_it_finished(
 ):
     photos = [make_image(tmp_path / f"{i}.jpg", (220, 40, 40), seed=i) for i in range(6)]
 
-    def three_then_ctrl_c(self, sources, top_k=3, batch_size=32, progress=False):
+    def three_then_ctrl_c(self, sources, top_k=3, *args, **kwargs):
         for source in sources[:3]:
             yield PredictionRow(str(source), self.predict(source, top_k))
         raise KeyboardInterrupt

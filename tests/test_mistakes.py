@@ -11,8 +11,8 @@ import pytest
 
 from scenes.cli import main
 from scenes.errors import DataError
-from scenes.inference import Predictor
 from scenes.rundir import RunDir
+from scenes.serve.predictor import Predictor
 
 from conftest import make_folder, make_image, tiny_train_config
 
@@ -67,7 +67,7 @@ def test_every_output_path_is_checked_before_any_work(
 def test_a_failed_export_leaves_no_temporary_file(trained_run, tmp_path, monkeypatch):
     import onnx
 
-    from scenes.export import export_onnx
+    from scenes.serve.export import export_onnx
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -246,4 +246,5 @@ def test_report_takes_run_like_every_other_command(trained_run, tmp_path, capsys
     shutil.copytree(trained_run, run)
     assert main(["report", "--run", str(run)]) == 0
     assert main(["report", str(run)]) == 0
+    assert main(["report", "--run", str(run / "model")]) == 0  # a run's bundle means the run
     assert Path(run / "report.md").is_file()

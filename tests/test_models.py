@@ -3,7 +3,8 @@ from urllib.error import URLError
 import pytest
 import torch
 
-from scenes.models import WeightsUnavailableError, build_model, load_bundle, save_bundle
+from scenes.errors import WeightsUnavailableError
+from scenes.models import build_model, load_bundle, save_bundle
 from scenes.models.bundle import BundleMeta
 from scenes.models.registry import BACKENDS, split_name
 

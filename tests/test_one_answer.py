@@ -17,11 +17,11 @@ import torch
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from scenes.app import build_app
 from scenes.cli import main
-from scenes.evaluation import evaluate
+from scenes.evaluation.loop import evaluate
 from scenes.models import BundleMeta, build_model, save_bundle
-from scenes.predict import Predictor
+from scenes.serve.app import build_app
+from scenes.serve.predictor import Predictor
 
 from conftest import CLASSES, INTEL_TRAIN, needs_intel, needs_weights
 

@@ -5,8 +5,9 @@ import pytest
 from PIL import Image
 
 from scenes.cli import main
-from scenes.evaluation import evaluate
-from scenes.predict import Predictor, collect_images
+from scenes.evaluation.loop import evaluate
+from scenes.serve.predict import collect_images
+from scenes.serve.predictor import Predictor
 
 from conftest import make_folder, make_image
 
@@ -60,8 +61,8 @@ def test_predict_many_turns_a_bad_file_into_an_error_row(predictor, tmp_path):
     assert rows[0].top == rows[2].top
 
 
-def test_onnx_backend_gives_the_same_probabilities(trained_run, predictor, tmp_path):
-    onnx_predictor = Predictor.load(trained_run, backend="onnx")  # exports when missing
+def test_onnx_backend_gives_the_same_probabilities(fresh_run, predictor, tmp_path):
+    onnx_predictor = Predictor.load(fresh_run, backend="onnx")  # exports when missing
     folder = make_folder(tmp_path / "f", CLASSES, 2, seed=5)
     images, _, _ = predictor.load_images(collect_images([folder]))
     np.testing.assert_allclose(
@@ -113,7 +114,7 @@ def test_cli_predict_writes_csv_for_files_and_folders(trained_run, tmp_path, cap
 def test_device_option(trained_run, tmp_path, capsys):
     import torch
 
-    from scenes.inference import resolve_device
+    from scenes.models.devices import resolve_device
 
     image = make_image(tmp_path / "x.jpg", (220, 40, 40))
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

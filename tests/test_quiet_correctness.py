@@ -16,7 +16,7 @@ from PIL import Image
 
 from scenes.cli import main
 from scenes.data.cache import decode_images
-from scenes.evaluation import evaluate
+from scenes.evaluation.loop import evaluate
 
 from conftest import make_folder, make_image
 
@@ -108,7 +108,7 @@ def test_explain_leaves_no_figures_of_an_earlier_call(trained_run, tmp_path):
 
 
 def test_resize_never_writes_two_sources_to_one_file(tmp_path):
-    from scenes.resize import resize_tree
+    from scenes.data.resize import resize_tree
 
     src = tmp_path / "src"
     make_image(src / "x.png", (200, 40, 40))

@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from scenes.config import load_config
-from scenes.inference import Predictor
+from scenes.serve.predictor import Predictor
 from scenes.training import train
 
 from conftest import CLASSES, needs_intel, needs_weights, real_subset

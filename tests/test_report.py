@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from scenes.cli import main
-from scenes.evaluation import evaluate
-from scenes.report import write_report
+from scenes.evaluation.loop import evaluate
+from scenes.evaluation.report import write_report
 from scenes.rundir import RunDir
 
 LINK = re.compile(r"\]\(([^)]+)\)")

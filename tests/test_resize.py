@@ -1,7 +1,7 @@
 from PIL import Image
 
 from scenes.cli import main
-from scenes.resize import resize_tree
+from scenes.data.resize import resize_tree
 
 from conftest import make_image
 

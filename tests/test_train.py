@@ -8,9 +8,9 @@ import torch
 from scenes.cli import main
 from scenes.config import load_config
 from scenes.errors import ConfigError, DataError
-from scenes.inference import Predictor
 from scenes.models import load_bundle
 from scenes.rundir import METRICS_COLUMNS as COLUMNS
+from scenes.serve.predictor import Predictor
 from scenes.training import train
 from scenes.training.schedules import lr_multiplier, warmup_cosine
 
@@ -147,10 +147,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case
     assert resumed.best_epoch == whole.best_epoch
     if case != "early-stop-window":  # there the weights barely move, on purpose
         assert len({r["val_loss"] for r in rows_whole}) == epochs_run
-        from scenes.evaluation import evaluate
+        from scenes.evaluation.loop import evaluate
 
         logits = evaluate(resumed.run_dir, split="val", out=False, device="cpu").logits
-        assert logits.std(dim=0).min() > 1e-3  # the model tells images apart
+        assert logits.std(axis=0).min() > 1e-3  # the model tells images apart
 
 
 def test_split_csv_holds_resolved_paths_usable_from_anywhere(tmp_path, monkeypatch, capsys):
@@ -249,10 +249,42 @@ def test_fine_tune_unfreezes_after_head_epochs(data, tmp_path):
     assert seen == {0: False, 1: True}
 
 
-@pytest.mark.parametrize("scheduler", ["step", "plateau", "none"])
-def test_other_schedules_train(data, tmp_path, scheduler):
-    result = train(tiny_train_config(data, tmp_path / scheduler, **{"train.scheduler": scheduler}))
-    assert len(read_metrics(result.run_dir)) == 2
+def lrs_of(run_dir) -> list[float]:
+    return [float(r["lr"]) for r in read_metrics(run_dir)]
+
+
+def test_step_schedule_drops_the_lr_by_gamma_every_step_size_epochs(data, tmp_path):
+    cfg = {"train.scheduler": "step", "train.step_size": 1, "train.gamma": 0.1, "train.epochs": 3}
+    result = train(tiny_train_config(data, tmp_path / "step", **cfg))
+    assert lrs_of(result.run_dir) == pytest.approx([3e-3, 3e-4, 3e-5], rel=1e-6)
+
+
+def test_no_schedule_keeps_the_lr(data, tmp_path):
+    result = train(tiny_train_config(data, tmp_path / "none", **{"train.scheduler": "none"}))
+    assert lrs_of(result.run_dir) == pytest.approx([3e-3, 3e-3], rel=1e-6)
+
+
+def test_plateau_schedule_drops_the_lr_after_an_epoch_without_improvement(data, tmp_path):
+    cfg = {
+        "train.scheduler": "plateau",
+        "train.plateau_patience": 0,
+        "train.gamma": 0.5,
+        "train.epochs": 5,
+        "train.lr": 0.05,  # large: the validation loss does not fall every epoch
+    }
+    result = train(tiny_train_config(data, tmp_path / "plateau", **cfg))
+    rows = read_metrics(result.run_dir)
+    # ReduceLROnPlateau's rule (relative threshold 1e-4), replayed on the logged val_loss.
+    expected, lr, best = [], 0.05, float("inf")
+    for row in rows:
+        expected.append(lr)
+        value = float(row["val_loss"])
+        if value < best * (1 - 1e-4):
+            best = value
+        else:
+            lr *= 0.5
+    assert lrs_of(result.run_dir) == pytest.approx(expected, rel=1e-6)
+    assert len(set(expected)) > 1, "no epoch without improvement: the test checked nothing"
 
 
 def test_early_stopping_stops_when_the_monitor_stalls(data, tmp_path):
@@ -347,7 +379,7 @@ def test_norm_weights_and_biases_get_their_own_weight_decay():
 
 def test_validation_loss_is_plain_cross_entropy(data, tmp_path):
     """Label smoothing shapes training only: val_loss is the unsmoothed loss of the model."""
-    from scenes.evaluation import evaluate
+    from scenes.evaluation.loop import evaluate
 
     cfg = tiny_train_config(
         data,
@@ -359,7 +391,7 @@ def test_validation_loss_is_plain_cross_entropy(data, tmp_path):
     labels = torch.tensor(
         [["cat_a", "cat_b", "cat_c"].index(p.parent.name) for p in val_paths(result.run_dir)]
     )
-    plain = torch.nn.functional.cross_entropy(logits, labels).item()
+    plain = torch.nn.functional.cross_entropy(torch.from_numpy(logits), labels).item()
     assert float(read_metrics(result.run_dir)[0]["val_loss"]) == pytest.approx(plain, rel=1e-4)
 
 
@@ -391,7 +423,7 @@ def test_console_output_reads_cleanly(tmp_path):
         "weights: none: random initialisation (--no-pretrained)",
         "device: cpu, precision 32-true",
         "global batch 8 = 8 per device x 1 process(es) x 1 accumulated",
-        f"warning: skipped 1 unreadable image file(s):\n  {data / 'cat_a' / 'broken.jpg'}: ",
+        f"warning: skipped 1 unreadable image file:\n  {data / 'cat_a' / 'broken.jpg'}: ",
         "best epoch",
         f"scenes evaluate --run {tmp_path / 'run'} --split val",
         f"scenes app --run {tmp_path / 'run'}",
@@ -423,12 +455,13 @@ def test_ema_weights_are_validated_and_bundled_from_the_full_phase_on(data, tmp_
 
     result = train(cfg, extra_callbacks=[Spy()])
     assert seen == {0: False, 1: True, 2: True}  # averaging starts with the full phase
-    last = torch.load(
-        result.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
-    )
+    checkpoints = result.run_dir / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     averaged, raw = last["state_dict"], last["current_model_state"]
     key = "model.fc.weight"
     assert not torch.allclose(averaged[key], raw[key])  # the average is not the last step
-    if result.best_epoch == 3:  # the bundle holds the averaged weights of its epoch
-        bundle, _ = load_bundle(result.run_dir)
-        assert torch.allclose(bundle.state_dict()["fc.weight"], averaged[key])
+    # The bundle holds the weights validated at its epoch: averaged ones from the full phase on.
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=True)
+    assert ("current_model_state" in best) == (result.best_epoch >= 2)
+    bundle, _ = load_bundle(result.run_dir)
+    assert torch.allclose(bundle.state_dict()["fc.weight"], best["state_dict"][key])

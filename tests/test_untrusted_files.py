@@ -213,8 +213,8 @@ def test_label_issue_lists_hold_no_formulas_and_still_exclude_their_paths(tmp_pa
     import numpy as np
 
     from scenes.data.exclude import read_path_list
-    from scenes.data.issue_outputs import write_issues_csv, write_quality_csv
-    from scenes.data.issue_ranking import LabelIssues
+    from scenes.label_issues.outputs import write_issues_csv, write_quality_csv
+    from scenes.label_issues.ranking import LabelIssues
 
     issues = LabelIssues(
         paths=[tmp_path / "=x" / "0.jpg", tmp_path / "=x" / "1.jpg"],

@@ -13,14 +13,14 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Config": ".config",
-    "ConfigError": ".config",
+    "ConfigError": ".errors",
     "load_config": ".config",
-    "EvalResult": ".evaluation",
-    "evaluate": ".evaluation",
+    "EvalResult": ".evaluation.outputs",
+    "evaluate": ".evaluation.loop",
     "BundleMeta": ".models",
     "build_model": ".models",
     "load_bundle": ".models",
-    "Predictor": ".predict",
+    "Predictor": ".serve.predictor",
     "TrainResult": ".training",
     "train": ".training",
 }
@@ -40,10 +40,12 @@ __all__ = [  # literal, so linters and IDEs see the names; must equal _EXPORTS' 
 ]
 
 if TYPE_CHECKING:
-    from .config import Config, ConfigError, load_config
-    from .evaluation import EvalResult, evaluate
+    from .config import Config, load_config
+    from .errors import ConfigError
+    from .evaluation.loop import evaluate
+    from .evaluation.outputs import EvalResult
     from .models import BundleMeta, build_model, load_bundle
-    from .predict import Predictor
+    from .serve.predictor import Predictor
     from .training import TrainResult, train
 
 

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .errors import ConfigError
+from .overrides import describe_errors, parse_override, set_nested
 
 DEFAULT_DATA_DIR = "data/intel"
 # Square input sizes a run may train at (and so a model bundle may declare).
@@ -36,19 +37,27 @@ class DataConfig(_Section):
         None, description="dataset folder; null means $SCENES_DATA, else data/intel"
     )
     image_size: int = Field(
-        150, ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE, description="square training size in pixels"
+        150,
+        ge=MIN_IMAGE_SIZE,
+        le=MAX_IMAGE_SIZE,
+        description="square input size in pixels (Intel's native 150 is fastest; 224 is about 2-2.5x slower on a CPU)",
     )
     val_fraction: float = Field(
-        0.1, gt=0.0, lt=1.0, description="share of train held out, stratified"
+        0.1,
+        gt=0.0,
+        lt=1.0,
+        description="share of the training images held out for validation, stratified by class",
     )
     split_seed: int = Field(
         42,
         description="seeds the train/validation split only, so runs with another `seed` are "
         "measured on the same validation images",
     )
-    batch_size: int = Field(32, ge=1, le=4096)
+    batch_size: int = Field(32, ge=1, le=4096, description="training images per step and device")
     num_workers: int | Literal["auto"] = Field(
-        "auto", description="DataLoader workers; auto = 0 on CPU, min(8, cores) with CUDA"
+        "auto",
+        description="DataLoader workers; auto: 0 on a CPU (the decoded cache makes loading cheap), "
+        "min(8, cores) with CUDA; unused with on_device",
     )
     cache_dir: str | None = Field(
         None, description="decoded-image cache; null means $SCENES_CACHE, else ~/.cache/scenes"
@@ -56,12 +65,14 @@ class DataConfig(_Section):
     exclude: str | None = Field(
         None,
         description="file listing training images to leave out of train and validation: a CSV "
-        "with a path column (e.g. label_issues.csv) or one path per line",
+        "with a path column (label_issues.csv of `scenes data issues`) or one path per line; "
+        "applied after the split, recorded in split.csv",
     )
     on_device: bool | Literal["auto"] = Field(
         "auto",
-        description="keep the decoded images on the training device and draw batches there "
-        "(no DataLoader workers); auto = on when training on CUDA",
+        description="keep the decoded uint8 images on the training device (14k images at 150 px "
+        "are 0.95 GB) and draw each batch there by index, in the sampler's order; auto: on "
+        "when training on CUDA",
     )
 
     @model_validator(mode="after")
@@ -72,22 +83,42 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: str = Field("mobilenet_v2", description="model name, e.g. resnet50, mobilenet_v2")
-    pretrained: bool = Field(True, description="start from the backend's ImageNet weights")
-    weights: str = Field(
-        "DEFAULT", description="which pretrained weights, e.g. DEFAULT or IMAGENET1K_V1"
+    name: str = Field(
+        "mobilenet_v2",
+        description="resnet50, torchvision:efficientnet_b0, timm:convnext_tiny, "
+        "hf:google/vit-base-patch16-224, ... (`scenes models` lists them)",
     )
-    weights_file: str | None = Field(None, description="local state-dict file to start from")
+    pretrained: bool = Field(
+        True, description="start from the backend's ImageNet weights (false: random initialisation)"
+    )
+    weights: str = Field(
+        "DEFAULT",
+        description="which pretrained weights: a torchvision name (IMAGENET1K_V1) or a timm tag; "
+        "DEFAULT: the best ones already on this machine, else the backend's default, downloaded",
+    )
+    weights_file: str | None = Field(
+        None,
+        description="a local state-dict file (.pth, .safetensors) to start from; a classifier of "
+        "another size in it is skipped",
+    )
     weights_dir: str | None = Field(
         None,
         description="folder of pretrained weight files searched by their official names "
         "before downloading (then $SCENES_WEIGHTS_DIR, then the backends' own caches)",
     )
-    channels_last: bool = True
+    channels_last: bool = Field(
+        True, description="channels-last memory layout (faster convolutions on CPUs and GPUs)"
+    )
 
 
 class AugmentConfig(_Section):
-    preset: Literal["none", "classic", "trivialaugment"] = "classic"
+    preset: Literal["none", "classic", "trivialaugment"] = Field(
+        "classic",
+        description="augmentation of training batches, on the training device (kornia), drawn "
+        "per image: none; classic: flip, shift-scale-rotate, gamma, rotate, pixel dropout, each "
+        "with probability p; trivialaugment: flip, then one of TrivialAugmentWide's 14 "
+        "operations at a random magnitude",
+    )
     p: float = Field(0.25, ge=0.0, le=1.0, description="probability of each classic augmentation")
     mixup_alpha: float = Field(
         0.0, ge=0.0, description="MixUp of training batches (Beta(alpha, alpha)); 0: off"
@@ -98,18 +129,28 @@ class AugmentConfig(_Section):
 
 
 class TrainConfig(_Section):
-    epochs: int = Field(4, ge=1, le=10_000)
-    lr: float = Field(3e-3, gt=0.0, le=10.0)
-    weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
+    epochs: int = Field(
+        4, ge=1, le=10_000, description="maximum epochs (early stopping may end sooner)"
+    )
+    lr: float = Field(
+        3e-3,
+        gt=0.0,
+        le=10.0,
+        description="the learning rate of the head (of everything in full mode); the full phase of "
+        "fine_tune uses lr x unfreeze_lr_factor",
+    )
+    weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="weight decay of the weights")
     norm_weight_decay: float | None = Field(
         0.0,
         ge=0.0,
         le=1.0,
         description="weight decay of normalisation weights and biases; null: weight_decay",
     )
-    optimizer: Literal["adamw", "sgd"] = "adamw"
+    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw, or sgd (Nesterov)")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
-    label_smoothing: float = Field(0.1, ge=0.0, lt=1.0)
+    label_smoothing: float = Field(
+        0.1, ge=0.0, lt=1.0, description="label smoothing of the training loss"
+    )
     ema_decay: float | None = Field(
         None,
         gt=0.0,
@@ -117,11 +158,17 @@ class TrainConfig(_Section):
         description="exponential moving average of the weights (e.g. 0.998), from the full "
         "phase on; validation, checkpoints and the bundle use the average; null: off",
     )
-    scheduler: Literal["cosine", "step", "plateau", "none"] = "cosine"
+    scheduler: Literal["cosine", "step", "plateau", "none"] = Field(
+        "cosine",
+        description="learning-rate schedule: cosine (linear warmup, then cosine decay, per step), "
+        "step (step_size, gamma), plateau (on train.monitor: gamma, plateau_patience), none",
+    )
     warmup_epochs: float = Field(0.25, ge=0.0, description="linear warmup (cosine only)")
     step_size: int = Field(3, ge=1, description="epochs between LR drops (step only)")
     gamma: float = Field(0.1, gt=0.0, le=1.0, description="LR factor per drop (step, plateau)")
-    plateau_patience: int = Field(1, ge=0)
+    plateau_patience: int = Field(
+        1, ge=0, description="epochs without improvement before a drop (plateau only)"
+    )
     mode: Literal["full", "head", "fine_tune"] = Field(
         "fine_tune",
         description="full: train everything; head: backbone frozen; "
@@ -135,10 +182,13 @@ class TrainConfig(_Section):
     patience: int = Field(3, ge=1, description="early-stopping patience in epochs")
     precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = Field(
         "auto",
-        description="auto: bf16-mixed on CUDA GPUs with native bf16, else 16-mixed; 32-true on "
-        "CPU; 16-mixed needs CUDA",
+        description="auto: bf16-mixed on CUDA GPUs with native bf16 (Ampere and newer), else "
+        "16-mixed; 32-true on a CPU (bf16 autocast is slower on CPUs without AMX); 16-mixed "
+        "needs CUDA (on a CPU Lightning would silently run bf16, so it is refused)",
     )
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
+        "auto", description="where to train: auto (a GPU when there is one), cpu, gpu, cuda, mps"
+    )
     devices: int | list[int] | Literal["auto"] = Field(
         1,
         description="devices (processes) per node: a count, a list of GPU ids, or auto (all "
@@ -153,9 +203,15 @@ class TrainConfig(_Section):
     accumulate_grad_batches: int = Field(
         1, ge=1, le=4096, description="batches per optimizer step (a larger effective batch)"
     )
-    deterministic: bool = False
-    grad_clip: float | None = Field(None, gt=0.0)
-    progress_bar: bool = True
+    deterministic: bool = Field(
+        False, description="deterministic GPU kernels (slower; CPU runs are reproducible anyway)"
+    )
+    grad_clip: float | None = Field(
+        None, gt=0.0, description="clip the gradient norm to this; null: no clipping"
+    )
+    progress_bar: bool = Field(
+        True, description="a progress bar per epoch (shown only on a terminal)"
+    )
 
     @model_validator(mode="after")
     def _devices_valid(self) -> TrainConfig:
@@ -192,63 +248,6 @@ class Config(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _format_errors(err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
-        got = e.get("input")
-        msg = e["msg"]
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field"
-            section = _section_for(e["loc"][:-1])
-            if section is not None:
-                msg += f"; allowed: {', '.join(section.model_fields)}"
-        lines.append(f"  {field or '<root>'}: {msg} (got {got!r})")
-    return "invalid config:\n" + "\n".join(lines)
-
-
-def _section_for(loc: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] = Config
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None or not (
-            isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
-        ):
-            return None
-        model = field.annotation
-    return model
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``train.lr=3e-4`` -> (["train", "lr"], 0.0003); values are parsed as YAML scalars."""
-    if "=" not in item:
-        raise ConfigError(f"--set expects key=value (e.g. train.lr=3e-4), got {item!r}")
-    key, raw = item.split("=", 1)
-    if not key.strip():
-        raise ConfigError(f"--set expects key=value, the key is empty in {item!r}")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    # YAML reads 1e-3 as a string (no dot); treat number-looking strings as floats.
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            pass
-    return key.strip().split("."), value
-
-
-def _set_nested(tree: dict, path: list[str], value: Any) -> None:
-    node = tree
-    for part in path[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(path)}: {part!r} is a value, not a section")
-        node = child
-    node[path[-1]] = value
-
-
 def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -270,14 +269,14 @@ def load_config(
             )
         tree = loaded or {}
     for key, value in (overrides or {}).items():
-        _set_nested(tree, key.split("."), value)
+        set_nested(tree, key.split("."), value)
     for item in sets or []:
-        keys, value = parse_override(item)
-        _set_nested(tree, keys, value)
+        keys, value = parse_override(Config, item)
+        set_nested(tree, keys, value)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
         where = f" ({path})" if path else ""
         raise ConfigError(
-            _format_errors(exc).replace("invalid config", f"invalid config{where}", 1)
+            describe_errors(Config, exc).replace("invalid config", f"invalid config{where}", 1)
         ) from None

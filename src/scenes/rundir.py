@@ -19,8 +19,20 @@ from pathlib import Path
 from .csvfile import SafeWriter, restore
 from .errors import MissingPathError, RunDirError, UnsafeFileError
 
+BUNDLE_DIR = "model"  # a run's deployable bundle: RUN/model/
 SPLIT_FILE = "split.csv"
 METRICS_FILE = "metrics.csv"
+# Figures training writes into RUN/figures/, in the order a report tells the story.
+CLASS_DISTRIBUTION = "class_distribution.png"
+TRAINING_SAMPLES = "training_samples.png"
+AUGMENTATIONS = "augmentations.png"
+TRAINING_CURVES = "training_curves.png"
+FIGURE_TITLES = {
+    TRAINING_CURVES: "Training curves",
+    CLASS_DISTRIBUTION: "Class distribution",
+    TRAINING_SAMPLES: "Training images",
+    AUGMENTATIONS: "Augmentations",
+}
 METRICS_COLUMNS = [
     "epoch",
     "time_s",
@@ -53,9 +65,12 @@ class RunDir:
     checkpoints = property(lambda self: self.path / "checkpoints")
     best_checkpoint = property(lambda self: self.checkpoints / "best.ckpt")
     last_checkpoint = property(lambda self: self.checkpoints / "last.ckpt")
-    bundle = property(lambda self: self.path / "model")
+    bundle = property(lambda self: self.path / BUNDLE_DIR)
     figures = property(lambda self: self.path / "figures")
     eval = property(lambda self: self.path / "eval")
+    explain = property(lambda self: self.path / "explain")
+    label_issues = property(lambda self: self.path / "label_issues")
+    report = property(lambda self: self.path / "report.md")
 
     def holds_a_run(self) -> bool:
         return self.metrics_csv.exists() or self.checkpoints.exists()
@@ -136,7 +151,13 @@ class RunDir:
                 f"{self.best_checkpoint} not found: the best epoch is the one it records"
             )
         # mmap: only the epoch counter is read, not the weights and optimizer state
-        return int(read_checkpoint(self.best_checkpoint, mmap=True)["epoch"]) + 1
+        return epoch_of(read_checkpoint(self.best_checkpoint, mmap=True))
+
+
+def epoch_of(checkpoint: dict) -> int:
+    """The epoch (from 1, as metrics.csv counts) whose end a checkpoint was written at
+    (Lightning counts from 0)."""
+    return int(checkpoint["epoch"]) + 1
 
 
 def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
@@ -167,11 +188,3 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     if not isinstance(checkpoint, dict) or "epoch" not in checkpoint:
         raise RunDirError(f"{path} is not a training checkpoint (no epoch counter in it)")
     return checkpoint
-
-
-def write_split(run_dir: str | Path, rows: Iterable[SplitRow]) -> Path:
-    return RunDir(run_dir).write_split(rows)
-
-
-def read_split(run_dir: str | Path) -> list[SplitRow]:
-    return RunDir(run_dir).read_split()

@@ -22,8 +22,9 @@ import PIL
 from filelock import FileLock
 from numpy.lib.format import open_memmap
 from PIL import UnidentifiedImageError
-from tqdm.auto import tqdm
 
+from ..choices import worker_count
+from ..console import plural, stage
 from .files import content_digest
 from .images import PREPROCESS_VERSION, load_image
 
@@ -80,7 +81,9 @@ def _key(paths: list[Path], size: int, interpolation: str) -> str:
 def warn_failed(failed: dict[str, str]) -> None:
     if failed:
         listing = "\n".join(f"  {path}: {why}" for path, why in failed.items())
-        warnings.warn(f"skipped {len(failed)} unreadable image file(s):\n{listing}", stacklevel=2)
+        warnings.warn(
+            f"skipped {plural(len(failed), 'unreadable image file')}:\n{listing}", stacklevel=2
+        )
 
 
 def decode_images(
@@ -158,7 +161,7 @@ def _build_cache(
     finally:
         tmp_array.unlink(missing_ok=True)
         tmp_meta.unlink(missing_ok=True)
-    log.info("cached %d decoded images in %s", len(result.kept), array_file)
+    log.debug("cached %d decoded images in %s", len(result.kept), array_file)
 
 
 def common_folder(paths: list[Path]) -> str:
@@ -185,13 +188,14 @@ def _decode_into(
     progress: bool,
 ) -> DecodedImages:
     """Decode ``paths`` into the first rows of ``pixels``, readable files only, in order."""
-    workers = workers or min(8, os.cpu_count() or 1)
+    workers = workers or worker_count()
     kept, failed, digests = [], {}, []
     jobs = [(str(p), size, interpolation) for p in paths]
-    bar = tqdm(
-        total=len(paths), desc=f"Decoding images at {size}px", unit="img", disable=not progress
-    )
-    with ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool:
+    desc = f"decoding images at {size} px"
+    with (
+        stage(desc, len(paths), show=progress) as bar,
+        ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool,
+    ):
         for i, out in enumerate(pool.map(_decode, jobs, chunksize=64)):
             if isinstance(out, str):
                 failed[str(paths[i])] = out
@@ -200,7 +204,6 @@ def _decode_into(
                 kept.append(i)
                 digests.append(digest)
             bar.update()
-    bar.close()
     return DecodedImages(pixels, np.asarray(kept, dtype=np.int64), failed, digests)
 
 

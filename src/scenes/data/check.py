@@ -7,7 +7,6 @@ histogram, exact duplicates within and across splits, and duplicates whose label
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
-from .discover import DataError, find_layout
+from ..choices import worker_count
+from ..console import plural, stage
+from ..errors import DataError
+from .discover import find_layout
 from .files import IMAGE_EXTENSIONS, content_digest, has_image_extension, list_files
 
 
@@ -121,17 +122,15 @@ def check_folder(root: str | Path, progress: bool = True) -> CheckReport:
     classes = {f.label for f in files if f.label is not None}
     report = CheckReport(root, num_files=len(files), num_classes=len(classes))
     # Decoding releases the GIL, so threads overlap file reads and JPEG decodes.
-    workers = min(8, os.cpu_count() or 1)
-    with ThreadPoolExecutor(workers) as pool:
-        infos = list(
-            tqdm(
-                pool.map(inspect_file, files),
-                total=len(files),
-                desc="checking",
-                unit="file",
-                disable=not progress or len(files) < 500,
-            )
-        )
+    workers = worker_count()
+    infos = []
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        stage("checking", len(files), "file", show=progress and len(files) >= 500) as bar,
+    ):
+        for info in pool.map(inspect_file, files):
+            infos.append(info)
+            bar.update()
     by_digest: dict[str, list[DataFile]] = defaultdict(list)
     for info in infos:
         if info.not_an_image is not None:
@@ -180,7 +179,7 @@ def format_report(report: CheckReport, max_sizes: int = 10) -> str:
     lines += [f"  {_relative(p, root)}: {why}" for p, why in sorted(report.non_images.items())]
     within = [g for g in report.duplicates if not g.across_splits]
     lines.append(
-        f"exact duplicates (same bytes): {len(report.duplicates)} groups, "
+        f"exact duplicates (same bytes): {plural(len(report.duplicates), 'group')}, "
         f"{len(within)} within a split, {len(report.cross_split_duplicates)} across splits, "
         f"{len(report.label_conflicts)} with conflicting labels"
     )
@@ -193,7 +192,7 @@ def format_report(report: CheckReport, max_sizes: int = 10) -> str:
     lines.append(
         "clean: no problems found"
         if report.clean
-        else f"found {report.num_problems} problem(s): fix or remove the files listed above"
+        else f"found {plural(report.num_problems, 'problem')}: fix or remove the files listed above"
     )
     if report.num_classes >= 2:  # only a folder of class folders has labels to question
         lines.append(

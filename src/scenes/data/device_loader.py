@@ -45,7 +45,7 @@ def _read_rows(rows, start: int, stop: int) -> np.ndarray:
 class DeviceBatches:
     """(images, labels) batches gathered on the device in ``sampler``'s order.
 
-    ``sampler`` yields indices, or (index, epoch) pairs (``samplers.EpochShuffleSampler``); it is
+    ``sampler`` yields indices (``samplers.EpochShuffleSampler``, ``ShardSampler``); it is
     exposed as ``.sampler`` (and ``batch_sampler`` is None) as on a DataLoader, because that
     is where Lightning looks for ``set_epoch`` each epoch. ``drop_lone_last`` drops a final
     batch of one image (BatchNorm cannot train on it), as the DataLoader path does.
@@ -73,7 +73,7 @@ class DeviceBatches:
         return full + (1 if rest and not (self.drop_lone_last and rest == 1) else 0)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = [item[0] if isinstance(item, tuple) else item for item in self.sampler]
+        order = list(self.sampler)
         index = torch.tensor(order, dtype=torch.long).to(self.images.device)
         for batch in range(len(self)):
             rows = index[batch * self.batch_size : (batch + 1) * self.batch_size]

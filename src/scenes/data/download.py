@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from ..config import DEFAULT_DATA_DIR
-from .discover import DataError, find_layout
+from ..errors import DataError
+from .discover import find_layout
 
 KAGGLE_DATASET = "puneet6060/intel-image-classification"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..csvfile import restore
-from .discover import DataError
+from ..errors import DataError
 
 MAX_LISTED = 5  # unmatched paths named in the warning
 

@@ -57,3 +57,13 @@ def content_digest(data: bytes) -> str:
     with the CPU's SHA instructions SHA-256 took 1.06x SHA-1's time on the Intel JPEGs.)
     """
     return hashlib.sha1(data).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (model files are large): for checking a file
+    is the one it claims to be, where forged collisions would matter."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -8,7 +8,6 @@ batches.
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +17,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ..choices import worker_count
 from ..config import Config
+from ..console import plural
+from ..errors import DataError
 from ..rundir import SplitRow
 from .cache import decode_images
 from .device_loader import DeviceBatches, images_to_device, resolve_on_device
-from .discover import DataError, LabelledFiles, Layout, find_layout, list_labelled_files
+from .discover import LabelledFiles, Layout, find_layout, list_labelled_files
 from .exclude import apply_exclusion
 from .samplers import DecodedDataset, EpochShuffleSampler, ShardSampler
 from .split import split_train_val
@@ -53,7 +55,7 @@ def resolve_workers(num_workers: int | str) -> int:
     if num_workers == "auto":
         # On CPU, workers compete with the model for the same cores; the cache makes
         # loading cheap enough to do inline. With a GPU, augmentation must keep up.
-        return min(8, os.cpu_count() or 1) if torch.cuda.is_available() else 0
+        return worker_count() if torch.cuda.is_available() else 0
     return int(num_workers)
 
 
@@ -155,13 +157,13 @@ def reuse_split(
     if gone or relabelled:
         examples = ", ".join(str(p) for p in (gone + relabelled)[:3])
         raise DataError(
-            f"the data changed since the run started: {len(gone)} image(s) of its split.csv "
+            f"the data changed since the run started: {plural(len(gone), 'image')} of its split.csv "
             f"are gone or unreadable and {len(relabelled)} have another class now "
             f"(e.g. {examples}); resume with the data the run was started on, or start a new run"
         )
     if index:
         warnings.warn(
-            f"{len(index)} image(s) were added to the data since the run started; the resumed "
+            f"{plural(len(index), 'image')} added to the data since the run started; the resumed "
             "run leaves them out, as its split.csv does not list them",
             stacklevel=2,
         )

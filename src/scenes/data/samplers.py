@@ -21,8 +21,7 @@ class DecodedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index = item[0] if isinstance(item, tuple) else item  # (index, epoch) from the sampler
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         image = torch.from_numpy(np.ascontiguousarray(self.pixels[index].transpose(2, 0, 1)))
         return image, int(self.labels[index])
 
@@ -52,11 +51,10 @@ class EpochShuffleSampler(Sampler):
     def __len__(self) -> int:
         return self.n // self.world_size
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=generator)[: len(self) * self.world_size]
-        for index in order[self.rank :: self.world_size].tolist():
-            yield index, self.epoch
+        return iter(order[self.rank :: self.world_size].tolist())
 
 
 class ShardSampler(Sampler):

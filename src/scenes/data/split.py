@@ -7,7 +7,7 @@ from collections import Counter
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .discover import DataError
+from ..errors import DataError
 
 
 def split_train_val(

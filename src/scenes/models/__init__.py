@@ -15,15 +15,13 @@ _EXPORTS = {
     "read_meta": ".bundle",
     "save_bundle": ".bundle",
     "BACKENDS": ".registry",
-    "BuiltModel": ".registry",
-    "WeightsUnavailableError": ".registry",
+    "BuiltModel": ".base",
     "build_model": ".registry",
 }
 __all__ = [  # literal, so linters and IDEs see the names; must equal _EXPORTS' keys (tested)
     "BACKENDS",
     "BuiltModel",
     "BundleMeta",
-    "WeightsUnavailableError",
     "build_model",
     "load_bundle",
     "read_meta",
@@ -31,8 +29,9 @@ __all__ = [  # literal, so linters and IDEs see the names; must equal _EXPORTS' 
 ]
 
 if TYPE_CHECKING:
+    from .base import BuiltModel
     from .bundle import BundleMeta, load_bundle, read_meta, save_bundle
-    from .registry import BACKENDS, BuiltModel, WeightsUnavailableError, build_model
+    from .registry import BACKENDS, build_model
 
 
 def __getattr__(name: str) -> Any:

@@ -1,5 +1,5 @@
-"""What every backend and the registry share: the built-model record, the weights error,
-ImageNet statistics and the classifier finder.
+"""What every backend and the registry share: the built-model record, ImageNet statistics
+and the classifier finder.
 
 It imports nothing else of ``scenes.models``, so the registry can import the backends and the
 backends can import this module: imports run one way (registry -> backends -> base).
@@ -12,14 +12,13 @@ from typing import Protocol
 
 from torch import nn
 
-from ..errors import ConfigError, WeightsUnavailableError
+from ..errors import ConfigError
 
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Backend",
     "BuiltModel",
-    "WeightsUnavailableError",
     "last_linear",
 ]
 

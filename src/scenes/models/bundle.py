@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from ..data.images import RESAMPLING
 from ..errors import BundleError, MissingPathError
+from ..rundir import BUNDLE_DIR
 
 if TYPE_CHECKING:
     import torch
@@ -164,13 +165,20 @@ def resolve_bundle_dir(path: str | Path) -> Path:
         raise MissingPathError(
             f"{path} is a file: --run takes a run directory or its model/ folder{hint}"
         )
-    for candidate in (path, path / "model"):
+    for candidate in (path, path / BUNDLE_DIR):
         if (candidate / META_FILE).is_file() and (candidate / WEIGHTS_FILE).is_file():
             return candidate
     raise MissingPathError(
         f"no model bundle at {path}: expected {META_FILE} and {WEIGHTS_FILE} "
-        f"in {path} or {path / 'model'} (written by `scenes train` at the end of a run)"
+        f"in {path} or {path / BUNDLE_DIR} (written by `scenes train` at the end of a run)"
     )
+
+
+def bundle_run_dir(path: str | Path) -> Path:
+    """The folder that holds a bundle's outputs (eval/, explain/, label_issues/): the run for
+    ``RUN`` or ``RUN/model``, the bundle folder itself for a bundle standing alone."""
+    bundle = resolve_bundle_dir(path)
+    return bundle.parent if bundle.name == BUNDLE_DIR else bundle
 
 
 def read_meta(path: str | Path) -> BundleMeta:

@@ -18,12 +18,17 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import TRAIN_WEIGHTS_FIXES, BundleError, ConfigError, UsageError
+from ..errors import (
+    TRAIN_WEIGHTS_FIXES,
+    BundleError,
+    ConfigError,
+    UsageError,
+    WeightsUnavailableError,
+)
 from .base import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BuiltModel,
-    WeightsUnavailableError,
     last_linear,
 )
 from .weights import find_local, weights_dirs

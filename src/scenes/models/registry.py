@@ -15,32 +15,21 @@ from urllib.error import URLError
 import torch
 from torch import nn
 
-from ..errors import TRAIN_WEIGHTS_FIXES, ConfigError, MissingPathError, UsageError
+from ..errors import (
+    TRAIN_WEIGHTS_FIXES,
+    ConfigError,
+    MissingPathError,
+    UsageError,
+    WeightsUnavailableError,
+)
 from .base import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     Backend,
     BuiltModel,
-    WeightsUnavailableError,
     last_linear,
 )
 from .hf_backend import HFBackend
 from .timm_backend import TimmBackend
 from .weights import check_hash_in_name, find_local, weights_dirs
-
-# Re-exported: scenes.models.registry.BuiltModel & co. stay importable from here.
-__all__ = [
-    "BACKENDS",
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "Backend",
-    "BuiltModel",
-    "WeightsUnavailableError",
-    "build_model",
-    "last_linear",
-    "load_weights_file",
-    "split_name",
-]
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..errors import TRAIN_WEIGHTS_FIXES, ConfigError
-from .base import BuiltModel, WeightsUnavailableError, last_linear
+from ..errors import TRAIN_WEIGHTS_FIXES, ConfigError, WeightsUnavailableError
+from .base import IMAGENET_MEAN, IMAGENET_STD, BuiltModel, last_linear
 from .weights import find_local, weights_dirs
 
 
@@ -111,8 +111,8 @@ class TimmBackend:
             "timm",
             name,
             head_name(module),
-            mean=[float(v) for v in data.get("mean", (0.485, 0.456, 0.406))],
-            std=[float(v) for v in data.get("std", (0.229, 0.224, 0.225))],
+            mean=[float(v) for v in data.get("mean", IMAGENET_MEAN)],
+            std=[float(v) for v in data.get("std", IMAGENET_STD)],
             interpolation=str(data.get("interpolation", "bilinear")),
         )
         if pretrained:

@@ -16,11 +16,11 @@ The folders are ``model.weights_dir`` (``--set model.weights_dir=DIR``) and then
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
 
+from ..data.files import file_sha256
 from ..errors import WeightsUnavailableError
 
 ENV = "SCENES_WEIGHTS_DIR"
@@ -50,13 +50,10 @@ def check_hash_in_name(path: Path, what: str, url: str) -> None:
     match = HASH_IN_NAME.search(path.name)
     if match is None:
         return
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    if not digest.hexdigest().startswith(match.group(1)):
+    digest = file_sha256(path)
+    if not digest.startswith(match.group(1)):
         raise WeightsUnavailableError(
             f"{path} has the name of {what} but not its content (its SHA-256 starts with "
-            f"{digest.hexdigest()[:8]}, the name says {match.group(1)}): replace it with the "
+            f"{digest[:8]}, the name says {match.group(1)}): replace it with the "
             f"file from {url}, or remove it"
         )

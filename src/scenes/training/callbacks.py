@@ -13,17 +13,14 @@ from tqdm.auto import tqdm
 
 from ..rundir import METRICS_COLUMNS, RunDir
 
-HEADERS = [
-    "epoch",
-    "time",
-    "lr",
-    "train loss",
-    "train acc",
-    "train F1",
-    "val loss",
-    "val acc",
-    "val F1",
-]
+
+def header(column: str) -> str:
+    """The table's heading for a metrics.csv column: ``train_f1`` -> ``train F1``."""
+    words = column.removesuffix("_s").split("_")
+    return " ".join("F1" if w == "f1" else w for w in words)
+
+
+HEADERS = [header(c) for c in METRICS_COLUMNS]
 
 
 class EpochTable(L.Callback):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+from .. import console
 from ..config import load_config
 from ..errors import MissingPathError, TrainingInterrupted
 from ..rundir import RunDir
@@ -46,7 +47,7 @@ def run_train(config_path: str | None, overrides: dict, sets: list[str], resume:
     print(
         f"\nbest epoch {result.best_epoch} of {result.epochs_run}: val top-1 "
         f"{best.get('val_acc', float('nan')):.4f}, macro F1 {best.get('val_f1', float('nan')):.4f}, "
-        f"val loss {best.get('val_loss', float('nan')):.4f}  ({duration(result.wall_time_s)})\n"
+        f"val loss {best.get('val_loss', float('nan')):.4f}  ({console.duration(result.wall_time_s)})\n"
         f"run directory: {run_dir}  (model bundle: {run_dir / 'model'})\n"
         "next:\n"
         f"  scenes evaluate --run {run_dir} --split val   # or --data TEST_DIR\n"
@@ -67,12 +68,3 @@ def interrupted_message(stop: TrainingInterrupted) -> str:
     if stop.resume_from is not None:
         lines.append(f"to continue: scenes train --resume {stop.resume_from}")
     return "\n".join(lines)
-
-
-def duration(seconds: float) -> str:
-    """``42 s``, ``3.5 min``, ``1.2 h``: short runs are not ``0.0 min``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"

@@ -13,7 +13,7 @@ from ..config import Config
 from ..data.batch_augment import batch_generator, make_batch_augment
 from ..data.transforms import normalize_batch
 from ..metrics import epoch_metrics
-from ..models.registry import BuiltModel
+from ..models.base import BuiltModel
 from .schedules import lr_multiplier
 
 

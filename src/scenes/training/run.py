@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import signal
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +20,11 @@ from ..errors import (
     TrainingInterrupted,
     UsageError,
 )
-from ..figures import write_curve_figures, write_data_figures
+from ..models.base import BuiltModel
 from ..models.bundle import BundleMeta, save_bundle
-from ..models.registry import BuiltModel, build_model
-from ..rundir import RunDir, SplitRow, read_checkpoint
+from ..models.registry import build_model
+from ..rundir import RunDir, SplitRow, epoch_of, read_checkpoint
+from .figures import write_curve_figures, write_data_figures
 from .hardware import Hardware, process_rank, resolve_hardware
 from .module import SceneClassifier
 from .run_folder import handing_down, new_run_dir, resume_run_dir
@@ -147,13 +147,7 @@ def train(
     module = SceneClassifier(built, cfg, data.class_names)
     trainer, _ = make_trainer(cfg, hardware, run_dir, extra_callbacks)
     meta = bundle_meta(built, cfg, data.class_names)
-    with warnings.catch_warnings(), handing_down(run_dir):
-        # We choose workers on purpose (0 on CPU: the decoded cache makes loading cheap),
-        # and a frozen backbone keeps its BatchNorm layers in eval mode on purpose.
-        warnings.filterwarnings("ignore", ".*does not have many workers.*")
-        warnings.filterwarnings("ignore", ".*module\\(s\\) in eval mode.*")
-        warnings.filterwarnings("ignore", ".*smaller than the logging interval.*")
-        warnings.filterwarnings("ignore", ".*LeafSpec.*")  # Lightning's own deprecation
+    with console.without_library_chatter(), handing_down(run_dir):
         try:
             trainer.fit(
                 module,
@@ -190,7 +184,7 @@ def write_best_bundle(run: RunDir, module: SceneClassifier, meta: BundleMeta) ->
     best_state = read_checkpoint(run.best_checkpoint)
     module.load_state_dict(best_state["state_dict"])
     save_bundle(module.model, meta, run.bundle)
-    return int(best_state["epoch"]) + 1
+    return epoch_of(best_state)
 
 
 def keep_interrupted_run(
@@ -217,7 +211,8 @@ def check_shards(data: PreparedData, world_size: int) -> None:
     for split, dataset in (("training", data.train), ("validation", data.val)):
         if len(dataset) < world_size:
             raise DataError(
-                f"{len(dataset)} {split} image(s) for {world_size} processes: each process "
+                f"{console.plural(len(dataset), split + ' image')} for {world_size} processes: "
+                "each process "
                 "needs at least one; use fewer --devices or more data (data.val_fraction "
                 "sets the validation share)"
             )
@@ -252,7 +247,7 @@ def write_run_files(
     run.write_split(_split_rows(data))
     write_data_figures(run.figures, data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:
-        run.trim_metrics(resume_meta["epoch"] + 1)
+        run.trim_metrics(epoch_of(resume_meta))
 
 
 def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> BundleMeta:

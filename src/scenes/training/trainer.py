@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from .. import console
 from ..config import Config
 from ..rundir import RunDir
 from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, WeightEMA
@@ -44,13 +44,10 @@ def make_trainer(
         f"global batch {global_batch} = {cfg.data.batch_size} per device x "
         f"{hardware.world_size} process(es) x {tc.accumulate_grad_batches} accumulated"
     )
+    # A bar only on a terminal: in a log file its redraws would be glued to the epoch table.
+    bar = tc.progress_bar and console.bars_enabled()
     callbacks = [
-        # In a log file (no terminal) a bar redrawn every batch would fill it with lines.
-        *(
-            [EpochProgressBar(refresh_rate=1 if sys.stdout.isatty() else 100)]
-            if tc.progress_bar
-            else []
-        ),
+        *([EpochProgressBar()] if bar else []),
         ReseedEachStep(cfg.seed),
         EpochTable(RunDir(run_dir), preamble=preamble),
         checkpoints,
@@ -77,7 +74,7 @@ def make_trainer(
         logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
         default_root_dir=str(run_dir),
         num_sanity_val_steps=0,
-        enable_progress_bar=tc.progress_bar,
+        enable_progress_bar=bar,
         enable_model_summary=False,
         log_every_n_steps=10,
     )

@@ -13,17 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from . import figures
-from .errors import RunDirError
-from .models.bundle import META_FILE, read_meta
-from .rundir import RunDir
+from ..errors import RunDirError
+from ..models.bundle import META_FILE, read_meta
+from ..rundir import FIGURE_TITLES, RunDir
+from .outputs import CONFUSION_MATRIX, ERROR_GRID, METRICS_JSON, PREDICTIONS_CSV
 
-FIGURE_TITLES = {
-    figures.TRAINING_CURVES: "Training curves",
-    figures.CLASS_DISTRIBUTION: "Class distribution",
-    figures.TRAINING_SAMPLES: "Training images",
-    figures.AUGMENTATIONS: "Augmentations",
-}
 METRIC_FORMATS = {"epoch": "{:.0f}", "time_s": "{:.1f}", "lr": "{:.2e}"}
 
 
@@ -92,7 +86,7 @@ def _epochs_section(columns: dict[str, list[float]], monitor: str, best_epoch: i
 
 
 def _figures_section(run_dir: Path) -> list[str]:
-    folder = run_dir / "figures"
+    folder = RunDir(run_dir).figures
     pngs = sorted(folder.glob("*.png")) if folder.is_dir() else []
     # Known figures first, in story order; anything else a user dropped in after them.
     order = list(FIGURE_TITLES)
@@ -107,7 +101,7 @@ def _figures_section(run_dir: Path) -> list[str]:
 
 
 def _evaluation_section(run_dir: Path) -> list[str]:
-    results = sorted((run_dir / "eval").glob("*/metrics.json"))
+    results = sorted(RunDir(run_dir).eval.glob(f"*/{METRICS_JSON}"))
     if not results:
         return [
             "## Evaluation",
@@ -140,26 +134,30 @@ def _evaluation_section(run_dir: Path) -> list[str]:
         ]
         lines += [*_table(["class", "precision", "recall", "F1", "support"], rows), ""]
         for name, title in (
-            (figures.CONFUSION_MATRIX, "Confusion matrix"),
-            (figures.ERROR_GRID, "Most confident mistakes"),
+            (CONFUSION_MATRIX, "Confusion matrix"),
+            (ERROR_GRID, "Most confident mistakes"),
         ):
             if (path.parent / name).is_file():
                 lines += [f"![{title}]({folder}/{name})", ""]
-        if (path.parent / "predictions.csv").is_file():
+        if (path.parent / PREDICTIONS_CSV).is_file():
+            link = f"{folder}/{PREDICTIONS_CSV}"
             lines += [
-                f"Every prediction: [`{folder}/predictions.csv`]({folder}/predictions.csv)",
+                f"Every prediction: [`{link}`]({link})",
                 "",
             ]
     return lines
 
 
 def write_report(run_dir: str | Path) -> Path:
+    """``RUN/report.md``; ``run_dir`` may also be the run's ``model/`` folder."""
     run = RunDir(run_dir)
+    if not run.holds_a_run() and RunDir(run.path.parent).holds_a_run():
+        run = RunDir(run.path.parent)  # given RUN/model: the run that holds it
     run_dir = run.path
-    columns = run.metrics_columns()  # FileNotFoundError naming metrics.csv when it is absent
+    columns = run.metrics_columns()  # MissingPathError naming metrics.csv when it is absent
     if not columns:
         raise RunDirError(f"{run.metrics_csv} has no epochs yet: train for at least one epoch")
-    config_file = run_dir / "config.yaml"
+    config_file = run.config
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
     monitor = (config or {}).get("train", {}).get("monitor", "val_loss")
     if monitor not in columns:
@@ -175,7 +173,7 @@ def write_report(run_dir: str | Path) -> Path:
         "",
         *_evaluation_section(run_dir),
     ]
-    report = run_dir / "report.md"
+    report = run.report
     report.write_text("\n".join(lines).rstrip() + "\n")
     return report
 

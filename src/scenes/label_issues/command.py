@@ -11,20 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
+from ..choices import DEFAULT_RANKING_METHOD, INFERENCE_BATCH
+from ..data.discover import find_layout, list_labelled_files
 from ..errors import TRAIN_WEIGHTS_FIXES, UsageError, WeightsUnavailableError
+from ..models.bundle import bundle_run_dir
 from ..outputs import output_dir
-from .discover import find_layout, list_labelled_files
-from .issue_outputs import summarize, write_outputs
-from .issue_ranking import DEFAULT_METHOD, check_folds, find_issues
+from ..rundir import RunDir
+from .outputs import summarize, write_outputs
+from .ranking import check_folds, find_issues
 
 
 def in_sample_note(run: str | Path, paths: list[Path]) -> str:
     """How many of ``paths`` trained the run's model (its split.csv), said plainly."""
-    from ..models.bundle import resolve_bundle_dir
-    from ..rundir import RunDir
-
-    bundle = resolve_bundle_dir(run)
-    run_dir = RunDir(bundle.parent if bundle.name == "model" else bundle)
+    run_dir = RunDir(bundle_run_dir(run))
     if not run_dir.split_csv.is_file():
         return ""
     trained = {row.path.resolve() for row in run_dir.read_split() if row.split == "train"}
@@ -42,12 +41,8 @@ def in_sample_note(run: str | Path, paths: list[Path]) -> str:
 def default_out_dir(root: Path, run: str | None) -> Path:
     name = root.resolve().name or "data"
     if run is not None:
-        from ..models.bundle import resolve_bundle_dir
-
-        bundle = resolve_bundle_dir(run)
-        run_dir = bundle.parent if bundle.name == "model" else bundle
-        return run_dir / "label_issues" / name
-    return Path("label_issues") / name
+        return RunDir(bundle_run_dir(run)).label_issues / name
+    return Path(RunDir(".").label_issues.name) / name
 
 
 ISSUES_WEIGHTS_FIXES = (
@@ -82,13 +77,14 @@ def run_issues(
     sets: list[str] | None = None,
     folds: int = 5,
     top: int = 100,
-    method: str = DEFAULT_METHOD,
+    method: str = DEFAULT_RANKING_METHOD,
     out: str | None = None,
-    batch_size: int = 64,
+    batch_size: int = INFERENCE_BATCH,
+    device: str = "auto",
 ) -> int:
     """``scenes data issues``: write label_issues.csv, label_quality.csv, the grid, a summary."""
     from ..config import load_config
-    from .features import pretrained_backbone, run_backbone
+    from ..models.features import pretrained_backbone, run_backbone
 
     if top < 1:
         raise UsageError(f"--top must be at least 1, got {top}")
@@ -125,7 +121,7 @@ def run_issues(
                 str(exc).replace(TRAIN_WEIGHTS_FIXES, ISSUES_WEIGHTS_FIXES)
             ) from None
     issues = find_issues(
-        files, backbone, cfg.resolved_cache_dir(), folds, cfg.seed, method, batch_size
+        files, backbone, cfg.resolved_cache_dir(), folds, cfg.seed, method, batch_size, True, device
     )
     note = in_sample_note(run, issues.paths) if run is not None else ""
     summary = summarize(issues, top, str(layout.train_dir), note)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..console import plural
 from ..csvfile import SafeWriter
-from .issue_ranking import LabelIssues
+from .ranking import LabelIssues
 
 GRID_COLUMNS = 5  # the figure shows the top GRID_COLUMNS**2 suspects
 ISSUES_CSV = "label_issues.csv"
@@ -57,8 +58,8 @@ def write_quality_csv(issues: LabelIssues, path: Path) -> Path:
 
 
 def write_grid(issues: LabelIssues, indices: np.ndarray, path: Path) -> Path:
-    from ..figures import plot_image_grid
-    from .images import load_image
+    from ..data.images import load_image
+    from ..plots import plot_image_grid
 
     shown = np.asarray(indices)[: GRID_COLUMNS**2]
     names, suggested = issues.class_names, issues.suggested
@@ -100,7 +101,7 @@ def summarize(issues: LabelIssues, top: int, source: str, note: str = "") -> str
         ]
         text += f" Listed, by given → suggested label: {', '.join(pairs)}."
     if issues.skipped:
-        text += f" {len(issues.skipped)} unreadable file(s) skipped."
+        text += f" {plural(len(issues.skipped), 'unreadable file')} skipped."
     return text + (f" {note}" if note else "")
 
 

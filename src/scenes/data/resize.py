@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
-from tqdm.auto import tqdm
 
-from .data.files import list_files
-from .data.images import load_image
-from .errors import MissingPathError, UsageError
-from .outputs import output_dir
+from ..choices import worker_count
+from ..console import stage
+from ..errors import MissingPathError, UsageError
+from ..outputs import output_dir
+from .files import list_files
+from .images import load_image
 
 # Formats we write back as themselves; anything else (GIF) becomes PNG (lossless, universal).
 SAVE_AS = {
@@ -110,20 +111,16 @@ def resize_tree(
             summary.skipped += 1
         else:
             jobs.append((str(path), str(target), size))
-    workers = workers or os.cpu_count() or 1
+    workers = workers or worker_count(None)
     with ProcessPoolExecutor(max_workers=workers) as pool:
         results = pool.map(_resize_one, jobs, chunksize=16)
-        for (source, _, _), error in tqdm(
-            zip(jobs, results, strict=True),
-            total=len(jobs),
-            unit="img",
-            desc=f"resizing to {size}px",
-            disable=not progress,
-        ):
-            if error is None:
-                summary.written += 1
-            else:
-                summary.failed[source] = error
+        with stage(f"resizing to {size} px", len(jobs), show=progress) as bar:
+            for (source, _, _), error in zip(jobs, results, strict=True):
+                if error is None:
+                    summary.written += 1
+                else:
+                    summary.failed[source] = error
+                bar.update()
     return summary
 
 

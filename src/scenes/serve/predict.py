@@ -13,22 +13,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from .console import plural
-from .csvfile import SafeWriter
-from .data.files import list_files
-from .errors import MissingPathError
-from .inference import Prediction, PredictionRow, Predictor, Source
-from .outputs import output_file
+from .. import console
+from ..choices import INFERENCE_BATCH
+from ..console import plural
+from ..csvfile import SafeWriter
+from ..data.files import list_files
+from ..errors import MissingPathError
+from ..outputs import output_file
+from .answers import PredictionRow
+from .predictor import Predictor
 
-__all__ = [
-    "Prediction",
-    "PredictionRow",
-    "Predictor",
-    "Source",
-    "collect_images",
-    "format_table",
-    "write_csv",
-]
+__all__ = ["collect_images", "format_table", "run_predict", "write_csv"]
 
 STDOUT = "-"
 
@@ -100,17 +95,19 @@ def run_predict(
     top_k: int = 3,
     out: str | None = None,
     backend: str = "torch",
-    batch_size: int = 32,
+    batch_size: int = INFERENCE_BATCH,
     device: str = "auto",
+    tta: bool = False,
 ) -> int:
-    if out not in (None, STDOUT):
+    if out == STDOUT:
+        console.data_on_stdout()
+    elif out is not None:
         output_file(out, example="preds.csv")
     files = collect_images(paths)
     if not files:
         raise MissingPathError(f"no image files in {', '.join(paths)}")
     predictor = Predictor.load(run, backend=backend, device=device)
     top_k = min(top_k, len(predictor.class_names))
-    progress = (out is not None and out != STDOUT and sys.stderr.isatty()) or len(files) > 100
     failed = []
 
     def counted(rows: Iterable[PredictionRow]) -> Iterator[PredictionRow]:
@@ -119,7 +116,7 @@ def run_predict(
                 failed.append(row.source)
             yield row
 
-    rows = counted(predictor.iter_predictions(files, top_k, batch_size, progress=progress))
+    rows = counted(predictor.iter_predictions(files, top_k, batch_size, progress=True, tta=tta))
     if out is None:
         width = max([len(str(f)) for f in files] + [4])
         print(f"{'path':<{width}}  prediction")

@@ -1,61 +1,38 @@
 """``Predictor``: a trained bundle ready for inference, the one preprocessing + forward path
 shared by ``evaluate``, ``predict``, the app, ``export`` and ``explain``, so they can never
-disagree."""
+disagree.
+
+Decoding is ``data.images.load_image``; the network is a runner (``runners.py``: PyTorch, or the
+exported ONNX graph); probabilities come from one softmax (``answers.softmax``). With the ONNX
+backend nothing here imports torch until a heatmap is asked for (the maps need gradients, so
+they always come from the PyTorch network).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from PIL import Image
-from tqdm.auto import tqdm
 
-from .data.images import load_image
-from .data.transforms import normalize_batch
-from .errors import UsageError
-from .models.bundle import BundleMeta, load_bundle, resolve_bundle_dir
+from ..choices import BACKENDS, INFERENCE_BATCH
+from ..console import stage
+from ..data.images import load_image
+from ..errors import UsageError
+from ..models.bundle import BundleMeta, read_meta, resolve_bundle_dir
+from .answers import Prediction, PredictionRow, Source, best_classes, softmax, source_name
+from .runners import OnnxRunner, Runner, TorchRunner
 
 if TYPE_CHECKING:
-    from .cam import Explainer
+    import torch
+
+    from .heatmaps import Explainer
 
 log = logging.getLogger(__name__)
 
-Source = str | Path | Image.Image
-Prediction = list[tuple[str, float]]
-
-
-@dataclass
-class PredictionRow:
-    source: str
-    top: Prediction  # empty when the file could not be read
-    error: str | None = None
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto``: the first CUDA GPU when there is one, else the CPU. An explicit device that
-    this machine does not have is refused with the way out, not left to fail mid-batch."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
-    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
-        raise UsageError(
-            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)"
-        )
-    if resolved.type == "mps" and not torch.backends.mps.is_available():
-        raise UsageError(f"--device {device}: MPS is not available here; use --device cpu")
-    return resolved
+__all__ = ["Prediction", "PredictionRow", "Predictor", "Source"]
 
 
 class Predictor:
@@ -65,70 +42,65 @@ class Predictor:
 
     def __init__(
         self,
-        module: torch.nn.Module,
         meta: BundleMeta,
         directory: Path,
-        device: torch.device,
+        runner: Runner,
         backend: str = "torch",
-        onnx_path: Path | None = None,
+        device: str = "auto",
     ):
-        if backend not in ("torch", "onnx"):
-            raise UsageError(f"unknown backend {backend!r}; choose torch or onnx")
-        self.module = module  # the PyTorch network, in eval mode (also for ONNX: explain)
         self.meta = meta
         self.directory = directory  # the model/ folder it was loaded from
-        self.device = device
+        self.runner = runner
         self.backend = backend
-        self.session = None
+        self._device = device  # as asked: the PyTorch network for heatmaps goes there too
+        self._torch_runner = runner if isinstance(runner, TorchRunner) else None
         self._explainers: dict[tuple[str, str | None], Explainer] = {}
-        if backend == "onnx":
-            self.session = self._onnx_session(Path(onnx_path or directory / "model.onnx"))
 
     @classmethod
     def load(
         cls,
         path: str | Path,
         backend: str = "torch",
-        device: str | torch.device = "auto",
+        device: str = "auto",
         onnx_path: str | Path | None = None,
     ) -> Predictor:
         """From a run directory or a ``model/`` bundle, on ``device`` (auto: CUDA when there is
         one). ONNX: ``onnx_path``, by default ``<bundle>/model.onnx``, which is exported first
         when it is missing or was made from other weights than the bundle's current ones."""
-        device = resolve_device(device)
-        module, meta = load_bundle(path, device)
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         directory = resolve_bundle_dir(path)
-        if backend == "onnx" and onnx_path is None:
-            from .export import default_onnx_path, export_onnx, is_current
-
-            onnx_path = default_onnx_path(directory)
-            if not onnx_path.is_file():
-                log.warning("no %s yet: exporting it now", onnx_path)
-                export_onnx(directory, onnx_path)
-            elif not is_current(onnx_path, directory):
-                log.warning("%s was made from older weights: exporting it again", onnx_path)
-                export_onnx(directory, onnx_path)
-        return cls(module, meta, directory, device, backend, onnx_path)
-
-    def _onnx_session(self, onnx_path: Path):
-        import onnxruntime as ort
-
-        from .export import StaleExportError, is_current
-
-        if not is_current(onnx_path, self.directory):
-            raise StaleExportError(
-                f"{onnx_path} was not exported from {self.directory}'s current weights "
-                f"(the bundle changed since, e.g. by a resumed run): run "
-                f"`scenes export --run {self.directory}` again"
-            )
-        providers = ["CPUExecutionProvider"]
-        if self.device.type == "cuda":
-            providers.insert(0, "CUDAExecutionProvider")
-        return ort.InferenceSession(str(onnx_path), providers=providers)
+        meta = read_meta(directory)
+        if backend == "torch":
+            return cls(meta, directory, TorchRunner(directory, meta, str(device)), backend, device)
+        if onnx_path is None:
+            onnx_path = current_onnx(directory)
+        runner = OnnxRunner(Path(onnx_path), directory, meta, str(device))
+        return cls(meta, directory, runner, backend, device)
 
     @property
     def class_names(self) -> list[str]:
         return self.meta.class_names
+
+    @property
+    def device(self) -> str:
+        return self.runner.device
+
+    # -- the PyTorch network: served by the torch backend, and behind heatmaps for every one ---
+    @property
+    def torch_runner(self) -> TorchRunner:
+        if self._torch_runner is None:
+            self._torch_runner = TorchRunner(self.directory, self.meta, str(self._device))
+        return self._torch_runner
+
+    @property
+    def module(self) -> torch.nn.Module:
+        """The PyTorch network, in eval mode (loaded on first use with other backends)."""
+        return self.torch_runner.module
+
+    def to_input(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 (B, H, W, 3) -> the normalised tensor the PyTorch network takes."""
+        return self.torch_runner.to_input(images)
 
     # -- the one preprocessing path ---------------------------------------------------------
     def load_image(self, source: Source) -> np.ndarray:
@@ -150,50 +122,33 @@ class Predictor:
         array = np.stack(batch) if batch else np.empty((0, size, size, 3), np.uint8)
         return array, ok, errors
 
-    def to_input(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """uint8 (B, H, W, 3) array or (B, 3, H, W) tensor -> normalised float batch."""
-        if isinstance(images, np.ndarray):
-            images = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-        return normalize_batch(
-            images.to(self.device), self.meta.mean, self.meta.std, self.meta.channels_last
-        )
-
     # -- answers ------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def logits(self, images: np.ndarray | torch.Tensor, tta: bool = False) -> torch.Tensor:
-        """Logits (B, num_classes) on the CPU, from this predictor's backend; with ``tta`` the
-        mean of the image's and its mirror's."""
-        x = self.to_input(images)
-        out = self._forward(x)
+    def logits(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
+        """Logits (B, num_classes) of a uint8 (B, H, W, 3) batch, from this predictor's backend;
+        with ``tta`` the mean of the image's and its mirror's."""
+        out = self.runner.logits(images)
         if tta:
-            out = (out + self._forward(torch.flip(x, dims=[3]))) / 2
+            out = (out + self.runner.logits(np.ascontiguousarray(images[:, :, ::-1]))) / 2
         return out
 
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.session is None:
-            return self.module(x).float().cpu()
-        (logits,) = self.session.run(["logits"], {"input": x.contiguous().cpu().numpy()})
-        return torch.from_numpy(logits).float()
-
-    def probabilities(self, images: np.ndarray | torch.Tensor, tta: bool = False) -> np.ndarray:
+    def probabilities(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
         """(B, num_classes) probabilities for a uint8 (B, H, W, 3) batch."""
-        return torch.softmax(self.logits(images, tta), dim=1).numpy()
+        return softmax(self.logits(images, tta))
 
-    def top(self, probs: np.ndarray, top_k: int) -> Prediction:
-        """[(label, probability), ...] of the ``top_k`` largest of one row of probabilities."""
-        order = np.argsort(-probs, kind="stable")[: max(1, min(top_k, len(probs)))]
-        return [(self.class_names[i], float(probs[i])) for i in order]
+    def top(self, probs: np.ndarray, k: int) -> Prediction:
+        """[(label, probability), ...] of the ``k`` largest of one row of probabilities."""
+        return best_classes(probs, self.class_names, k)
 
-    def predict(self, image: Source, top_k: int = 3) -> Prediction:
+    def predict(self, image: Source, top_k: int = 3, tta: bool = False) -> Prediction:
         """[(label, probability), ...] best first. Raises for an unreadable image."""
         batch = self.load_image(image)[None]
-        return self.top(self.probabilities(batch)[0], top_k)
+        return self.top(self.probabilities(batch, tta)[0], top_k)
 
     def explainer(self, method: str = "gradcam", target_layer: str | None = None) -> Explainer:
         """The class-activation-map maker for ``method`` on ``target_layer`` (default: chosen
         for the architecture), built once. It runs the PyTorch network even when predictions
         come from ONNX Runtime: the maps need gradients."""
-        from .cam import Explainer
+        from .heatmaps import Explainer
 
         key = (method, target_layer)
         if key not in self._explainers:
@@ -215,11 +170,12 @@ class Predictor:
         top_k: int = 3,
         method: str = "gradcam",
         target_layer: str | None = None,
+        tta: bool = False,
     ) -> tuple[list[Prediction], list[int], np.ndarray]:
         """For a uint8 (B, H, W, 3) batch: the top-k of each image (from this predictor's
         backend, as ``predict`` gives them), the class index each heatmap is for
         (``class_name``, default each image's top class) and the (B, H, W) heatmaps."""
-        probs = self.probabilities(images)
+        probs = self.probabilities(images, tta)
         if class_name is None:
             classes = [int(np.argmax(p)) for p in probs]
         else:
@@ -246,30 +202,49 @@ class Predictor:
         self,
         sources: Sequence[Source],
         top_k: int = 3,
-        batch_size: int = 32,
+        batch_size: int = INFERENCE_BATCH,
         progress: bool = False,
+        tta: bool = False,
     ) -> list[PredictionRow]:
         """One row per source, in order; an unreadable file is a row with ``error`` set."""
-        return list(self.iter_predictions(sources, top_k, batch_size, progress))
+        return list(self.iter_predictions(sources, top_k, batch_size, progress, tta))
 
     def iter_predictions(
         self,
         sources: Sequence[Source],
         top_k: int = 3,
-        batch_size: int = 32,
+        batch_size: int = INFERENCE_BATCH,
         progress: bool = False,
+        tta: bool = False,
     ) -> Iterator[PredictionRow]:
         """``predict_many``'s rows, yielded batch by batch as they are computed."""
-        with tqdm(total=len(sources), unit="img", desc="predicting", disable=not progress) as bar:
+        with stage("predicting", len(sources), show=progress) as bar:
             for start in range(0, len(sources), batch_size):
                 chunk = sources[start : start + batch_size]
                 images, ok, errors = self.load_images(chunk)
-                probs = self.probabilities(images) if len(ok) else np.empty((0, 0))
+                probs = self.probabilities(images, tta) if len(ok) else np.empty((0, 0))
                 by_index = dict(zip(ok, probs, strict=True))
                 for i, source in enumerate(chunk):
-                    name = str(source) if not isinstance(source, Image.Image) else "<image>"
+                    name = source_name(source)
                     if i in by_index:
                         yield PredictionRow(name, self.top(by_index[i], top_k))
                     else:
                         yield PredictionRow(name, [], errors[i])
                 bar.update(len(chunk))
+
+
+def current_onnx(directory: Path) -> Path:
+    """``<bundle>/model.onnx``, exported first when it is missing or was made from other weights
+    than the bundle's current ones (the only case where the ONNX backend needs torch)."""
+    from .export import default_onnx_path, is_current
+
+    onnx_path = default_onnx_path(directory)
+    if not onnx_path.is_file():
+        log.warning("no %s yet: exporting it now", onnx_path)
+    elif not is_current(onnx_path, directory):
+        log.warning("%s was made from older weights: exporting it again", onnx_path)
+    else:
+        return onnx_path
+    from .export import export_onnx
+
+    return export_onnx(directory, onnx_path)

@@ -9,16 +9,14 @@ bundle rewritten later (a resumed run) is never served through a stale graph.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from pathlib import Path
 
-import torch
-
-from .errors import UsageError
-from .models.bundle import WEIGHTS_FILE, load_bundle, resolve_bundle_dir
-from .outputs import output_file
+from ..data.files import file_sha256
+from ..errors import UsageError
+from ..models.bundle import WEIGHTS_FILE, load_bundle, resolve_bundle_dir
+from ..outputs import output_file
 
 ONNX_FILE = "model.onnx"
 OPSET = 17
@@ -35,11 +33,7 @@ def default_onnx_path(run_or_bundle: str | Path) -> Path:
 
 def weights_digest(run_or_bundle: str | Path) -> str:
     """SHA-256 of the bundle's ``model.safetensors``: what an export is made from."""
-    digest = hashlib.sha256()
-    with (resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE).open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
 
 
 def recorded_digest(onnx_path: str | Path) -> str | None:
@@ -57,6 +51,7 @@ def is_current(onnx_path: str | Path, run_or_bundle: str | Path) -> bool:
 def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Path:
     """Write ``out`` (default ``<bundle>/model.onnx``) and check it loads in ONNX Runtime."""
     import onnx
+    import torch
 
     directory = resolve_bundle_dir(run_or_bundle)
     module, meta = load_bundle(directory, "cpu")

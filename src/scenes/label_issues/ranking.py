@@ -17,14 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
+from ..choices import DEFAULT_RANKING_METHOD, INFERENCE_BATCH, RANKING_METHODS
+from ..console import stage
+from ..data.discover import LabelledFiles
 from ..errors import DataError, UsageError
-from .discover import LabelledFiles
-from .features import Backbone, image_features
+from ..models.features import Backbone, image_features
 
-METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
-DEFAULT_METHOD = "self_confidence"
 # Inverse L2 strength of the head on standardised features. On the Intel features 1e-3 caught
 # the most planted flips (README, Results), also on small folders, within 0.2 points of the best
 # cross-validated accuracy; weaker priors overfit (C=1: 88.6%) and fit slower.
@@ -105,28 +104,32 @@ def out_of_sample_probabilities(
     splits = list(splitter.split(features, labels, groups))
     # One BLAS thread: these matrices are small, and threads fighting over shared cores made
     # each fit ~10x slower on the development machine.
-    with threadpool_limits(limits=1, user_api="blas"):
-        for fit_rows, held_out in tqdm(
-            splits, desc="cross-validating heads", unit="fold", disable=not progress
-        ):
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        stage("cross-validating heads", len(splits), "fold", show=progress) as bar,
+    ):
+        for fit_rows, held_out in splits:
             head = make_pipeline(StandardScaler(), LogisticRegression(C=HEAD_C, tol=1e-3))
             with warnings.catch_warnings():
                 # A not fully converged fit still gives usable probabilities for ranking.
                 warnings.filterwarnings("ignore", ".*failed to converge.*")
                 head.fit(features[fit_rows], labels[fit_rows])
             probs[np.ix_(held_out, head.classes_)] = head.predict_proba(features[held_out])
+            bar.update()
     return probs
 
 
 def rank_label_issues(
-    labels: np.ndarray, pred_probs: np.ndarray, method: str = DEFAULT_METHOD
+    labels: np.ndarray, pred_probs: np.ndarray, method: str = DEFAULT_RANKING_METHOD
 ) -> tuple[np.ndarray, np.ndarray]:
     """(indices flagged by cleanlab, most likely errors first; label quality of every image)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
-    if method not in METHODS:
-        raise UsageError(f"unknown ranking method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in RANKING_METHODS:
+        raise UsageError(
+            f"unknown ranking method {method!r}; choose from {', '.join(RANKING_METHODS)}"
+        )
     ranked = find_label_issues(labels, pred_probs, return_indices_ranked_by=method, n_jobs=1)
     scores = get_label_quality_scores(labels, pred_probs, method=method)
     return np.asarray(ranked, dtype=np.int64), scores
@@ -138,15 +141,18 @@ def find_issues(
     cache_dir: Path | None,
     folds: int = 5,
     seed: int = 42,
-    method: str = DEFAULT_METHOD,
-    batch_size: int = 64,
+    method: str = DEFAULT_RANKING_METHOD,
+    batch_size: int = INFERENCE_BATCH,
     progress: bool = True,
+    device: str = "auto",
 ) -> LabelIssues:
     """Features (cached) -> cross-validated probabilities -> cleanlab ranking."""
-    if method not in METHODS:
-        raise UsageError(f"unknown ranking method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in RANKING_METHODS:
+        raise UsageError(
+            f"unknown ranking method {method!r}; choose from {', '.join(RANKING_METHODS)}"
+        )
     check_folds(np.asarray(files.labels), files.class_names, folds)
-    feats = image_features(files.paths, backbone, cache_dir, batch_size, progress)
+    feats = image_features(files.paths, backbone, cache_dir, batch_size, progress, device)
     if len(feats.kept) == 0:
         raise DataError("no readable images to rank")
     labels = np.asarray(files.labels)[feats.kept]

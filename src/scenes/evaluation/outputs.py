@@ -10,16 +10,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from . import figures
-from .csvfile import SafeWriter
+from .. import plots
+from ..console import plural
+from ..csvfile import SafeWriter
 
 if TYPE_CHECKING:
-    from .inference import Predictor
+    from ..serve.predictor import Predictor
 
 ERROR_GRID_SIZE = 16
+# What an evaluation folder (RUN/eval/<name>/) holds.
 METRICS_JSON = "metrics.json"
+PER_CLASS_CSV = "per_class.csv"
+CONFUSION_CSV = "confusion_matrix.csv"
+PREDICTIONS_CSV = "predictions.csv"
+CONFUSION_MATRIX = "confusion_matrix.png"
+ERROR_GRID = "errors.png"
 
 
 @dataclass
@@ -37,7 +43,7 @@ class EvalResult:
     source: str = ""  # the folder or split evaluated
     tta: bool = False
     skipped: dict[str, str] = field(default_factory=dict)  # unreadable path -> error
-    logits: torch.Tensor | None = field(default=None, repr=False)
+    logits: np.ndarray | None = field(default=None, repr=False)  # (images, classes)
 
     @property
     def num_images(self) -> int:
@@ -72,27 +78,25 @@ def write_outputs(
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / METRICS_JSON).write_text(json.dumps(result.summary(), indent=2) + "\n")
-    with (out_dir / "per_class.csv").open("w", newline="") as fh:
+    with (out_dir / PER_CLASS_CSV).open("w", newline="") as fh:
         writer = SafeWriter(fh)
         writer.writerow(["class", "precision", "recall", "f1", "support"])
         for name, m in result.per_class.items():
             writer.writerow([name, m["precision"], m["recall"], m["f1"], m["support"]])
-    with (out_dir / "confusion_matrix.csv").open("w", newline="") as fh:
+    with (out_dir / CONFUSION_CSV).open("w", newline="") as fh:
         writer = SafeWriter(fh)
         writer.writerow(["true\\predicted", *result.class_names])
         for name, row in zip(result.class_names, result.confusion):
             writer.writerow([name, *row])
-    with (out_dir / "predictions.csv").open("w", newline="") as fh:
+    with (out_dir / PREDICTIONS_CSV).open("w", newline="") as fh:
         writer = SafeWriter(fh)
         writer.writerow(["path", "true", "predicted", "confidence", "top3"])
         for p in result.predictions:
             # repr() of a float round-trips: the confidence is kept at full precision.
             top3 = ";".join(f"{label}:{prob!r}" for label, prob in p["top3"])
             writer.writerow([p["path"], p["true"], p["predicted"], repr(p["confidence"]), top3])
-    figures.plot_confusion_matrix(
-        result.confusion, result.class_names, out_dir / figures.CONFUSION_MATRIX
-    )
-    write_error_grid(result.predictions, model, out_dir / figures.ERROR_GRID, explain)
+    plots.plot_confusion_matrix(result.confusion, result.class_names, out_dir / CONFUSION_MATRIX)
+    write_error_grid(result.predictions, model, out_dir / ERROR_GRID, explain)
     return out_dir
 
 
@@ -106,14 +110,14 @@ def write_error_grid(
     captions = [f"true {p['true']}\npred {p['predicted']} ({p['confidence']:.2f})" for p in errors]
     title = "Most confident mistakes" if errors else "No mistakes"
     if explain and errors:
-        from .cam import Explainer, overlay
+        from ..serve.heatmaps import Explainer, overlay
 
         explainer = Explainer(model)
         predicted = [model.class_names.index(p["predicted"]) for p in errors]
         maps = explainer.heatmaps(np.stack(images), predicted)
         images = [overlay(image, heat) for image, heat in zip(images, maps)]
         title += f"\nheatmap of the predicted class (Grad-CAM on {explainer.target.layer})"
-    return figures.plot_image_grid(images, captions, path, title=title)
+    return plots.plot_image_grid(images, captions, path, title=title)
 
 
 def _f1_coverage(result: EvalResult) -> list[str]:
@@ -151,12 +155,13 @@ def format_result(result: EvalResult) -> str:
             f"{m['support']:>8d}"
         )
     lines += ["", "confusion matrix (rows: true, columns: predicted)"]
-    short = [n[:7] for n in result.class_names]
-    lines.append(f"{'':<{width}} " + " ".join(f"{s:>7}" for s in short))
+    # Columns as wide as the longest name: a name cut to seven letters can be two classes.
+    cell = max(7, *(len(n) for n in result.class_names))
+    lines.append(f"{'':<{width}} " + " ".join(f"{n:>{cell}}" for n in result.class_names))
     for name, row in zip(result.class_names, result.confusion):
-        lines.append(f"{name:<{width}} " + " ".join(f"{v:>7d}" for v in row))
+        lines.append(f"{name:<{width}} " + " ".join(f"{v:>{cell}d}" for v in row))
     if result.skipped:
-        lines += ["", f"skipped {len(result.skipped)} unreadable file(s):"]
+        lines += ["", f"skipped {plural(len(result.skipped), 'unreadable file')}:"]
         lines += [f"  {path}: {error}" for path, error in sorted(result.skipped.items())]
     if result.out_dir is not None:
         lines += ["", f"results written to {result.out_dir}"]

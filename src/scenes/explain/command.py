@@ -2,7 +2,7 @@
 
 Per image: the photo as the model saw it, the class-activation map of the top class (or
 ``--class``) and the two blended, captioned with the top-3; plus grid pages of the blends.
-The maps come from ``cam`` (pytorch-grad-cam), the classes from the ``Predictor``, so an
+The maps come from ``serve.heatmaps`` (pytorch-grad-cam), the classes from the ``Predictor``, so an
 explanation never disagrees with ``scenes predict``.
 """
 
@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
-from .cam import DEFAULT_METHOD, cam_class, overlay
-from .console import plural
-from .csvfile import SafeWriter, restore
-from .errors import MissingPathError, UsageError
-from .outputs import output_dir
-from .predict import Prediction, Predictor, Source, collect_images
+from .. import plots
+from ..choices import DEFAULT_CAM_METHOD, EXPLAIN_BATCH
+from ..console import plural, stage
+from ..csvfile import SafeWriter, restore
+from ..errors import MissingPathError, UsageError
+from ..models.bundle import bundle_run_dir
+from ..outputs import output_dir
+from ..rundir import RunDir
+from ..serve.heatmaps import Explanation, cam_class, explain_batch
+from ..serve.predict import collect_images
+from ..serve.predictor import Predictor
 
 GRID_CELLS = 16  # images per grid page (4 x 4)
 GRID_PAGE = re.compile(r"grid(-\d+)?\.png")
@@ -40,49 +43,6 @@ INDEX_COLUMNS = [
     "prob_3",
     "error",
 ]
-
-
-@dataclass
-class Explanation:
-    source: str
-    image: np.ndarray  # (H, W, 3) uint8, the photo as the model saw it
-    heatmap: np.ndarray  # (H, W) float32 in [0, 1]
-    class_name: str  # the class the heatmap is for
-    top: Prediction  # [(label, probability), ...] best first
-
-    def overlay(self, image_weight: float = 0.5) -> np.ndarray:
-        return overlay(self.image, self.heatmap, image_weight)
-
-
-def explain_batch(
-    predictor: Predictor,
-    pixels: np.ndarray,
-    sources: Sequence[str],
-    class_name: str | None = None,
-    top_k: int = 3,
-    method: str = DEFAULT_METHOD,
-    target_layer: str | None = None,
-) -> list[Explanation]:
-    """Explanations of decoded uint8 (B, H, W, 3) images (see ``Predictor.explain_pixels``)."""
-    tops, classes, maps = predictor.explain_pixels(pixels, class_name, top_k, method, target_layer)
-    return [
-        Explanation(str(s), image, heat, predictor.class_names[i], top)
-        for s, image, heat, i, top in zip(sources, pixels, maps, classes, tops, strict=True)
-    ]
-
-
-def explain_image(
-    predictor: Predictor,
-    image: Source,
-    class_name: str | None = None,
-    top_k: int = 3,
-    method: str = DEFAULT_METHOD,
-    target_layer: str | None = None,
-) -> Explanation:
-    """One photo (a path or a PIL image). Raises for an unreadable image."""
-    pixels = predictor.load_image(image)[None]
-    name = str(image) if isinstance(image, str | Path) else "<image>"
-    return explain_batch(predictor, pixels, [name], class_name, top_k, method, target_layer)[0]
 
 
 def caption(explanation: Explanation) -> str:
@@ -107,13 +67,11 @@ def figure_name(source: str, used: set[str]) -> str:
 
 
 def write_figure(explanation: Explanation, path: Path, method: str, layer: str) -> Path:
-    from . import figures
-
     title = (
         f"{Path(explanation.source).name}: {caption(explanation)}\n"
         f"heatmap of {explanation.class_name} ({method} on layer {layer})"
     )
-    return figures.plot_explanation(
+    return plots.plot_explanation(
         explanation.image, explanation.heatmap, explanation.overlay(), title, path
     )
 
@@ -122,15 +80,13 @@ def write_grids(
     blends: Sequence[np.ndarray], captions: Sequence[str], out_dir: Path, title: str
 ) -> list[Path]:
     """Pages of up to 16 blended images (none for a single image)."""
-    from . import figures
-
     names = grid_names(len(blends))
     written = []
     for number, name in enumerate(names, 1):
         cells = slice((number - 1) * GRID_CELLS, number * GRID_CELLS)
         page = f", page {number} of {len(names)}" if len(names) > 1 else ""
         written.append(
-            figures.plot_image_grid(blends[cells], captions[cells], out_dir / name, title + page)
+            plots.plot_image_grid(blends[cells], captions[cells], out_dir / name, title + page)
         )
     return written
 
@@ -145,11 +101,12 @@ def run_explain(
     run: str,
     paths: list[str],
     class_name: str | None = None,
-    method: str = DEFAULT_METHOD,
+    method: str = DEFAULT_CAM_METHOD,
     target_layer: str | None = None,
     out: str | None = None,
-    batch_size: int = 16,
+    batch_size: int = EXPLAIN_BATCH,
     device: str = "auto",
+    backend: str = "torch",
 ) -> int:
     cam_class(method)  # an unknown method fails before any model is loaded
     if batch_size < 1:
@@ -159,65 +116,86 @@ def run_explain(
     files = collect_images(paths)
     if not files:
         raise MissingPathError(f"no image files in {', '.join(paths)}")
-    predictor = Predictor.load(run, device=device)
+    predictor = Predictor.load(run, backend=backend, device=device)
     if class_name is not None:
         predictor.class_index(class_name)
     layer = predictor.explainer(method, target_layer).target.layer
-    from .evaluation import run_dir_of
-
-    out_dir = Path(out) if out else run_dir_of(run) / "explain"
+    out_dir = Path(out) if out else RunDir(bundle_run_dir(run)).explain
     out_dir.mkdir(parents=True, exist_ok=True)
     clear_earlier_call(out_dir)
-    used = set(grid_names(len(files)))
-    written: list[Path] = []
-    blends, captions, lines, failed = [], [], [], {}
     width = max(len(str(f)) for f in files)
-    bar = tqdm(
-        total=len(files),
-        unit="img",
-        desc="explaining",
-        disable=not (sys.stderr.isatty() or len(files) > 50),
+    print(f"{'path':<{width}}  heatmap of   top-3")
+    found = explain_files(
+        predictor, files, out_dir, width, class_name, method, target_layer, batch_size
     )
-    with (out_dir / INDEX_CSV).open("w", newline="") as fh:
+    heatmap_of = f"class {class_name}" if class_name else "the top class"
+    title = f"Heatmaps ({method}) of {heatmap_of}"
+    written = found.figures + write_grids(found.blends, found.captions, out_dir, title)
+    print(
+        f"wrote {plural(len(written), 'figure')} and {INDEX_CSV} to {out_dir} "
+        f"({method} on layer {layer})"
+        + (f"; {plural(found.failed, 'file')} could not be read" if found.failed else "")
+    )
+    return 0 if found.blends else 1
+
+
+@dataclass
+class Explained:
+    figures: list[Path] = field(default_factory=list)
+    blends: list[np.ndarray] = field(default_factory=list)  # for the grid pages
+    captions: list[str] = field(default_factory=list)
+    failed: int = 0
+
+
+def explain_files(
+    predictor: Predictor,
+    files: list[Path],
+    out_dir: Path,
+    width: int,
+    class_name: str | None,
+    method: str,
+    target_layer: str | None,
+    batch_size: int,
+) -> Explained:
+    """A figure per readable file and a row per file in index.csv, each line printed (and
+    the index flushed) as its batch is done."""
+    found = Explained()
+    used = set(grid_names(len(files)))
+    layer = predictor.explainer(method, target_layer).target.layer
+    with (
+        (out_dir / INDEX_CSV).open("w", newline="") as fh,
+        stage("explaining", len(files)) as bar,
+    ):
         index = SafeWriter(fh)
         index.writerow(INDEX_COLUMNS)
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
             pixels, ok, errors = predictor.load_images(chunk)
             for i, message in errors.items():
-                failed[str(chunk[i])] = message
-                lines.append(f"{str(chunk[i]):<{width}}  ERROR {message}")
+                found.failed += 1
+                print(f"{str(chunk[i]):<{width}}  ERROR {message}")
                 index.writerow([str(chunk[i]), "", "", *[""] * 6, message])
             sources = [str(chunk[i]) for i in ok]
-            found = (
+            batch = (
                 explain_batch(predictor, pixels, sources, class_name, 3, method, target_layer)
                 if ok
                 else []
             )
-            for explanation in found:
+            for explanation in batch:
                 path = out_dir / figure_name(explanation.source, used)
-                written.append(write_figure(explanation, path, method, layer))
-                blends.append(explanation.overlay())
-                captions.append(grid_caption(explanation))
+                found.figures.append(write_figure(explanation, path, method, layer))
+                found.blends.append(explanation.overlay())
+                found.captions.append(grid_caption(explanation))
                 top = [cell for pair in explanation.top for cell in pair]
                 top += [""] * (6 - len(top))  # fewer than 3 classes
                 index.writerow([explanation.source, path.name, explanation.class_name, *top, ""])
-                lines.append(
+                print(
                     f"{explanation.source:<{width}}  {explanation.class_name:<12} "
                     f"{caption(explanation)}"
                 )
             fh.flush()
             bar.update(len(chunk))
-    bar.close()
-    heatmap_of = f"class {class_name}" if class_name else "the top class"
-    written += write_grids(blends, captions, out_dir, f"Heatmaps ({method}) of {heatmap_of}")
-    print(f"{'path':<{width}}  heatmap of   top-3")
-    print("\n".join(lines))
-    print(
-        f"wrote {plural(len(written), 'figure')} and {INDEX_CSV} to {out_dir} "
-        f"({method} on layer {layer})" + (f"; {len(failed)} unreadable" if failed else "")
-    )
-    return 0 if blends else 1
+    return found
 
 
 def clear_earlier_call(out_dir: Path) -> None:

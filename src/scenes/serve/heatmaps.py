@@ -12,14 +12,18 @@ from __future__ import annotations
 import copy
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from .errors import UsageError
-from .models.bundle import BundleMeta
-from .models.cam_target import CamTarget, find_cam_target
+from ..choices import CAM_METHODS, DEFAULT_CAM_METHOD
+from ..errors import UsageError
+from ..models.bundle import BundleMeta
+from ..models.cam_target import CamTarget, find_cam_target
+from .answers import Prediction, Source
 
 
 class Explainable(Protocol):
@@ -32,34 +36,38 @@ class Explainable(Protocol):
     def to_input(self, images: np.ndarray) -> torch.Tensor: ...
 
 
-# --method name -> pytorch_grad_cam class. All of them read activations and gradients of the
-# target layer only (no perturbation passes), so they cost about one forward pass.
-METHODS = {
-    "gradcam": "GradCAM",
-    "gradcam++": "GradCAMPlusPlus",
-    "xgradcam": "XGradCAM",
-    "hirescam": "HiResCAM",
-    "layercam": "LayerCAM",
-    "eigencam": "EigenCAM",
-    "eigengradcam": "EigenGradCAM",
-    "gradcam-elementwise": "GradCAMElementWise",
-}
-DEFAULT_METHOD = "gradcam"
+class Explaining(Protocol):
+    """A ``Predictor``, as ``explain_batch`` uses it (see ``Explainable``)."""
+
+    @property
+    def class_names(self) -> list[str]: ...
+
+    def load_image(self, source: Source) -> np.ndarray: ...
+
+    def explain_pixels(
+        self,
+        images: np.ndarray,
+        class_name: str | None,
+        top_k: int,
+        method: str,
+        target_layer: str | None,
+        tta: bool = False,
+    ) -> tuple[list[Prediction], list[int], np.ndarray]: ...
 
 
 def cam_class(method: str) -> type:
-    if method not in METHODS:
-        raise UsageError(f"unknown --method {method!r}; choose from {', '.join(METHODS)}")
+    if method not in CAM_METHODS:
+        raise UsageError(f"unknown --method {method!r}; choose from {', '.join(CAM_METHODS)}")
     import pytorch_grad_cam
 
-    return getattr(pytorch_grad_cam, METHODS[method])
+    return getattr(pytorch_grad_cam, CAM_METHODS[method])
 
 
 class Explainer:
     """Class-activation maps of one bundle with one method on one layer."""
 
     def __init__(
-        self, model: Explainable, method: str = DEFAULT_METHOD, target_layer: str | None = None
+        self, model: Explainable, method: str = DEFAULT_CAM_METHOD, target_layer: str | None = None
     ) -> None:
         self.cam_type = cam_class(method)
         self.method = method
@@ -101,3 +109,49 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, image_weight: float = 0.5) -
     return show_cam_on_image(
         image.astype(np.float32) / 255.0, heatmap, use_rgb=True, image_weight=image_weight
     )
+
+
+@dataclass
+class Explanation:
+    source: str
+    image: np.ndarray  # (H, W, 3) uint8, the photo as the model saw it
+    heatmap: np.ndarray  # (H, W) float32 in [0, 1]
+    class_name: str  # the class the heatmap is for
+    top: Prediction  # [(label, probability), ...] best first
+
+    def overlay(self, image_weight: float = 0.5) -> np.ndarray:
+        return overlay(self.image, self.heatmap, image_weight)
+
+
+def explain_batch(
+    predictor: Explaining,
+    pixels: np.ndarray,
+    sources: Sequence[str],
+    class_name: str | None = None,
+    top_k: int = 3,
+    method: str = DEFAULT_CAM_METHOD,
+    target_layer: str | None = None,
+    tta: bool = False,
+) -> list[Explanation]:
+    """Explanations of decoded uint8 (B, H, W, 3) images (see ``Predictor.explain_pixels``)."""
+    tops, classes, maps = predictor.explain_pixels(
+        pixels, class_name, top_k, method, target_layer, tta
+    )
+    return [
+        Explanation(str(s), image, heat, predictor.class_names[i], top)
+        for s, image, heat, i, top in zip(sources, pixels, maps, classes, tops, strict=True)
+    ]
+
+
+def explain_image(
+    predictor: Explaining,
+    image: Source,
+    class_name: str | None = None,
+    top_k: int = 3,
+    method: str = DEFAULT_CAM_METHOD,
+    target_layer: str | None = None,
+) -> Explanation:
+    """One photo (a path or a PIL image). Raises for an unreadable image."""
+    pixels = predictor.load_image(image)[None]
+    name = str(image) if isinstance(image, str | Path) else "<image>"
+    return explain_batch(predictor, pixels, [name], class_name, top_k, method, target_layer)[0]

@@ -19,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..choices import INFERENCE_BATCH, worker_count
+from ..console import stage
+from ..data.cache import FEATURES_DIR, decode_images, mark_used, warn_failed
+from ..data.files import content_digest
+from ..data.transforms import normalize_batch
 from ..errors import BundleError
-from .cache import FEATURES_DIR, decode_images, mark_used, warn_failed
-from .files import content_digest
-from .transforms import normalize_batch
+from .devices import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def pretrained_backbone(
     weights_dir: str | None = None,
 ) -> Backbone:
     """An ImageNet-pretrained (or ``weights_file``) backbone, preprocessing of its weights."""
-    from ..models.registry import build_model
+    from .registry import build_model
 
     names = list(class_names or ["class_0", "class_1"])
     built = build_model(
@@ -99,7 +101,7 @@ def pretrained_backbone(
 
 def run_backbone(run: str | Path) -> Backbone:
     """The fine-tuned backbone of a run's model bundle, preprocessing from its model.json."""
-    from ..models.bundle import load_bundle, resolve_bundle_dir
+    from .bundle import load_bundle, resolve_bundle_dir
 
     bundle = resolve_bundle_dir(run)
     module, meta = load_bundle(bundle)
@@ -136,7 +138,7 @@ def content_digests(paths: list[Path]) -> tuple[list[str | None], dict[str, str]
         except OSError:
             return None
 
-    with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(worker_count()) as pool:
         digests = list(pool.map(digest, paths))
     failed = {str(p): "OSError: cannot read the file" for p, d in zip(paths, digests) if d is None}
     return digests, failed
@@ -170,37 +172,35 @@ class FeatureStore:
         os.replace(tmp, self.path)  # atomic: a reader never sees half a file
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 @torch.inference_mode()
 def embed(
     backbone: Backbone,
     pixels: np.ndarray,
     rows: np.ndarray | None = None,
-    batch_size: int = 64,
+    batch_size: int = INFERENCE_BATCH,
     progress: bool = True,
+    device: str = "auto",
 ) -> np.ndarray:
     """Features (len(rows), D) float32 of ``pixels[rows]`` ((N, H, W, 3) uint8; all rows when
     None), read batch by batch so a memory-mapped array is never loaded whole."""
     rows = np.arange(len(pixels)) if rows is None else np.asarray(rows)
-    device = _device()
-    module = backbone.module.to(device).eval()
+    where = resolve_device(device)
+    module = backbone.module.to(where).eval()
     if backbone.channels_last:
         module = module.to(memory_format=torch.channels_last)
     chunks = []
-    starts = range(0, len(rows), batch_size)
-    bar = tqdm(
-        starts, desc="backbone features", unit="batch", disable=not progress or len(starts) < 2
-    )
-    for start in bar:
-        batch = pixels[rows[start : start + batch_size]]
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
-        x = normalize_batch(
-            torch.from_numpy(batch).to(device), backbone.mean, backbone.std, backbone.channels_last
-        )
-        chunks.append(module(x).float().flatten(1).cpu())
+    with stage("backbone features", len(rows), show=progress) as bar:
+        for start in range(0, len(rows), batch_size):
+            batch = pixels[rows[start : start + batch_size]]
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+            x = normalize_batch(
+                torch.from_numpy(batch).to(where),
+                backbone.mean,
+                backbone.std,
+                backbone.channels_last,
+            )
+            chunks.append(module(x).float().flatten(1).cpu())
+            bar.update(len(batch))
     if not chunks:
         return np.empty((0, 0), dtype=np.float32)
     return torch.cat(chunks).numpy()
@@ -210,8 +210,9 @@ def image_features(
     paths: list[Path],
     backbone: Backbone,
     cache_dir: Path | None,
-    batch_size: int = 64,
+    batch_size: int = INFERENCE_BATCH,
     progress: bool = True,
+    device: str = "auto",
 ) -> ImageFeatures:
     """Features of ``paths`` (unreadable files skipped, with one warning naming them).
 
@@ -244,7 +245,12 @@ def image_features(
             if digest not in known:
                 rows.setdefault(digest, row)
         fresh = embed(
-            backbone, decoded.pixels, np.fromiter(rows.values(), np.int64), batch_size, progress
+            backbone,
+            decoded.pixels,
+            np.fromiter(rows.values(), np.int64),
+            batch_size,
+            progress,
+            device,
         )
         known.update(zip(rows, fresh))
         store.save(known)

@@ -1,6 +1,7 @@
-"""Figures for a run: data overview, augmentation sheet, training curves, evaluation plots.
+"""Figures as PNG files: bars, image grids, curves, a confusion matrix, an explanation panel.
 
-Figures are drawn on ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, never
+Every command that draws (training, evaluate, explain, data issues) uses these; what each
+figure shows and where it goes is decided by the caller. Figures are drawn on ``matplotlib.figure.Figure`` objects rendered by the Agg canvas, never
 through pyplot: no GUI backend, no global figure state shared with the caller. Every figure
 has a fixed size in inches and ``DPI``, so its PNG size in pixels is known in advance.
 """
@@ -13,12 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
-from .rundir import RunDir
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +31,7 @@ SIZES = {
     "explanation": (11.0, 4.2),
 }
 
-# File names inside RUN_DIR/figures/ (training) and the eval folder (evaluation).
-CLASS_DISTRIBUTION = "class_distribution.png"
-TRAINING_SAMPLES = "training_samples.png"
-AUGMENTATIONS = "augmentations.png"
-TRAINING_CURVES = "training_curves.png"
-CONFUSION_MATRIX = "confusion_matrix.png"
-ERROR_GRID = "errors.png"
+GRID_CELL = (2.0, 2.2)  # inches per image of a grid, its caption included
 
 
 def pixel_size(kind: str) -> tuple[int, int]:
@@ -48,8 +40,21 @@ def pixel_size(kind: str) -> tuple[int, int]:
     return round(width * DPI), round(height * DPI)
 
 
-def _new_figure(kind: str) -> Figure:
-    fig = Figure(figsize=SIZES[kind], dpi=DPI, layout="constrained")
+def grid_shape(count: int, max_columns: int = 4) -> tuple[int, int]:
+    """(rows, columns) of a grid of ``count`` images: no wider than needed, so a few images
+    are not lost in a mostly blank page."""
+    columns = max(1, min(max_columns, math.ceil(math.sqrt(max(count, 1)))))
+    return math.ceil(max(count, 1) / columns), columns
+
+
+def grid_pixel_size(count: int, max_columns: int = 4) -> tuple[int, int]:
+    rows, columns = grid_shape(count, max_columns)
+    width, height = GRID_CELL[0] * columns, GRID_CELL[1] * rows + 0.6  # the title's line
+    return round(max(width, 4.0) * DPI), round(height * DPI)
+
+
+def _new_figure(kind: str, size: tuple[float, float] | None = None) -> Figure:
+    fig = Figure(figsize=size or SIZES[kind], dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
 
@@ -89,13 +94,16 @@ def plot_image_grid(
     title: str = "",
     columns: int = 4,
 ) -> Path:
-    """Up to ``columns``**2 (H, W, 3) uint8 images with a caption under each."""
-    cells = columns * columns
-    fig = _new_figure("image_grid")
-    axes = fig.subplots(columns, columns, squeeze=False)
+    """Up to ``columns``**2 (H, W, 3) uint8 images with a caption under each, on a grid just
+    large enough for them (``grid_shape``)."""
+    shown = min(columns * columns, len(images))
+    rows, cols = grid_shape(shown, columns)
+    width, height = grid_pixel_size(shown, columns)
+    fig = _new_figure("image_grid", (width / DPI, height / DPI))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
-        if i < min(cells, len(images)):
+        if i < shown:
             ax.imshow(np.asarray(images[i]))
             ax.set_title(captions[i], fontsize=8)
     if title:
@@ -119,61 +127,6 @@ def plot_explanation(
     for ax in axes:
         ax.set_axis_off()
     fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
-
-
-def pick_samples(labels: np.ndarray, n: int, seed: int = 0) -> list[int]:
-    """Indices of ``n`` samples, classes taking turns, so every class shows up."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
-    picked: list[int] = []
-    while len(picked) < n and any(pools):
-        for pool in pools:
-            if pool and len(picked) < n:
-                picked.append(int(pool.pop()))
-    return picked
-
-
-def plot_training_samples(
-    pixels, labels: np.ndarray, class_names: list[str], path: str | Path, seed: int = 0
-) -> Path:
-    """4x4 grid of training images (as decoded for the model), captioned with their labels."""
-    chosen = pick_samples(labels, 16, seed)
-    images = [pixels[i] for i in chosen]
-    captions = [class_names[int(labels[i])] for i in chosen]
-    return plot_image_grid(images, captions, path, title="Training images")
-
-
-def augmentation_panels(
-    image: np.ndarray, preset: str, seed: int = 0
-) -> list[tuple[str, np.ndarray]]:
-    """(name, image) pairs: the original, then every operation of the training preset
-    ``preset`` applied alone, at probability 1 (each panel shows what the operation does, not
-    whether it happened to fire). Built from the preset's own steps, so the sheet cannot show
-    an augmentation that training does not run."""
-    from .data.batch_augment import batch_generator, make_batch_augment, to_uint8, to_unit_float
-
-    batch = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).unsqueeze(0)
-    panels = [("original", image)]
-    for i, (name, op) in enumerate(make_batch_augment(preset).single_steps()):
-        shown = to_uint8(op(to_unit_float(batch), batch_generator(seed, 0, i)))
-        panels.append((name, shown[0].permute(1, 2, 0).numpy()))
-    return panels
-
-
-def plot_augmentations(image: np.ndarray, preset: str, path: str | Path, seed: int = 0) -> Path:
-    panels = augmentation_panels(image, preset, seed)
-    fig = _new_figure("augmentations")
-    rows = 1 if len(panels) <= 8 else 2
-    columns = math.ceil(len(panels) / rows)
-    axes = fig.subplots(rows, columns, squeeze=False).flat
-    for ax in axes:
-        ax.set_axis_off()
-    for ax, (name, shown) in zip(fig.axes, panels):
-        ax.imshow(shown)
-        ax.set_title(name, fontsize=9)
-    fig.suptitle(f"Augmentation preset '{preset}': each operation applied alone")
     return _save(fig, path)
 
 
@@ -222,32 +175,9 @@ def plot_confusion_matrix(
     return _save(fig, path)
 
 
-def write_data_figures(figures_dir: str | Path, data, preset: str, seed: int = 0) -> list[Path]:
-    """Class distribution, training samples and augmentation sheet for a PreparedData.
-
-    A figure is a by-product: a failure is logged as a warning and never stops training.
-    """
-    figures_dir = Path(figures_dir)
-    jobs = [
-        (CLASS_DISTRIBUTION, lambda p: plot_class_distribution(data.class_counts(), p)),
-        (
-            TRAINING_SAMPLES,
-            lambda p: plot_training_samples(
-                data.train.pixels, data.train.labels, data.class_names, p, seed
-            ),
-        ),
-        (AUGMENTATIONS, lambda p: plot_augmentations(data.train.pixels[0], preset, p, seed)),
-    ]
-    return _run_safely(figures_dir, jobs)
-
-
-def write_curve_figures(run_dir: RunDir) -> list[Path]:
-    """Training curves from the run's metrics.csv into its figures/; never fatal."""
-    jobs = [(TRAINING_CURVES, lambda p: plot_training_curves(run_dir.metrics_columns(), p))]
-    return _run_safely(run_dir.figures, jobs)
-
-
-def _run_safely(figures_dir: Path, jobs) -> list[Path]:
+def draw_safely(figures_dir: Path, jobs) -> list[Path]:
+    """Each ``(file name, draw(path))`` job into ``figures_dir``; a failure is logged as a
+    warning and the others go on (a figure must never cost a finished run)."""
     written = []
     for name, draw in jobs:
         try:

@@ -21,11 +21,11 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
-from .errors import UsageError
-from .explain import explain_batch
-from .inference import Predictor
-from .models.bundle import resolve_bundle_dir
-from .rundir import RunDir
+from ..errors import UsageError
+from ..models.bundle import resolve_bundle_dir
+from ..rundir import RunDir
+from .heatmaps import explain_batch
+from .predictor import Predictor
 
 API_NAME = "predict"
 MAX_UPLOAD = "25mb"
@@ -114,9 +114,13 @@ def example_images(run: str | Path, count: int = 4) -> list[str]:
 
 
 def build_app(
-    predictor: Predictor, examples: list[str] | None = None, explain: bool = True
+    predictor: Predictor,
+    examples: list[str] | None = None,
+    explain: bool = True,
+    tta: bool = False,
 ) -> gr.Blocks:
-    """The page; ``explain=False`` leaves out the heatmap (labels only, less work)."""
+    """The page; ``explain=False`` leaves out the heatmap (labels only, less work); ``tta``
+    averages each photo's answer with its mirror image's, as ``predict --tta`` does."""
     names = ", ".join(predictor.class_names)
     if explain:
         predictor.explainer()  # choose the layer now, not in the first user's request
@@ -128,8 +132,8 @@ def build_app(
         pixels = decode_upload(predictor, path)
         try:
             if not explain:
-                return dict(predictor.top(predictor.probabilities(pixels[None])[0], 3))
-            found = explain_batch(predictor, pixels[None], [path], top_k=3)[0]
+                return dict(predictor.top(predictor.probabilities(pixels[None], tta)[0], 3))
+            found = explain_batch(predictor, pixels[None], [path], top_k=3, tta=tta)[0]
             return dict(found.top), found.overlay()
         except Exception:
             # Not the photo's fault: a bug, or the server out of memory. Logged once, whole;
@@ -171,12 +175,20 @@ def run_app(
     backend: str = "torch",
     device: str = "auto",
     explain: bool = True,
+    tta: bool = False,
+    share: bool = False,
 ) -> int:
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
     predictor = Predictor.load(run, backend=backend, device=device)
-    demo = build_app(predictor, example_images(run), explain=explain)
+    demo = build_app(predictor, example_images(run), explain=explain, tta=tta)
     try:
-        demo.launch(server_name=host, server_port=port, max_file_size=MAX_UPLOAD, show_error=True)
+        demo.launch(
+            server_name=host,
+            server_port=port,
+            max_file_size=MAX_UPLOAD,
+            show_error=True,
+            share=share,
+        )
     except OSError as exc:
         if "port" not in str(exc).lower():
             raise

@@ -13,25 +13,19 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import torch
-from tqdm.auto import tqdm
+import numpy as np
 
-from .data.discover import find_layout, list_labelled_files
-from .errors import DataError, UsageError
-from .eval_outputs import METRICS_JSON, EvalResult, format_result, write_outputs
-from .inference import Predictor
-from .metrics import compute_metrics
-from .models.bundle import resolve_bundle_dir
-from .outputs import output_dir
-from .rundir import SPLIT_FILE, RunDir
-
-SPLITS = ("val",)
-
-
-def run_dir_of(run: str | Path) -> Path:
-    """The run directory for a run dir or its ``model/`` bundle (where eval/ goes)."""
-    bundle = resolve_bundle_dir(run)
-    return bundle.parent if bundle.name == "model" else bundle
+from ..choices import INFERENCE_BATCH, SPLITS
+from ..console import stage
+from ..data.discover import find_layout, list_labelled_files
+from ..errors import DataError, UsageError
+from ..metrics import compute_metrics
+from ..models.bundle import bundle_run_dir
+from ..outputs import output_dir
+from ..rundir import SPLIT_FILE, RunDir
+from ..serve.answers import best_classes, softmax
+from ..serve.predictor import Predictor
+from .outputs import METRICS_JSON, EvalResult, format_result, write_outputs
 
 
 def evaluation_folder(data: str | Path) -> Path:
@@ -75,19 +69,21 @@ def split_files(run_dir: Path, split: str, class_names: list[str]) -> tuple[list
 
 def predict_files(
     model: Predictor, paths: list[Path], tta: bool, batch_size: int
-) -> tuple[torch.Tensor, list[int], dict[str, str]]:
+) -> tuple[np.ndarray, list[int], dict[str, str]]:
     """Logits of the readable files, their indices in ``paths``, and the unreadable ones."""
     chunks, kept, skipped = [], [], {}
-    starts = range(0, len(paths), batch_size)
-    for start in tqdm(starts, desc="evaluating", unit="batch", disable=len(starts) < 4):
-        batch = paths[start : start + batch_size]
-        pixels, ok, errors = model.load_images(batch)
-        for i, message in errors.items():
-            skipped[str(batch[i])] = message
-        if ok:
-            chunks.append(model.logits(pixels, tta=tta))
-            kept.extend(start + i for i in ok)
-    logits = torch.cat(chunks) if chunks else torch.empty(0, len(model.class_names))
+    with stage("evaluating", len(paths)) as bar:
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            pixels, ok, errors = model.load_images(batch)
+            for i, message in errors.items():
+                skipped[str(batch[i])] = message
+            if ok:
+                chunks.append(model.logits(pixels, tta=tta))
+                kept.extend(start + i for i in ok)
+            bar.update(len(batch))
+    empty = np.empty((0, len(model.class_names)), np.float32)
+    logits = np.concatenate(chunks) if chunks else empty
     return logits, kept, skipped
 
 
@@ -96,10 +92,11 @@ def evaluate(
     data: str | Path | None = None,
     tta: bool = False,
     out: str | Path | Literal[False] | None = None,
-    batch_size: int = 64,
+    batch_size: int = INFERENCE_BATCH,
     split: str | None = None,
     device: str = "auto",
     explain: bool = False,
+    backend: str = "torch",
 ) -> EvalResult:
     """Evaluate the bundle of ``run`` on ``data`` (a labelled folder) or on its ``split``.
 
@@ -114,9 +111,9 @@ def evaluate(
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     if out:
         output_dir(out)
-    model = Predictor.load(run, device=device)
+    model = Predictor.load(run, backend=backend, device=device)
     names = model.class_names
-    run_dir = run_dir_of(run)
+    run_dir = bundle_run_dir(run)
     if split is not None:
         paths, labels = split_files(run_dir, split, names)
         source, name = f"{RunDir(run_dir).split_csv.resolve()}:{split}", split
@@ -130,8 +127,8 @@ def evaluate(
     if not kept:
         raise DataError(f"no readable images in {source} ({len(skipped)} unreadable)")
     y_true = [labels[i] for i in kept]
-    probs = torch.softmax(logits, dim=1)
-    y_pred = probs.argmax(dim=1).tolist()
+    probs = softmax(logits)  # the one softmax every path reports
+    y_pred = probs.argmax(axis=1).tolist()
     metrics = compute_metrics(y_true, y_pred, names)
     result = EvalResult(
         **metrics,
@@ -172,18 +169,18 @@ def _source_of(metrics_json: Path) -> str | None:
 
 
 def _prediction_rows(
-    paths: list[Path], y_true: list[int], probs: torch.Tensor, names: list[str]
+    paths: list[Path], y_true: list[int], probs: np.ndarray, names: list[str]
 ) -> list[dict]:
-    top_p, top_i = probs.topk(min(3, len(names)), dim=1)
     rows = []
-    for path, true, p_row, i_row in zip(paths, y_true, top_p.tolist(), top_i.tolist()):
+    for path, true, row in zip(paths, y_true, probs):
+        top3 = best_classes(row, names, 3)  # ranked as predict ranks them
         rows.append(
             {
                 "path": str(path),
                 "true": names[true],
-                "predicted": names[i_row[0]],
-                "confidence": p_row[0],
-                "top3": [(names[i], p) for i, p in zip(i_row, p_row)],
+                "predicted": top3[0][0],
+                "confidence": top3[0][1],
+                "top3": top3,
             }
         )
     return rows
@@ -198,6 +195,7 @@ def run_evaluate(
     split: str | None = None,
     device: str = "auto",
     explain: bool = False,
+    backend: str = "torch",
 ) -> int:
     result = evaluate(
         run,
@@ -208,6 +206,7 @@ def run_evaluate(
         split=split,
         device=device,
         explain=explain,
+        backend=backend,
     )
     print(format_result(result))
     return 0

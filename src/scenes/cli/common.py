@@ -1,0 +1,72 @@
+"""Options several commands share, written once so they read alike everywhere: ``--run``,
+``--device``, ``--backend``, ``--tta``, ``--batch-size``, ``--out``, and the verbosity flags
+that may come before or after the subcommand."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..choices import BACKENDS
+from .types import positive
+
+
+def add_verbosity(p: argparse.ArgumentParser, top_level: bool = False) -> None:
+    """-v, -q and --no-progress, accepted before the subcommand (``top_level``) or after it;
+    on a subcommand they only overwrite what was given before it when given themselves."""
+    keep = {} if top_level else {"default": argparse.SUPPRESS}
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="also library logs and full tracebacks", **keep
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="only results, warnings and errors", **keep
+    )
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        help="no progress bars, also on a terminal (never shown when output is not a terminal)",
+        **keep,
+    )
+
+
+def add_run(p: argparse.ArgumentParser, needs_run_folder: bool = False) -> None:
+    what = "the run directory" if needs_run_folder else "a run directory or its model/ bundle"
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help=f"{what} (required)")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help="where the model runs: auto (a CUDA GPU when there is one, else cpu), cpu, cuda, "
+        "cuda:N, mps (default: auto)",
+    )
+
+
+def add_backend(p: argparse.ArgumentParser, note: str = "") -> None:
+    p.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="what runs the network: torch, or onnx (the exported graph in ONNX Runtime, "
+        f"exported first when missing or stale){note} (default: torch)",
+    )
+
+
+def add_tta(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tta",
+        action="store_true",
+        help="average each image's answer with its mirror image's (test-time augmentation)",
+    )
+
+
+def add_batch_size(p: argparse.ArgumentParser, default: int, what: str = "images") -> None:
+    p.add_argument(
+        "--batch-size",
+        type=positive,
+        default=default,
+        metavar="N",
+        help=f"{what} per forward pass (default: {default})",
+    )

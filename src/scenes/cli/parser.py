@@ -1,0 +1,56 @@
+"""The command line's grammar: every ``scenes`` command, its options and their help.
+
+Each command's parser names, by ``target``, the ``run_*`` function that carries it out, and
+its options' names are that function's parameters (``train``'s become config overrides);
+``cli/__init__.py`` does the rest. A test walks this parser: every option has help, and
+every option with a value says its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+
+from .. import __version__
+from .common import add_verbosity
+from .data_args import add_data_parser, add_models_parser, add_resize_parser
+from .run_args import (
+    add_app_parser,
+    add_evaluate_parser,
+    add_explain_parser,
+    add_export_parser,
+    add_predict_parser,
+    add_report_parser,
+)
+from .train_args import add_train_parser
+
+PARSERS = [
+    add_train_parser,
+    add_evaluate_parser,
+    add_predict_parser,
+    add_app_parser,
+    add_export_parser,
+    add_explain_parser,
+    add_resize_parser,
+    add_data_parser,
+    add_report_parser,
+    add_models_parser,
+]
+
+
+def _leaf(p: argparse.ArgumentParser) -> None:
+    """What every subcommand's parser gets: its name for messages, and the verbosity flags."""
+    add_verbosity(p)
+    p.set_defaults(prog=p.prog)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scenes", description="Train, evaluate and serve scene image classifiers."
+    )
+    parser.add_argument("--version", action="version", version=f"scenes {__version__}")
+    add_verbosity(parser, top_level=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in PARSERS:
+        add(sub, partial(_leaf))
+    return parser

@@ -1,0 +1,186 @@
+"""The options of the commands that use a trained run: evaluate, predict, app, explain,
+export, report."""
+
+from __future__ import annotations
+
+from ..choices import (
+    CAM_METHODS,
+    DEFAULT_CAM_METHOD,
+    EXPLAIN_BATCH,
+    EXPORT_FORMATS,
+    INFERENCE_BATCH,
+    SPLITS,
+)
+from .common import add_backend, add_batch_size, add_device, add_run, add_tta
+from .types import port_number, positive
+
+
+def add_evaluate_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a trained model on a labelled folder or its validation split",
+        description="Top-1 accuracy, macro F1, per-class precision/recall/F1, the confusion "
+        "matrix and the most confident mistakes, written to a folder of the run.",
+    )
+    common(p)
+    add_run(p)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--data",
+        metavar="DIR",
+        help="a labelled folder (<class>/<images>), or a dataset root whose test folder is used "
+        "(required: this or --split)",
+    )
+    source.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="the run's own validation split, listed in RUN_DIR/split.csv (required: this or "
+        "--data)",
+    )
+    add_tta(p)
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="overlay the heatmap of the predicted class on the grid of mistakes (errors.png)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="the folder for metrics.json, the CSVs and figures (default: RUN_DIR/eval/<name>, "
+        "numbered when another folder of that name was evaluated there)",
+    )
+    add_batch_size(p, INFERENCE_BATCH)
+    add_backend(p)
+    add_device(p)
+    p.set_defaults(target=".evaluation.loop:run_evaluate")
+
+
+def add_predict_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="classify image files and folders",
+        description="The top classes of each file, as a table or a CSV written as it goes; "
+        "exit code 1 when a file could not be read (its row says why).",
+    )
+    common(p)
+    add_run(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched)")
+    p.add_argument(
+        "--top-k", type=positive, default=3, metavar="K", help="classes per file (default: 3)"
+    )
+    p.add_argument(
+        "--out",
+        metavar="CSV",
+        help="write a CSV (path, label_1, prob_1, ..., error) to this file, or to stdout with "
+        "--out - (default: a table on stdout)",
+    )
+    add_tta(p)
+    add_batch_size(p, INFERENCE_BATCH)
+    add_backend(p)
+    add_device(p)
+    p.set_defaults(target=".serve.predict:run_predict")
+
+
+def add_app_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "app",
+        help="web app: drop a photo, see the top-3 classes and a heatmap",
+        description="A Gradio page (and /predict API) serving the run's model.",
+    )
+    common(p)
+    add_run(p)
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on; 0.0.0.0 serves other machines (default: 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port", type=port_number, default=7860, help="the port to listen on (default: 7860)"
+    )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="also a public link through Gradio's share servers (needs internet)",
+    )
+    p.add_argument(
+        "--no-explain",
+        dest="explain",
+        action="store_false",
+        help="labels only, no heatmap beside them (less work per request)",
+    )
+    add_tta(p)
+    add_backend(p, "; the heatmap always comes from the PyTorch network")
+    add_device(p)
+    p.set_defaults(target=".serve.app:run_app")
+
+
+def add_explain_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "explain",
+        help="heatmaps of where the model saw its class",
+        description="For each image: the photo, the class-activation heatmap of the predicted "
+        "class (or --class) and the two blended, captioned with the top-3; one PNG per image, "
+        "grid pages, and index.csv.",
+    )
+    common(p)
+    add_run(p)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched)")
+    p.add_argument(
+        "--class",
+        dest="class_name",
+        metavar="NAME",
+        help="show where this class was seen (default: each image's top class)",
+    )
+    p.add_argument(
+        "--method",
+        choices=list(CAM_METHODS),
+        default=DEFAULT_CAM_METHOD,
+        metavar="NAME",
+        help=f"the class-activation method: {', '.join(CAM_METHODS)} (default: "
+        f"{DEFAULT_CAM_METHOD})",
+    )
+    p.add_argument(
+        "--target-layer",
+        metavar="DOTTED.NAME",
+        help="the layer to map (default: chosen for the architecture, e.g. layer4)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="the folder for the figures and index.csv; an earlier explain's figures there are "
+        "removed first (default: RUN_DIR/explain)",
+    )
+    add_batch_size(p, EXPLAIN_BATCH)
+    add_backend(p, "; it gives the top-3, the heatmaps come from the PyTorch network")
+    add_device(p)
+    p.set_defaults(target=".explain.command:run_explain")
+
+
+def add_export_parser(sub, common) -> None:
+    p = sub.add_parser("export", help="export the model (ONNX)")
+    common(p)
+    add_run(p)
+    p.add_argument(
+        "--format",
+        dest="fmt",
+        choices=EXPORT_FORMATS,
+        default="onnx",
+        help="the file format (default: onnx)",
+    )
+    p.add_argument(
+        "--out", metavar="FILE", help="the file to write (default: RUN_DIR/model/model.onnx)"
+    )
+    p.set_defaults(target=".serve.export:run_export")
+
+
+def add_report_parser(sub, common) -> None:
+    p = sub.add_parser("report", help="write RUN_DIR/report.md with tables and figures")
+    common(p)
+    run = p.add_mutually_exclusive_group(required=True)
+    run.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="the run directory, or its model/ folder (required: this or the positional)",
+    )
+    run.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="the same, as a positional")
+    p.set_defaults(target=".evaluation.report:run_report")
