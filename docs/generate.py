@@ -26,15 +26,6 @@ WIDTH = 96  # argparse wraps at $COLUMNS: fixed, so the output is the same on ev
 
 
 # -- commands -------------------------------------------------------------------------------
-def leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("scenes",)):
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield " ".join(path), parser
-        return
-    for name, child in subs[0].choices.items():
-        yield from leaf_parsers(child, (*path, name))
-
-
 def option_rows(parser: argparse.ArgumentParser) -> list[str]:
     rows = []
     for action in parser._actions:
@@ -60,7 +51,7 @@ def cell(text: str) -> str:
 
 
 def commands_page() -> str:
-    from scenes.cli import build_parser
+    from scenes.cli.parser import build_parser, leaf_parsers
 
     parser = build_parser()
     lines = [

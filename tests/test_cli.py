@@ -16,19 +16,10 @@ import pytest
 
 import scenes
 from scenes.cli import build_parser, main
+from scenes.cli.parser import leaf_parsers
 from scenes.cli.train_args import train_options
 
 from conftest import make_folder, make_image
-
-
-def leaf_parsers(parser: argparse.ArgumentParser, path=("scenes",)):
-    """(command path, parser) of every command that runs something."""
-    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-    if not subs:
-        yield " ".join(path), parser
-        return
-    for name, child in subs[0].choices.items():
-        yield from leaf_parsers(child, (*path, name))
 
 
 def test_every_option_has_help_and_says_its_default():

@@ -98,15 +98,7 @@ def test_bundle_round_trip_reproduces_logits(tmp_path):
         for p in built.module.parameters():
             p.add_(torch.randn_like(p) * 0.01)
     module = built.module.eval()
-    meta = BundleMeta(
-        backend="torchvision",
-        architecture="resnet18",
-        class_names=["x", "y", "z"],
-        image_size=32,
-        mean=built.mean,
-        std=built.std,
-        head=built.head,
-    )
+    meta = BundleMeta.of(built, ["x", "y", "z"], 32)
     save_bundle(module, meta, tmp_path / "model")
     loaded, loaded_meta = load_bundle(tmp_path)  # a run dir holding model/ works too
     x = torch.randn(4, 3, 32, 32)

@@ -81,15 +81,7 @@ def bundle(tmp_path_factory, torch_home):
         else:
             os.environ["TORCH_HOME"] = old
     run = tmp_path_factory.mktemp("one-answer-run")
-    meta = BundleMeta(
-        backend="torchvision",
-        architecture="mobilenet_v2",
-        class_names=CLASSES,
-        image_size=150,
-        mean=built.mean,
-        std=built.std,
-        head=built.head,
-    )
+    meta = BundleMeta.of(built, CLASSES, 150)
     save_bundle(built.module.eval(), meta, run / "model")
     return run
 

@@ -78,15 +78,7 @@ def test_real_checkpoints_load_as_data_only(trained_run):
 @pytest.fixture
 def bundle(tmp_path) -> Path:
     built = build_model("resnet18", 3, pretrained=False)
-    meta = BundleMeta(
-        backend="torchvision",
-        architecture="resnet18",
-        class_names=["a", "b", "c"],
-        image_size=32,
-        mean=built.mean,
-        std=built.std,
-        head=built.head,
-    )
+    meta = BundleMeta.of(built, ["a", "b", "c"], 32)
     return save_bundle(built.module, meta, tmp_path / "model")
 
 
@@ -170,15 +162,7 @@ def formula_run(tmp_path) -> Path:
     """A bundle whose class names are formulas, and a labelled folder of those classes."""
     names = ["=cmd", "+plus", "@at"]
     built = build_model("resnet18", 3, pretrained=False)
-    meta = BundleMeta(
-        backend="torchvision",
-        architecture="resnet18",
-        class_names=names,
-        image_size=32,
-        mean=built.mean,
-        std=built.std,
-        head=built.head,
-    )
+    meta = BundleMeta.of(built, names, 32)
     save_bundle(built.module.eval(), meta, tmp_path / "run" / "model")
     make_folder(tmp_path / "test", names, 2)
     return tmp_path / "run"

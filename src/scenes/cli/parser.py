@@ -54,3 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     for add in PARSERS:
         add(sub, partial(_leaf))
     return parser
+
+
+def leaf_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("scenes",)):
+    """(command, parser) of every command that runs something, e.g. ("scenes data check",
+    ...): what the documentation and the tests walk."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(path), parser
+        return
+    for name, child in subs[0].choices.items():
+        yield from leaf_parsers(child, (*path, name))
