@@ -52,7 +52,7 @@ def main() -> None:
                 result = client.predict(
                     handle_file(str(photos[i % len(photos)])), api_name="/predict"
                 )
-                labels = result[0] if args.explain else result
+                labels = result[0]  # (labels, heatmap, answer) or (labels, answer)
                 ok = len(labels["confidences"]) == 3
             except Exception as exc:  # a failed request is the measurement, not a crash
                 ok, result = False, exc

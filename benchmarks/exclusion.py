@@ -67,11 +67,11 @@ def scores(run_dir: Path, images: list[tuple[Path, str]]) -> tuple[float, float]
     model = Predictor.load(run_dir, device="cpu")
     names = model.class_names
     paths = [p for p, _ in images]
-    logits, kept, skipped = predict_files(model, paths, tta=False, batch_size=64)
+    logits, _, kept, skipped = predict_files(model, paths, tta=False, batch_size=64)
     if skipped:
         raise SystemExit(f"unreadable validation images: {skipped}")
     y_true = [names.index(images[i][1]) for i in kept]
-    metrics = compute_metrics(y_true, logits.argmax(dim=1).tolist(), names)
+    metrics = compute_metrics(y_true, logits.argmax(axis=1).tolist(), names)
     return metrics["accuracy"], metrics["macro_f1"]
 
 

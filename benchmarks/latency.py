@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scenes.models import build_model, save_bundle
-from scenes.models.bundle import BundleMeta
+from scenes.models.meta import BundleMeta
 from scenes.serve.export import export_onnx
 from scenes.serve.predict import collect_images
 from scenes.serve.predictor import Predictor
@@ -140,7 +140,7 @@ def bench_app(photos: list[Path], bundle: Path, args) -> None:
 
         def request(photo: Path, client=client, explain=explain) -> None:
             result = client.predict(handle_file(str(photo)), api_name="/predict")
-            labels = result[0] if explain else result
+            labels = result[0]  # (labels, heatmap, answer) or (labels, answer)
             if len(labels["confidences"]) != 3:
                 raise RuntimeError(f"bad answer for {photo}: {result}")
 

@@ -61,15 +61,18 @@ def real_photo():
 def test_client_uploads_a_real_photo_and_gets_three_labels_and_the_heatmap(
     server, real_photo, trained_run
 ):
-    result, heatmap = Client(server, verbose=False).predict(
+    result, heatmap, answer = Client(server, verbose=False).predict(
         handle_file(str(real_photo)), api_name="/predict"
     )
     confidences = result["confidences"]
+    # The model knows coloured squares only: a real photo is none of its classes.
+    assert answer == "none of the known classes"
     assert len(confidences) == 3
     assert result["label"] == confidences[0]["label"]
     assert sum(c["confidence"] for c in confidences) == pytest.approx(1.0, abs=1e-4)
     predictor = Predictor.load(trained_run)
     expected = predictor.predict(real_photo)
+    assert expected.accepted is False
     assert [(c["label"], c["confidence"]) for c in confidences] == [
         (lab, pytest.approx(p, abs=1e-6)) for lab, p in expected
     ]
@@ -82,15 +85,15 @@ def test_client_uploads_a_real_photo_and_gets_three_labels_and_the_heatmap(
     assert np.abs(served.astype(int) - own.astype(int)).max() <= 1
 
 
-def test_without_explain_the_api_returns_the_labels_only(trained_run, tmp_path):
+def test_without_explain_the_api_returns_the_labels_and_the_answer(trained_run, tmp_path):
     demo = build_app(Predictor.load(trained_run), explain=False)
     try:
-        result = Client(launch(demo), verbose=False).predict(
+        result, answer = Client(launch(demo), verbose=False).predict(
             handle_file(str(make_image(tmp_path / "red.jpg", (220, 40, 40)))), api_name="/predict"
         )
     finally:
         demo.close()
-    assert result["label"] == "cat_a" and len(result["confidences"]) == 3
+    assert result["label"] == answer == "cat_a" and len(result["confidences"]) == 3
 
 
 def test_odd_photos_work_and_bad_uploads_get_a_clear_message(server, tmp_path):
@@ -108,7 +111,7 @@ def test_odd_photos_work_and_bad_uploads_get_a_clear_message(server, tmp_path):
         big,
         rotated,
     ):
-        result, heatmap = client.predict(handle_file(str(path)), api_name="/predict")
+        result, heatmap, _answer = client.predict(handle_file(str(path)), api_name="/predict")
         assert len(result["confidences"]) == 3, path.name
         assert Image.open(heatmap).size == (32, 32), path.name
     assert client.predict(handle_file(str(big)), api_name="/predict")[0]["label"] == "cat_b"
@@ -354,7 +357,7 @@ def test_a_server_failure_is_logged_once_and_not_called_a_bad_image(
         def out_of_memory(*args, **kwargs):
             raise RuntimeError("CUDA out of memory (simulated)")
 
-        predictor.probabilities = out_of_memory
+        predictor.forward = out_of_memory
         photo = make_image(tmp_path / "red.jpg", (220, 40, 40))
         with caplog.at_level(logging.INFO, logger="scenes.serve.app"):
             with pytest.raises(Exception, match="server failed") as err:

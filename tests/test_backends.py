@@ -239,7 +239,8 @@ def test_hf_preprocessing_matches_image_processor(backend_runs, tmp_path):
 
 def test_hf_preprocessing_follows_an_unusual_rescale(tmp_path):
     """A processor mapping pixels to [-1, 1] via rescale 1/127.5 and mean 1 is reproduced."""
-    from scenes.models.bundle import BundleMeta, save_bundle
+    from scenes.models.bundle import save_bundle
+    from scenes.models.meta import BundleMeta
 
     hf_dir = save_tiny_hf(
         tmp_path / "hf",

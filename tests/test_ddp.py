@@ -80,6 +80,7 @@ def test_two_processes_write_one_run(cli_run):
     run_dir, done = cli_run
     assert [r["epoch"] for r in rows(run_dir)] == ["1", "2", "3"]
     assert sorted(p.name for p in (run_dir / "model").iterdir()) == [
+        "acceptance.safetensors",  # the reference features of "none of these"
         "model.json",
         "model.safetensors",
     ]

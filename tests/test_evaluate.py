@@ -18,7 +18,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-import scenes.serve.predictor
+import scenes.data.images
 from scenes import plots
 from scenes.cli import main
 from scenes.errors import DataError
@@ -101,13 +101,13 @@ def test_evaluation_never_reads_the_training_split(trained_run, tmp_path, monkey
     make_folder(root / "train", CLASSES, 4, seed=3)
     make_folder(root / "test", CLASSES, 3, seed=4)
     read: list[str] = []
-    real_load = scenes.serve.predictor.load_image
+    real_load = scenes.data.images.load_image
 
     def recording_load(source, *args, **kwargs):
         read.append(str(source))
         return real_load(source, *args, **kwargs)
 
-    monkeypatch.setattr(scenes.serve.predictor, "load_image", recording_load)
+    monkeypatch.setattr(scenes.data.images, "load_image", recording_load)
     result = evaluate(trained_run, data=root, out=tmp_path / "out")
     assert result.num_images == 9
     assert read and all(Path(p).parent.parent == root / "test" for p in read)

@@ -16,8 +16,8 @@ from scenes import plots
 from scenes.choices import CAM_METHODS
 from scenes.cli import main
 from scenes.models import build_model, save_bundle
-from scenes.models.bundle import BundleMeta
 from scenes.models.cam_target import CamTarget, CamTargetError, find_cam_target
+from scenes.models.meta import BundleMeta
 from scenes.models.registry import load_weights_file
 from scenes.serve.heatmaps import Explainer
 from scenes.serve.predictor import Predictor

@@ -97,6 +97,7 @@ LAYERS = [
         "scenes.plots",
         "scenes.choices",
         "scenes.overrides",
+        "scenes.config_sections",
     },
     {"scenes.data"},
     {"scenes.models"},

@@ -5,7 +5,7 @@ import torch
 
 from scenes.errors import WeightsUnavailableError
 from scenes.models import build_model, load_bundle, save_bundle
-from scenes.models.bundle import BundleMeta
+from scenes.models.meta import BundleMeta
 from scenes.models.registry import BACKENDS, split_name
 
 from conftest import MOBILENET_FILE, needs_weights

@@ -1,6 +1,8 @@
 """One answer everywhere: for the same file, the app (through its HTTP API), `Predictor`
 (PyTorch and ONNX Runtime), `predict_many`, `scenes predict` and `scenes evaluate` give the
-same probabilities, for awkward but valid files too (alpha, 16-bit, CMYK, EXIF rotation ...).
+same probabilities, acceptance and labels, for awkward but valid files too (alpha, 16-bit,
+CMYK, EXIF rotation, a 600x450 photo ...), for every kind of bundle: plain, calibrated with
+the acceptance of unknown photos and a crop resize, multi-label with a letterbox.
 
 The model is the real ImageNet MobileNetV2 with a seeded random 6-class head, on real photos:
 its probabilities are far from one-hot, so a preprocessing difference shows in them (checked
@@ -20,8 +22,12 @@ from PIL import Image
 from scenes.cli import main
 from scenes.evaluation.loop import evaluate
 from scenes.models import BundleMeta, build_model, save_bundle
-from scenes.serve.app import build_app
-from scenes.serve.predictor import Predictor
+from scenes.models.acceptance import normalise
+from scenes.models.bundle import save_reference
+from scenes.models.meta import Acceptance
+from scenes.serve.app import build_app, verdict
+from scenes.serve.predictor import Prediction, Predictor
+from scenes.training.calibrate import logits_and_features
 
 from conftest import CLASSES, INTEL_TRAIN, needs_intel, needs_weights
 
@@ -65,8 +71,13 @@ def awkward_corpus(folder, photo) -> list:
     return list(files.values())
 
 
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory, torch_home):
+# The bundle kinds a file's answer depends on: the plain softmax; the temperature, crop resize
+# and k-NN acceptance fitted after training; multi-label sigmoids with thresholds, letterboxed.
+VARIANTS = ["plain", "calibrated_crop", "multilabel_pad"]
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def bundle(request, tmp_path_factory, torch_home):
     """ImageNet MobileNetV2 (offline file) + a seeded random 6-class head, at 150 px."""
     import os
 
@@ -80,9 +91,25 @@ def bundle(tmp_path_factory, torch_home):
             os.environ.pop("TORCH_HOME")
         else:
             os.environ["TORCH_HOME"] = old
-    run = tmp_path_factory.mktemp("one-answer-run")
-    meta = BundleMeta.of(built, CLASSES, 150)
-    save_bundle(built.module.eval(), meta, run / "model")
+    run = tmp_path_factory.mktemp(f"one-answer-{request.param}")
+    module = built.module.eval()
+    if request.param == "plain":
+        meta = BundleMeta.of(built, CLASSES, 150)
+    elif request.param == "calibrated_crop":
+        meta = BundleMeta.of(built, CLASSES, 150, resize="crop")
+        photos = [sorted((INTEL_TRAIN / c).iterdir())[i] for c in CLASSES for i in range(4)]
+        pixels = [meta.preprocess.load(p) for p in photos]
+        _, feats = logits_and_features(module, meta, pixels, np.arange(len(pixels)))
+        (run / "model").mkdir()
+        save_reference(normalise(feats), run / "model")
+        acceptance = Acceptance(k=3, threshold=1.0, accept_rate=0.95)
+        meta = meta.model_copy(update={"temperature": 1.7, "acceptance": acceptance})
+    else:
+        meta = BundleMeta.of(built, CLASSES, 150, resize="pad")
+        meta = meta.model_copy(
+            update={"task": "multilabel", "thresholds": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}
+        )
+    save_bundle(module, BundleMeta.model_validate(meta.model_dump()), run / "model")
     return run
 
 
@@ -90,19 +117,38 @@ def bundle(tmp_path_factory, torch_home):
 def corpus(tmp_path_factory):
     photo = sorted((INTEL_TRAIN / "sea").iterdir())[3]
     # evaluate needs <class>/<files>: the corpus sits in the "sea" class folder
-    return awkward_corpus(tmp_path_factory.mktemp("corpus") / "sea", photo)
+    files = awkward_corpus(tmp_path_factory.mktemp("corpus") / "sea", photo)
+    # ... and for a multi-label model, a labels CSV beside it
+    rows = "".join(f"sea/{p.name},sea\n" for p in files)
+    (files[0].parent.parent / "labels.csv").write_text("path,labels\n" + rows)
+    return files
 
 
 @pytest.fixture(scope="module")
-def reference(bundle, corpus) -> dict[str, dict[str, float]]:
+def reference(bundle, corpus) -> dict[str, dict]:
+    """Per file: every class's probability, and the acceptance and labels."""
     predictor = Predictor.load(bundle, device="cpu")
-    return {str(p): dict(predictor.predict(p, top_k=len(CLASSES))) for p in corpus}
+    answers = {}
+    for p in corpus:
+        found = predictor.predict(p, top_k=len(CLASSES))
+        answers[str(p)] = {"probs": dict(found), "accepted": found.accepted, "score": found.score}
+        answers[str(p)]["labels"] = found.labels
+    return answers
 
 
-def assert_same(got: dict[str, float], expected: dict[str, float], what: str) -> None:
+def assert_same(got: dict[str, float], expected: dict, what: str) -> None:
     assert got, what
     for label, prob in got.items():
-        assert prob == pytest.approx(expected[label], abs=ATOL), (what, label)
+        assert prob == pytest.approx(expected["probs"][label], abs=ATOL), (what, label)
+
+
+def assert_same_answer(found, expected: dict, what: str) -> None:
+    """Probabilities, and the acceptance and labels that come with them."""
+    assert_same(dict(found), expected, what)
+    assert found.accepted == expected["accepted"], what
+    assert found.labels == expected["labels"], what
+    if expected["score"] is not None:
+        assert found.score == pytest.approx(expected["score"], abs=ATOL), what
 
 
 def test_the_corpus_can_tell_preprocessing_apart(bundle, corpus, reference):
@@ -111,9 +157,28 @@ def test_the_corpus_can_tell_preprocessing_apart(bundle, corpus, reference):
     predictor = Predictor.load(bundle, device="cpu")
     rgba = next(p for p in corpus if p.name == "rgba_half.png")
     dropped = dict(predictor.predict(Image.open(rgba).convert("RGB"), top_k=len(CLASSES)))
-    assert max(abs(dropped[c] - reference[str(rgba)][c]) for c in CLASSES) > 1e-3
-    probs = list(reference[str(rgba)].values())
-    assert max(probs) < 0.99  # not one-hot: differences show
+    expected = reference[str(rgba)]["probs"]
+    assert max(abs(dropped[c] - expected[c]) for c in CLASSES) > 1e-3
+    assert max(expected.values()) < 0.99  # not one-hot: differences show
+
+
+def test_the_variants_differ(bundle, corpus, reference):
+    """Each variant's fitted parts are in play: the temperature, the acceptance, the resize
+    and the thresholds change the answer for the same file."""
+    predictor = Predictor.load(bundle, device="cpu")
+    big = str(next(p for p in corpus if p.name == "big.jpg"))  # 600x450: the resize shows
+    meta = predictor.meta
+    if meta.task == "multilabel":
+        assert reference[big]["labels"] is not None
+        squashed = meta.model_copy(update={"resize": "squash"}).preprocess.load(big)
+        assert not np.array_equal(squashed, predictor.load_image(big))
+    elif meta.acceptance is not None:
+        plain = Predictor.load(bundle, device="cpu", accept_all=True)
+        assert plain.predict(big).accepted is None and reference[big]["accepted"] is not None
+        assert 0.0 < reference[big]["score"] < 2.0
+        logits = plain.logits(plain.load_image(big)[None])[0]
+        untempered = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert max(untempered) > max(reference[big]["probs"].values()) + 1e-3
 
 
 def test_predict_many_and_cli_predict_agree(bundle, corpus, reference, tmp_path):
@@ -121,28 +186,49 @@ def test_predict_many_and_cli_predict_agree(bundle, corpus, reference, tmp_path)
     rows = predictor.predict_many(corpus, top_k=len(CLASSES), batch_size=5)
     for row in rows:
         assert row.error is None, row
-        assert_same(dict(row.top), reference[row.source], f"predict_many {row.source}")
+        assert_same_answer(row.top, reference[row.source], f"predict_many {row.source}")
 
     out = tmp_path / "preds.csv"
     argv = ["predict", "--run", str(bundle), *map(str, corpus), "--top-k", "6", "--out", str(out)]
     assert main([*argv, "--device", "cpu"]) == 0
     with out.open() as fh:
         for row in csv.DictReader(fh):
-            got = {row[f"label_{k}"]: float(row[f"prob_{k}"]) for k in range(1, 7)}
-            assert_same(got, reference[row["path"]], f"scenes predict {row['path']}")
+            expected = reference[row["path"]]
+            if "labels" in row:  # multi-label: every probability, and the labels
+                got = {c: float(row[f"prob_{c}"]) for c in CLASSES}
+                assert row["labels"].split() == expected["labels"]
+            else:
+                got = {row[f"label_{k}"]: float(row[f"prob_{k}"]) for k in range(1, 7)}
+            assert_same(got, expected, f"scenes predict {row['path']}")
+            if expected["accepted"] is not None:
+                assert row["accepted"] == str(expected["accepted"])
+                assert float(row["unknown_score"]) == pytest.approx(expected["score"], abs=ATOL)
 
 
 def test_onnx_agrees(bundle, corpus, reference):
     predictor = Predictor.load(bundle, backend="onnx", device="cpu")
     for path in corpus:
-        assert_same(dict(predictor.predict(path, top_k=6)), reference[str(path)], f"onnx {path}")
+        found = predictor.predict(path, top_k=6)
+        assert_same_answer(found, reference[str(path)], f"onnx {path}")
 
 
 def test_evaluate_agrees(bundle, corpus, reference, tmp_path):
-    result = evaluate(bundle, data=corpus[0].parent.parent, out=tmp_path / "eval", device="cpu")
+    folder = corpus[0].parent.parent
+    if Predictor.load(bundle, device="cpu").meta.task == "multilabel":
+        result = evaluate(bundle, labels_csv=folder / "labels.csv", out=tmp_path / "eval")
+        for row in result.predictions:
+            assert_same(row["probs"], reference[row["path"]], f"evaluate {row['path']}")
+            assert row["predicted"] == reference[row["path"]]["labels"]
+        with (tmp_path / "eval" / "predictions.csv").open() as fh:
+            for row in csv.DictReader(fh):
+                got = {c: float(row[f"prob_{c}"]) for c in CLASSES}
+                assert_same(got, reference[row["path"]], f"predictions.csv {row['path']}")
+        return
+    result = evaluate(bundle, data=folder, out=tmp_path / "eval", device="cpu")
     assert not result.skipped and result.num_images == len(corpus)
     for row in result.predictions:
         assert_same(dict(row["top3"]), reference[row["path"]], f"evaluate {row['path']}")
+        assert row["accepted"] == reference[row["path"]]["accepted"]
     with (tmp_path / "eval" / "predictions.csv").open() as fh:
         for row in csv.DictReader(fh):
             top3 = dict(
@@ -152,7 +238,8 @@ def test_evaluate_agrees(bundle, corpus, reference, tmp_path):
 
 
 def test_the_app_hands_the_upload_to_the_predictor_untouched(bundle, corpus, reference):
-    demo = build_app(Predictor.load(bundle, device="cpu"))
+    predictor = Predictor.load(bundle, device="cpu")
+    demo = build_app(predictor)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -160,10 +247,18 @@ def test_the_app_hands_the_upload_to_the_predictor_untouched(bundle, corpus, ref
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         for path in corpus:
-            result, heatmap = client.predict(handle_file(str(path)), api_name="/predict")
+            result, heatmap, answer = client.predict(handle_file(str(path)), api_name="/predict")
             got = {c["label"]: c["confidence"] for c in result["confidences"]}
             assert heatmap  # the page's second output, from the same request
-            assert len(got) == 3
-            assert_same(got, reference[str(path)], f"app {path.name}")
+            assert len(got) == (3 if predictor.meta.task == "multiclass" else len(CLASSES))
+            expected = reference[str(path)]
+            assert_same(got, expected, f"app {path.name}")
+            found = Prediction(
+                sorted(expected["probs"].items(), key=lambda kv: -kv[1]),
+                expected["accepted"],
+                expected["score"],
+                expected["labels"],
+            )
+            assert answer == verdict(found), path.name
     finally:
         demo.close()

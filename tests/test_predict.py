@@ -99,6 +99,8 @@ def test_cli_predict_writes_csv_for_files_and_folders(trained_run, tmp_path, cap
         "prob_1",
         "label_2",
         "prob_2",
+        "accepted",  # is it one of the known classes at all (the bundle's acceptance)
+        "unknown_score",
         "error",
     ]
     broken = [r for r in rows if r["path"].endswith("broken.jpg")]

@@ -327,7 +327,7 @@ def test_cosine_schedule_warms_up_then_decays():
 
 @pytest.mark.parametrize("precision", ["auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true"])
 def test_every_allowed_precision_trains_or_is_refused_up_front(data, tmp_path, precision):
-    from scenes.config import TrainConfig
+    from scenes.config_sections import TrainConfig
     from scenes.training.hardware import resolve_hardware
 
     allowed = TrainConfig.model_fields["precision"].annotation.__args__

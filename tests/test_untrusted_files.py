@@ -17,7 +17,8 @@ from scenes.cli import main
 from scenes.csvfile import neutralise, restore
 from scenes.errors import BundleError, UnsafeFileError
 from scenes.models import build_model, load_bundle, save_bundle
-from scenes.models.bundle import BundleMeta, read_meta
+from scenes.models.bundle import read_meta
+from scenes.models.meta import BundleMeta
 from scenes.rundir import read_checkpoint
 
 from conftest import make_folder, make_image

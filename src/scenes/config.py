@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from .config_sections import (
+    AugmentConfig,
+    DataConfig,
+    ModelConfig,
+    Section,
+    ServeConfig,
+    TrainConfig,
+)
 from .errors import ConfigError
 from .overrides import describe_errors, parse_override, set_nested
 
 DEFAULT_DATA_DIR = "data/intel"
-# Square input sizes a run may train at (and so a model bundle may declare).
-MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
 
 
 def default_cache_dir() -> Path:
@@ -27,211 +33,36 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("SCENES_CACHE") or Path.home() / ".cache" / "scenes")
 
 
-class _Section(BaseModel):
-    # extra="forbid": a typo in a key must fail, not be silently ignored.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(_Section):
-    dir: str | None = Field(
-        None, description="dataset folder; null means $SCENES_DATA, else data/intel"
-    )
-    image_size: int = Field(
-        150,
-        ge=MIN_IMAGE_SIZE,
-        le=MAX_IMAGE_SIZE,
-        description="square input size in pixels (Intel's native 150 is fastest; 224 is about 2-2.5x slower on a CPU)",
-    )
-    val_fraction: float = Field(
-        0.1,
-        gt=0.0,
-        lt=1.0,
-        description="share of the training images held out for validation, stratified by class",
-    )
-    split_seed: int = Field(
-        42,
-        description="seeds the train/validation split only, so runs with another `seed` are "
-        "measured on the same validation images",
-    )
-    batch_size: int = Field(32, ge=1, le=4096, description="training images per step and device")
-    num_workers: int | Literal["auto"] = Field(
-        "auto",
-        description="DataLoader workers; auto: 0 on a CPU (the decoded cache makes loading cheap), "
-        "min(8, cores) with CUDA; unused with on_device",
-    )
-    cache_dir: str | None = Field(
-        None, description="decoded-image cache; null means $SCENES_CACHE, else ~/.cache/scenes"
-    )
-    exclude: str | None = Field(
-        None,
-        description="file listing training images to leave out of train and validation: a CSV "
-        "with a path column (label_issues.csv of `scenes data issues`) or one path per line; "
-        "applied after the split, recorded in split.csv",
-    )
-    on_device: bool | Literal["auto"] = Field(
-        "auto",
-        description="keep the decoded uint8 images on the training device (14k images at 150 px "
-        "are 0.95 GB) and draw each batch there by index, in the sampler's order; auto: on "
-        "when training on CUDA",
-    )
-
-    @model_validator(mode="after")
-    def _workers_not_negative(self) -> DataConfig:
-        if isinstance(self.num_workers, int) and self.num_workers < 0:
-            raise ValueError("num_workers must be 'auto' or an integer >= 0")
-        return self
-
-
-class ModelConfig(_Section):
-    name: str = Field(
-        "mobilenet_v2",
-        description="resnet50, torchvision:efficientnet_b0, timm:convnext_tiny, "
-        "hf:google/vit-base-patch16-224, ... (`scenes models` lists them)",
-    )
-    pretrained: bool = Field(
-        True, description="start from the backend's ImageNet weights (false: random initialisation)"
-    )
-    weights: str = Field(
-        "DEFAULT",
-        description="which pretrained weights: a torchvision name (IMAGENET1K_V1) or a timm tag; "
-        "DEFAULT: the best ones already on this machine, else the backend's default, downloaded",
-    )
-    weights_file: str | None = Field(
-        None,
-        description="a local state-dict file (.pth, .safetensors) to start from; a classifier of "
-        "another size in it is skipped",
-    )
-    weights_dir: str | None = Field(
-        None,
-        description="folder of pretrained weight files searched by their official names "
-        "before downloading (then $SCENES_WEIGHTS_DIR, then the backends' own caches)",
-    )
-    channels_last: bool = Field(
-        True, description="channels-last memory layout (faster convolutions on CPUs and GPUs)"
-    )
-
-
-class AugmentConfig(_Section):
-    preset: Literal["none", "classic", "trivialaugment"] = Field(
-        "classic",
-        description="augmentation of training batches, on the training device (kornia), drawn "
-        "per image: none; classic: flip, shift-scale-rotate, gamma, rotate, pixel dropout, each "
-        "with probability p; trivialaugment: flip, then one of TrivialAugmentWide's 14 "
-        "operations at a random magnitude",
-    )
-    p: float = Field(0.25, ge=0.0, le=1.0, description="probability of each classic augmentation")
-    mixup_alpha: float = Field(
-        0.0, ge=0.0, description="MixUp of training batches (Beta(alpha, alpha)); 0: off"
-    )
-    cutmix_alpha: float = Field(
-        0.0, ge=0.0, description="CutMix of training batches; 0: off; both > 0: one per batch"
-    )
-
-
-class TrainConfig(_Section):
-    epochs: int = Field(
-        4, ge=1, le=10_000, description="maximum epochs (early stopping may end sooner)"
-    )
-    lr: float = Field(
-        3e-3,
-        gt=0.0,
-        le=10.0,
-        description="the learning rate of the head (of everything in full mode); the full phase of "
-        "fine_tune uses lr x unfreeze_lr_factor",
-    )
-    weight_decay: float = Field(1e-4, ge=0.0, le=1.0, description="weight decay of the weights")
-    norm_weight_decay: float | None = Field(
-        0.0,
-        ge=0.0,
-        le=1.0,
-        description="weight decay of normalisation weights and biases; null: weight_decay",
-    )
-    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="adamw, or sgd (Nesterov)")
-    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD only")
-    label_smoothing: float = Field(
-        0.1, ge=0.0, lt=1.0, description="label smoothing of the training loss"
-    )
-    ema_decay: float | None = Field(
-        None,
-        gt=0.0,
-        lt=1.0,
-        description="exponential moving average of the weights (e.g. 0.998), from the full "
-        "phase on; validation, checkpoints and the bundle use the average; null: off",
-    )
-    scheduler: Literal["cosine", "step", "plateau", "none"] = Field(
-        "cosine",
-        description="learning-rate schedule: cosine (linear warmup, then cosine decay, per step), "
-        "step (step_size, gamma), plateau (on train.monitor: gamma, plateau_patience), none",
-    )
-    warmup_epochs: float = Field(0.25, ge=0.0, description="linear warmup (cosine only)")
-    step_size: int = Field(3, ge=1, description="epochs between LR drops (step only)")
-    gamma: float = Field(0.1, gt=0.0, le=1.0, description="LR factor per drop (step, plateau)")
-    plateau_patience: int = Field(
-        1, ge=0, description="epochs without improvement before a drop (plateau only)"
-    )
-    mode: Literal["full", "head", "fine_tune"] = Field(
-        "fine_tune",
-        description="full: train everything; head: backbone frozen; "
-        "fine_tune: head for head_epochs, then everything at lr * unfreeze_lr_factor",
-    )
-    head_epochs: int = Field(1, ge=0, description="fine_tune only")
-    unfreeze_lr_factor: float = Field(0.1, gt=0.0, le=1.0, description="fine_tune only")
-    monitor: Literal["val_loss", "val_acc", "val_f1"] = Field(
-        "val_loss", description="metric for early stopping and the best checkpoint"
-    )
-    patience: int = Field(3, ge=1, description="early-stopping patience in epochs")
-    precision: Literal["auto", "32-true", "16-mixed", "bf16-mixed", "bf16-true"] = Field(
-        "auto",
-        description="auto: bf16-mixed on CUDA GPUs with native bf16 (Ampere and newer), else "
-        "16-mixed; 32-true on a CPU (bf16 autocast is slower on CPUs without AMX); 16-mixed "
-        "needs CUDA (on a CPU Lightning would silently run bf16, so it is refused)",
-    )
-    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
-        "auto", description="where to train: auto (a GPU when there is one), cpu, gpu, cuda, mps"
-    )
-    devices: int | list[int] | Literal["auto"] = Field(
-        1,
-        description="devices (processes) per node: a count, a list of GPU ids, or auto (all "
-        "GPUs, or what torchrun/SLURM started)",
-    )
-    num_nodes: int = Field(1, ge=1, le=4096, description="machines taking part in the run")
-    strategy: str = Field(
-        "auto",
-        description="auto (DDP when there is more than one process) or a Lightning strategy "
-        "name, e.g. ddp, ddp_spawn, fsdp",
-    )
-    accumulate_grad_batches: int = Field(
-        1, ge=1, le=4096, description="batches per optimizer step (a larger effective batch)"
-    )
-    deterministic: bool = Field(
-        False, description="deterministic GPU kernels (slower; CPU runs are reproducible anyway)"
-    )
-    grad_clip: float | None = Field(
-        None, gt=0.0, description="clip the gradient norm to this; null: no clipping"
-    )
-    progress_bar: bool = Field(
-        True, description="a progress bar per epoch (shown only on a terminal)"
-    )
-
-    @model_validator(mode="after")
-    def _devices_valid(self) -> TrainConfig:
-        devices = self.devices
-        if isinstance(devices, int) and devices < 1:
-            raise ValueError("devices must be at least 1, a list of GPU ids, or auto")
-        if isinstance(devices, list) and (
-            not devices or len(set(devices)) != len(devices) or min(devices) < 0
-        ):
-            raise ValueError("devices must list distinct GPU ids >= 0, e.g. [0, 1]")
-        return self
-
-
-class Config(_Section):
+class Config(Section):
     seed: int = Field(42, description="seeds shuffling, augmentation, dropout (not the split)")
     out: str | None = Field(None, description="run directory; null means runs/<model>-<time>")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     augment: AugmentConfig = AugmentConfig()
     train: TrainConfig = TrainConfig()
+    serve: ServeConfig = ServeConfig()
+
+    @property
+    def task(self) -> str:
+        """multilabel when the labels come from a CSV (data.labels), else multiclass."""
+        return "multilabel" if self.data.labels else "multiclass"
+
+    @model_validator(mode="after")
+    def _fits_the_task(self) -> Config:
+        wrong = {
+            "multiclass": {"train.monitor": ("val_map",)},
+            "multilabel": {
+                "train.monitor": ("val_acc",),
+                "data.sampler": ("balanced",),
+                "train.class_weights": ("balanced", "effective"),
+            },
+        }[self.task]
+        for key, values in wrong.items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value in values:
+                raise ValueError(f"{key}={value} does not apply to {self.task} data")
+        return self
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data.dir or os.environ.get("SCENES_DATA") or DEFAULT_DATA_DIR)

@@ -18,14 +18,40 @@ from torchmetrics.classification import (
 from .errors import DataError
 
 
-def epoch_metrics(num_classes: int) -> MetricCollection:
-    """Accumulated over an epoch's batches (and summed over DDP processes) by torchmetrics."""
+def epoch_metrics(num_classes: int, task: str = "multiclass") -> MetricCollection:
+    """Accumulated over an epoch's batches (and summed over DDP processes) by torchmetrics:
+    single-label: top-1 accuracy and macro F1 of logits against class indices; multi-label:
+    mean average precision over classes and macro F1 at 0.5, of probabilities against
+    multi-hot targets."""
+    if task == "multilabel":
+        from torchmetrics.classification import MultilabelAveragePrecision, MultilabelF1Score
+
+        return MetricCollection(
+            {
+                "map": MultilabelAveragePrecision(num_labels=num_classes, average="macro"),
+                "f1": MultilabelF1Score(num_labels=num_classes, average="macro", zero_division=0),
+            }
+        )
     return MetricCollection(
         {
             "acc": MulticlassAccuracy(num_classes=num_classes, average="micro"),
             "f1": MulticlassF1Score(num_classes=num_classes, average="macro", zero_division=0),
         }
     )
+
+
+ECE_BINS = 15
+
+
+def expected_calibration_error(probs, y_true, n_bins: int = ECE_BINS) -> float:
+    """How far confidence is from accuracy: the top-class confidence in equal-width bins,
+    |accuracy - mean confidence| weighted by the bin's share of images (torchmetrics)."""
+    from torchmetrics.classification import MulticlassCalibrationError
+
+    probs = torch.as_tensor(np.asarray(probs), dtype=torch.float32)
+    target = torch.as_tensor(np.asarray(y_true), dtype=torch.long)
+    metric = MulticlassCalibrationError(num_classes=probs.shape[1], n_bins=n_bins, norm="l1")
+    return float(metric(probs, target))
 
 
 def compute_metrics(
@@ -71,6 +97,8 @@ def compute_metrics(
         "macro_f1": float(macro_f1),
         "f1_classes": [class_names[i] for i in range(n) if support[i] > 0 or predicted[i] > 0],
         "macro_f1_present": float(f1[present].mean()),
+        # The mean recall of the classes present: top-1 as if every class had as many images.
+        "balanced_accuracy": float(recall[present].mean()),
         "present_classes": [class_names[i] for i in present],
         "per_class": per_class,
         "confusion": confusion.tolist(),

@@ -24,7 +24,10 @@ def describe_errors(root: type[BaseModel], err: ValidationError) -> str:
             section = _section_for(root, e["loc"][:-1])
             if section is not None:
                 msg += f"; allowed: {', '.join(section.model_fields)}"
-        lines.append(f"  {field or '<root>'}: {msg} (got {got!r})")
+        if not field:  # a rule across fields: its message names them, the input is everything
+            lines.append(f"  {msg.removeprefix('Value error, ')}")
+        else:
+            lines.append(f"  {field}: {msg} (got {got!r})")
     return "invalid config:\n" + "\n".join(lines)
 
 

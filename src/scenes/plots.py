@@ -29,6 +29,7 @@ SIZES = {
     "training_curves": (13.0, 4.0),
     "confusion_matrix": (7.5, 6.5),
     "explanation": (11.0, 4.2),
+    "reliability": (5.5, 5.0),
 }
 
 GRID_CELL = (2.0, 2.2)  # inches per image of a grid, its caption included
@@ -130,16 +131,53 @@ def plot_explanation(
     return _save(fig, path)
 
 
+def plot_reliability(
+    before: np.ndarray, after: np.ndarray, labels, path: str | Path, temperature: float
+) -> Path:
+    """Accuracy against confidence (top class, 10 equal-width bins) of the raw softmax and of
+    the probabilities served: on the diagonal, a confidence means what it says."""
+    labels = np.asarray(labels)
+    fig = _new_figure("reliability")
+    ax = fig.add_subplot()
+    edges = np.linspace(0.0, 1.0, 11)
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="perfectly calibrated")
+    curves = [("softmax", before, "o-")]
+    if temperature != 1.0:
+        curves.append((f"served (temperature {temperature:.2f})", after, "s-"))
+    for name, probs, style in curves:
+        confidence = probs.max(axis=1)
+        correct = probs.argmax(axis=1) == labels
+        bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, 9)
+        used = [b for b in range(10) if np.any(bins == b)]
+        ax.plot(
+            [confidence[bins == b].mean() for b in used],
+            [correct[bins == b].mean() for b in used],
+            style,
+            label=name,
+            markersize=4,
+        )
+    ax.set_xlabel("confidence (top class)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    ax.set_title(f"Reliability ({len(labels)} images)")
+    return _save(fig, path)
+
+
 def plot_training_curves(columns: dict[str, list[float]], path: str | Path) -> Path:
-    """Loss, accuracy and macro F1 per epoch, train vs validation (``RunDir.metrics_columns``)."""
+    """Loss, accuracy (mean average precision for multilabel runs) and macro F1 per epoch,
+    train vs validation (``RunDir.metrics_columns``)."""
     if not columns:
         raise ValueError("metrics.csv has no epochs to plot")
     epochs = columns["epoch"]
     fig = _new_figure("training_curves")
     axes = fig.subplots(1, 3)
-    for ax, (metric, title) in zip(
-        axes, (("loss", "Loss"), ("acc", "Top-1 accuracy"), ("f1", "Macro F1"))
-    ):
+    ranking = (
+        ("map", "Mean average precision") if "val_map" in columns else ("acc", "Top-1 accuracy")
+    )
+    for ax, (metric, title) in zip(axes, (("loss", "Loss"), ranking, ("f1", "Macro F1"))):
         for split, style in (("train", "o-"), ("val", "s-")):
             key = f"{split}_{metric}"
             if key in columns:

@@ -33,17 +33,25 @@ FIGURE_TITLES = {
     TRAINING_SAMPLES: "Training images",
     AUGMENTATIONS: "Augmentations",
 }
-METRICS_COLUMNS = [
-    "epoch",
-    "time_s",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "train_f1",
-    "val_loss",
-    "val_acc",
-    "val_f1",
-]
+# One row per epoch; the score columns by task: top-1 accuracy and macro F1 (single-label),
+# mean average precision and macro F1 at 0.5 (multi-label).
+SCORES = {"multiclass": ("acc", "f1"), "multilabel": ("map", "f1")}
+
+
+def metrics_columns(task: str = "multiclass") -> list[str]:
+    scores = SCORES[task]
+    return [
+        "epoch",
+        "time_s",
+        "lr",
+        "train_loss",
+        *(f"train_{s}" for s in scores),
+        "val_loss",
+        *(f"val_{s}" for s in scores),
+    ]
+
+
+METRICS_COLUMNS = metrics_columns()
 
 
 @dataclass(frozen=True)
@@ -100,9 +108,10 @@ class RunDir:
 
     # -- metrics.csv --------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, float]) -> None:
+        """``row``'s keys, in order, are the columns (``metrics_columns`` of the task)."""
         new = not self.metrics_csv.exists()
         with self.metrics_csv.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=list(row))
             if new:
                 writer.writeheader()
             writer.writerow(row)
@@ -132,9 +141,10 @@ class RunDir:
         if not self.metrics_csv.exists():
             return
         with self.metrics_csv.open(newline="") as fh:
-            rows = list(csv.DictReader(fh))
+            reader = csv.DictReader(fh)
+            rows, columns = list(reader), reader.fieldnames or METRICS_COLUMNS
         with self.metrics_csv.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=METRICS_COLUMNS)
+            writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             writer.writerows(r for r in rows if int(r["epoch"]) <= last_epoch)
 

@@ -62,6 +62,15 @@ def add_tta(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_accept_all(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--accept-all",
+        action="store_true",
+        help="take every photo as one of the known classes: no 'none of the known classes' "
+        "(when the model has that check)",
+    )
+
+
 def add_batch_size(p: argparse.ArgumentParser, default: int, what: str = "images") -> None:
     p.add_argument(
         "--batch-size",

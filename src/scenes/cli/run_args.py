@@ -11,7 +11,7 @@ from ..choices import (
     INFERENCE_BATCH,
     SPLITS,
 )
-from .common import add_backend, add_batch_size, add_device, add_run, add_tta
+from .common import add_accept_all, add_backend, add_batch_size, add_device, add_run, add_tta
 from .types import port_number, positive
 
 
@@ -32,12 +32,19 @@ def add_evaluate_parser(sub, common) -> None:
         "(required: this or --split)",
     )
     source.add_argument(
+        "--labels",
+        metavar="CSV",
+        help="a multi-label model's test images: a CSV of path,labels (paths relative to it) "
+        "(required for such a model: this or --split)",
+    )
+    source.add_argument(
         "--split",
         choices=SPLITS,
         help="the run's own validation split, listed in RUN_DIR/split.csv (required: this or "
         "--data)",
     )
     add_tta(p)
+    add_accept_all(p)
     p.add_argument(
         "--explain",
         action="store_true",
@@ -75,6 +82,7 @@ def add_predict_parser(sub, common) -> None:
         "--out - (default: a table on stdout)",
     )
     add_tta(p)
+    add_accept_all(p)
     add_batch_size(p, INFERENCE_BATCH)
     add_backend(p)
     add_device(p)
@@ -109,6 +117,7 @@ def add_app_parser(sub, common) -> None:
         help="labels only, no heatmap beside them (less work per request)",
     )
     add_tta(p)
+    add_accept_all(p)
     add_backend(p, "; the heatmap always comes from the PyTorch network")
     add_device(p)
     p.set_defaults(target=".serve.app:run_app")

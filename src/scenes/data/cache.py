@@ -26,12 +26,13 @@ from PIL import UnidentifiedImageError
 from ..choices import worker_count
 from ..console import plural, stage
 from .files import content_digest
-from .images import PREPROCESS_VERSION, load_image
+from .images import PREPROCESS_VERSION, Preprocess
 
 log = logging.getLogger(__name__)
 
-# 3: decoder version in the key, rows written straight to disk; 4: inode and ctime in the key
-CACHE_VERSION = 4
+# 3: decoder version in the key, rows written straight to disk; 4: inode and ctime in the key;
+# 5: the resize mode and pad colour in the key
+CACHE_VERSION = 5
 FEATURES_DIR = "features"  # backbone features (data/features.py), inside the cache folder
 
 
@@ -53,22 +54,22 @@ def decoder_version() -> str:
     return f"pillow-{PIL.__version__}|preprocess-{PREPROCESS_VERSION}"
 
 
-def _decode(args: tuple[str, int, str]) -> tuple[np.ndarray, str] | str:
-    path, size, interpolation = args
+def _decode(args: tuple[str, Preprocess]) -> tuple[np.ndarray, str] | str:
+    path, preprocess = args
     try:
         data = Path(path).read_bytes()  # read once: hashed here, decoded from memory
-        return load_image(io.BytesIO(data), size, interpolation), content_digest(data)
+        return preprocess.load(io.BytesIO(data)), content_digest(data)
     except UnidentifiedImageError:  # its message names the in-memory buffer, not the file
         return "UnidentifiedImageError: not an image file Pillow can read"
     except Exception as exc:  # any decoder error means: skip this file, report it
         return f"{type(exc).__name__}: {exc}"
 
 
-def _key(paths: list[Path], size: int, interpolation: str) -> str:
+def _key(paths: list[Path], preprocess: Preprocess) -> str:
     """Names the files' current contents without reading them. Size and mtime alone miss a file
     replaced by one of the same size and mtime (``cp -p``, ``rsync -t``): a replaced file has
     a new inode, and one rewritten in place a new ctime, which no tool can set back."""
-    header = f"v{CACHE_VERSION}|{decoder_version()}|{size}|{interpolation}"
+    header = f"v{CACHE_VERSION}|{decoder_version()}|{preprocess.key()}"
     digest = hashlib.sha256(header.encode())
     for p in paths:
         st = p.stat()
@@ -88,31 +89,35 @@ def warn_failed(failed: dict[str, str]) -> None:
 
 def decode_images(
     paths: list[Path],
-    size: int,
+    preprocess: Preprocess | int,
     cache_dir: Path | None,
     interpolation: str = "bilinear",
     workers: int | None = None,
     progress: bool = True,
 ) -> DecodedImages:
-    """Decode ``paths`` at ``size`` (cached under ``cache_dir`` when given).
+    """Decode ``paths`` as ``preprocess`` says (a bare size: squashed with ``interpolation``),
+    cached under ``cache_dir`` when given.
 
     Several processes may ask at once (one per device in a DDP run): a lock file lets one of
     them decode while the others wait, then all read the same finished cache.
     """
+    if isinstance(preprocess, int):
+        preprocess = Preprocess(preprocess, interpolation)
+    size = preprocess.size
     if cache_dir is None:
         pixels = np.empty((len(paths), size, size, 3), dtype=np.uint8)
-        result = _decode_into(pixels, paths, size, interpolation, workers, progress)
+        result = _decode_into(pixels, paths, preprocess, workers, progress)
         result.pixels = pixels[: len(result.kept)]
         warn_failed(result.failed)
         return result
 
     cache_dir = Path(cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    key = _key(paths, size, interpolation)
+    key = _key(paths, preprocess)
     array_file, meta_file = cache_dir / f"{key}.npy", cache_dir / f"{key}.json"
     with FileLock(str(cache_dir / f"{key}.lock")):
         if not (array_file.is_file() and meta_file.is_file()):
-            _build_cache(array_file, meta_file, paths, size, interpolation, workers, progress)
+            _build_cache(array_file, meta_file, paths, preprocess, workers, progress)
     meta = json.loads(meta_file.read_text())
     mark_used(meta_file)
     pixels = np.load(array_file, mmap_mode="r")[: meta["count"]]
@@ -127,8 +132,7 @@ def _build_cache(
     array_file: Path,
     meta_file: Path,
     paths: list[Path],
-    size: int,
-    interpolation: str,
+    preprocess: Preprocess,
     workers: int | None,
     progress: bool,
 ) -> None:
@@ -139,15 +143,19 @@ def _build_cache(
     tmp_meta = meta_file.with_suffix(f".tmp{os.getpid()}")
     try:
         pixels = open_memmap(
-            tmp_array, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3)
+            tmp_array,
+            mode="w+",
+            dtype=np.uint8,
+            shape=(len(paths), preprocess.size, preprocess.size, 3),
         )
-        result = _decode_into(pixels, paths, size, interpolation, workers, progress)
+        result = _decode_into(pixels, paths, preprocess, workers, progress)
         pixels.flush()
         del pixels
         meta = {
             "version": CACHE_VERSION,
-            "image_size": size,
-            "interpolation": interpolation,
+            "image_size": preprocess.size,
+            "interpolation": preprocess.interpolation,
+            "resize": preprocess.resize,
             "folder": common_folder(paths),
             "files": len(paths),
             "count": len(result.kept),
@@ -182,16 +190,15 @@ def mark_used(path: Path) -> None:
 def _decode_into(
     pixels: np.ndarray,
     paths: list[Path],
-    size: int,
-    interpolation: str,
+    preprocess: Preprocess,
     workers: int | None,
     progress: bool,
 ) -> DecodedImages:
     """Decode ``paths`` into the first rows of ``pixels``, readable files only, in order."""
     workers = workers or worker_count()
     kept, failed, digests = [], {}, []
-    jobs = [(str(p), size, interpolation) for p in paths]
-    desc = f"decoding images at {size} px"
+    jobs = [(str(p), preprocess) for p in paths]
+    desc = f"decoding images at {preprocess.size} px"
     with (
         stage(desc, len(paths), show=progress) as bar,
         ProcessPoolExecutor(max_workers=workers) if workers > 1 else _Serial() as pool,

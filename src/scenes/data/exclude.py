@@ -20,6 +20,7 @@ import numpy as np
 
 from ..csvfile import restore
 from ..errors import DataError
+from .multilabel import class_totals
 
 MAX_LISTED = 5  # unmatched paths named in the warning
 
@@ -80,8 +81,11 @@ def apply_exclusion(
     excluded = excluded_rows(file, train_dir, paths)
     keep_train = train_idx[~np.isin(train_idx, excluded)]
     keep_val = val_idx[~np.isin(val_idx, excluded)]
-    emptied = sorted(set(np.asarray(labels)[train_idx].tolist()) - set(labels[keep_train].tolist()))
+    labels = np.asarray(labels)
+    before = class_totals(labels[train_idx], len(class_names))
+    after = class_totals(labels[keep_train], len(class_names))
+    emptied = [name for name, b, a in zip(class_names, before, after) if b and not a]
     if emptied:
-        names = ", ".join(class_names[k] for k in emptied)
+        names = ", ".join(emptied)
         raise DataError(f"data.exclude ({file}) removes every training image of: {names}")
     return keep_train, keep_val, excluded

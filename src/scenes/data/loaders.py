@@ -26,7 +26,9 @@ from .cache import decode_images
 from .device_loader import DeviceBatches, images_to_device, resolve_on_device
 from .discover import LabelledFiles, Layout, find_layout, list_labelled_files
 from .exclude import apply_exclusion
-from .samplers import DecodedDataset, EpochShuffleSampler, ShardSampler
+from .images import Preprocess
+from .multilabel import class_totals, label_text, read_labels_csv, split_multilabel
+from .samplers import BalancedSampler, DecodedDataset, EpochShuffleSampler, ShardSampler
 from .split import split_train_val
 
 
@@ -41,12 +43,12 @@ class PreparedData:
     val_paths: list[Path]
     layout_name: str
     skipped: dict[str, str] = field(default_factory=dict)
-    excluded: list[tuple[Path, int]] = field(default_factory=list)  # (path, label), data.exclude
+    excluded: list[tuple[Path, str]] = field(default_factory=list)  # (path, label) left out
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         counts = {}
         for split, ds in (("train", self.train), ("val", self.val)):
-            bins = np.bincount(ds.labels, minlength=len(self.class_names))
+            bins = class_totals(ds.labels, len(self.class_names))
             counts[split] = {name: int(n) for name, n in zip(self.class_names, bins)}
         return counts
 
@@ -61,6 +63,12 @@ def resolve_workers(num_workers: int | str) -> int:
 
 def training_files(cfg: Config) -> tuple[Layout, LabelledFiles]:
     """The labelled files of the training folder. The test folder is never listed."""
+    if cfg.data.labels:
+        csv_path = labels_file(cfg)
+        folder = csv_path.parent
+        return Layout(folder, folder, None, "labels csv", {"train": folder}), read_labels_csv(
+            csv_path, cfg.data.classes
+        )
     layout = find_layout(cfg.resolved_data_dir())
     files = list_labelled_files(layout.train_dir)
     if len(files.class_names) < 2:  # refused before decoding anything
@@ -71,33 +79,44 @@ def training_files(cfg: Config) -> tuple[Layout, LabelledFiles]:
     return layout, files
 
 
+def labels_file(cfg: Config) -> Path:
+    """data.labels: as given, else under the data folder (``--data``)."""
+    given = Path(cfg.data.labels)
+    if given.is_absolute() or given.exists():
+        return given
+    return cfg.resolved_data_dir() / given
+
+
 def prepare_data(
     cfg: Config,
     layout: Layout,
     files: LabelledFiles,
-    interpolation: str = "bilinear",
+    preprocess: Preprocess | None = None,
     progress: bool = True,
     saved_split: list[SplitRow] | None = None,
 ) -> PreparedData:
     """Decode (cached), drop unreadable files, split train/val, drop ``data.exclude``'s files.
     ``saved_split`` (a resumed run's split.csv) is reused as it is instead of splitting again."""
-    decoded = decode_images(
-        files.paths, cfg.data.image_size, cfg.resolved_cache_dir(), interpolation, progress=progress
-    )
+    preprocess = preprocess or Preprocess(cfg.data.image_size, resize=cfg.data.resize)
+    decoded = decode_images(files.paths, preprocess, cfg.resolved_cache_dir(), progress=progress)
     if len(decoded.kept) == 0:
         raise DataError(f"no readable images in {layout.train_dir}")
     labels = np.asarray(files.labels)[decoded.kept]
     paths = [files.paths[i] for i in decoded.kept]
-    missing = sorted(set(range(len(files.class_names))) - set(labels.tolist()))
+    totals = class_totals(labels, len(files.class_names))
+    missing = [name for name, n in zip(files.class_names, totals) if n == 0]
     if missing:
-        names = ", ".join(files.class_names[i] for i in missing)
-        raise DataError(f"every image of class(es) {names} in {layout.train_dir} is unreadable")
+        raise DataError(
+            f"no readable image of class(es) {', '.join(missing)} in {layout.train_dir}: a "
+            "class needs images to be learnt"
+        )
     if saved_split is not None:
         train_idx, val_idx, excluded_idx = reuse_split(
             saved_split, paths, labels, files.class_names
         )
     else:
-        train_idx, val_idx = split_train_val(
+        split = split_multilabel if labels.ndim == 2 else split_train_val
+        train_idx, val_idx = split(
             labels, cfg.data.val_fraction, cfg.data.split_seed, groups=decoded.digests
         )
         excluded_idx = np.empty(0, dtype=np.int64)
@@ -128,7 +147,7 @@ def prepare_data(
         val_paths=[paths[i] for i in val_idx],
         layout_name=layout.name,
         skipped=decoded.failed,
-        excluded=[(paths[i], int(labels[i])) for i in excluded_idx],
+        excluded=[(paths[i], label_text(labels[i], files.class_names)) for i in excluded_idx],
     )
 
 
@@ -150,7 +169,7 @@ def reuse_split(
                 sides["excluded"].append(i)
         elif i is None:
             gone.append(row.path)
-        elif class_names[labels[i]] != row.label:
+        elif label_text(labels[i], class_names) != row.label:
             relabelled.append(row.path)
         else:
             sides[row.split].append(i)
@@ -212,7 +231,11 @@ def make_loaders(
     """This process's training and validation loaders (``rank`` of ``world_size``): batches
     drawn on ``device`` when ``data.on_device`` says so, else DataLoaders over the cache."""
     device = device or torch.device("cpu")
-    train_sampler = EpochShuffleSampler(len(data.train), cfg.seed, rank, world_size)
+    train_sampler = (
+        BalancedSampler(data.train.labels, cfg.seed, rank, world_size)
+        if cfg.data.sampler == "balanced"
+        else EpochShuffleSampler(len(data.train), cfg.seed, rank, world_size)
+    )
     val_sampler = ShardSampler(len(data.val), rank, world_size)
     # A last batch of one image breaks BatchNorm (one value per channel); drop only that case.
     lone_last = len(train_sampler) % cfg.data.batch_size == 1 and len(train_sampler) > 1

@@ -16,14 +16,17 @@ class DecodedDataset(Dataset):
 
     def __init__(self, pixels: np.ndarray, labels: np.ndarray):
         self.pixels = pixels
-        self.labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels)
+        # class indices (N,), or multi-hot rows (N, classes) as float targets (multi-label)
+        self.labels = labels.astype(np.float32 if labels.ndim == 2 else np.int64)
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         image = torch.from_numpy(np.ascontiguousarray(self.pixels[index].transpose(2, 0, 1)))
-        return image, int(self.labels[index])
+        label = self.labels[index]
+        return image, torch.from_numpy(label) if label.ndim else int(label)
 
 
 class EpochShuffleSampler(Sampler):
@@ -55,6 +58,33 @@ class EpochShuffleSampler(Sampler):
         generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.n, generator=generator)[: len(self) * self.world_size]
         return iter(order[self.rank :: self.world_size].tolist())
+
+
+class BalancedSampler(EpochShuffleSampler):
+    """Each class drawn equally often per epoch (``data.sampler: balanced``): an epoch of as
+    many draws as there are images, a ``1 / classes`` share of them from each class. Within a
+    class the images come in a seeded random order, repeated as often as needed (a small class
+    is seen several times, a large one partly), so the order is a pure function of (seed,
+    epoch) like the shuffle's, and sharded across processes the same way."""
+
+    def __init__(self, labels: np.ndarray, seed: int, rank: int = 0, world_size: int = 1):
+        super().__init__(len(labels), seed, rank, world_size)
+        labels = np.asarray(labels)
+        self.members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        per_class = -(-self.n // len(self.members))  # ceil: every class gets the same count
+        draws = []
+        for members in self.members:
+            repeats = -(-per_class // len(members))
+            order = torch.cat(
+                [torch.randperm(len(members), generator=generator) for _ in range(repeats)]
+            )
+            draws.append(torch.from_numpy(members)[order[:per_class]])
+        mixed = torch.cat(draws)[torch.randperm(per_class * len(self.members), generator=generator)]
+        mixed = mixed[: len(self) * self.world_size]
+        return iter(mixed[self.rank :: self.world_size].tolist())
 
 
 class ShardSampler(Sampler):

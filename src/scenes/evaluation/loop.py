@@ -3,75 +3,41 @@
 The training split is never read: ``--data`` resolves to a test folder (or a bare folder of
 classes), and ``--split val`` reads only the validation rows of the run's ``split.csv``.
 Metrics come from ``metrics.py`` (torchmetrics, as in training); the files written and the
-text printed come from ``eval_outputs.py``.
+text printed come from ``outputs.py``; what is read, from ``sources.py``.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from ..choices import INFERENCE_BATCH, SPLITS
+from ..choices import INFERENCE_BATCH
 from ..console import stage
-from ..data.discover import find_layout, list_labelled_files
 from ..errors import DataError, UsageError
-from ..metrics import compute_metrics
+from ..metrics import compute_metrics, expected_calibration_error
 from ..models.bundle import bundle_run_dir
+from ..models.probabilities import softmax
 from ..outputs import output_dir
-from ..rundir import SPLIT_FILE, RunDir
-from ..serve.answers import best_classes, softmax
+from ..serve.answers import Answers
 from ..serve.predictor import Predictor
-from .outputs import METRICS_JSON, EvalResult, format_result, write_outputs
-
-
-def evaluation_folder(data: str | Path) -> Path:
-    """The folder of ``<class>/`` folders to evaluate, never a training folder.
-
-    A dataset root with ``test/`` or ``seg_test/seg_test/`` means that test folder; a root
-    with only a training folder is refused (use ``--split val`` for its held-out part).
-    """
-    layout = find_layout(data)
-    if layout.name == "bare":
-        return layout.root
-    if layout.test_dir is None:
-        raise DataError(
-            f"{data} holds a training folder ({layout.train_dir}) and no test folder; "
-            "evaluating on training images would overstate accuracy: pass a test folder "
-            "with --data, or use --split val for the run's validation split"
-        )
-    return layout.test_dir
-
-
-def split_files(run_dir: Path, split: str, class_names: list[str]) -> tuple[list[Path], list[int]]:
-    """Paths and labels of one split listed in RUN/split.csv, labels matched by class name."""
-    if split not in SPLITS:
-        raise UsageError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
-    index = {name: i for i, name in enumerate(class_names)}
-    paths, labels = [], []
-    for row in RunDir(run_dir).read_split():
-        if row.split != split:
-            continue
-        if row.label not in index:
-            raise DataError(
-                f"{run_dir / SPLIT_FILE}: label {row.label!r} is not a class of the model "
-                f"({', '.join(class_names)})"
-            )
-        paths.append(row.path)
-        labels.append(index[row.label])
-    if not paths:
-        raise DataError(f"{run_dir / SPLIT_FILE} lists no {split!r} images")
-    return paths, labels
+from .multilabel import (
+    MultilabelResult,
+    format_multilabel,
+    multilabel_result,
+    write_multilabel_outputs,
+)
+from .outputs import EvalResult, format_result, write_outputs
+from .sources import default_eval_dir, evaluation_files
 
 
 def predict_files(
     model: Predictor, paths: list[Path], tta: bool, batch_size: int
-) -> tuple[np.ndarray, list[int], dict[str, str]]:
-    """Logits of the readable files, their indices in ``paths``, and the unreadable ones."""
-    chunks, kept, skipped = [], [], {}
+) -> tuple[np.ndarray, np.ndarray | None, list[int], dict[str, str]]:
+    """Logits of the readable files (and their features, when the model's acceptance needs
+    them), their indices in ``paths``, and the unreadable ones."""
+    chunks, feature_chunks, kept, skipped = [], [], [], {}
     with stage("evaluating", len(paths)) as bar:
         for start in range(0, len(paths), batch_size):
             batch = paths[start : start + batch_size]
@@ -79,12 +45,16 @@ def predict_files(
             for i, message in errors.items():
                 skipped[str(batch[i])] = message
             if ok:
-                chunks.append(model.logits(pixels, tta=tta))
+                logits, features = model.forward(pixels, tta=tta)
+                chunks.append(logits)
+                if features is not None:
+                    feature_chunks.append(features)
                 kept.extend(start + i for i in ok)
             bar.update(len(batch))
     empty = np.empty((0, len(model.class_names)), np.float32)
     logits = np.concatenate(chunks) if chunks else empty
-    return logits, kept, skipped
+    features = np.concatenate(feature_chunks) if feature_chunks else None
+    return logits, features, kept, skipped
 
 
 def evaluate(
@@ -97,7 +67,9 @@ def evaluate(
     device: str = "auto",
     explain: bool = False,
     backend: str = "torch",
-) -> EvalResult:
+    accept_all: bool = False,
+    labels_csv: str | Path | None = None,
+) -> EvalResult | MultilabelResult:
     """Evaluate the bundle of ``run`` on ``data`` (a labelled folder) or on its ``split``.
 
     Writes metrics.json, per_class.csv, confusion_matrix.{csv,png}, predictions.csv and
@@ -105,40 +77,57 @@ def evaluate(
     writes nothing. With ``explain`` the error grid shows the Grad-CAM heatmap of the
     predicted class over each image.
     """
-    if (data is None) == (split is None):
-        raise UsageError("evaluate needs exactly one of data (a labelled folder) or split='val'")
+    if sum(x is not None for x in (data, split, labels_csv)) != 1:
+        raise UsageError(
+            "evaluate needs one of data (a labelled folder), labels_csv (a multi-label model's "
+            "path,labels CSV) or split='val'"
+        )
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1, got {batch_size}")
     if out:
         output_dir(out)
-    model = Predictor.load(run, backend=backend, device=device)
+    model = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
     names = model.class_names
     run_dir = bundle_run_dir(run)
-    if split is not None:
-        paths, labels = split_files(run_dir, split, names)
-        source, name = f"{RunDir(run_dir).split_csv.resolve()}:{split}", split
-    else:
-        folder = evaluation_folder(data)
-        files = list_labelled_files(folder, names)
-        paths, labels = files.paths, files.labels
-        source, name = str(folder.resolve()), folder.resolve().name
-
-    logits, kept, skipped = predict_files(model, paths, tta, batch_size)
+    paths, labels, source, name = evaluation_files(model, run_dir, data, labels_csv, split)
+    logits, features, kept, skipped = predict_files(model, paths, tta, batch_size)
     if not kept:
         raise DataError(f"no readable images in {source} ({len(skipped)} unreadable)")
     y_true = [labels[i] for i in kept]
-    probs = softmax(logits)  # the one softmax every path reports
+    found = Answers.of(model.meta, logits, features, model.reference)  # as every path answers
+    accepted = None
+    if found.scores is not None:
+        accepted = float(np.mean(found.scores <= model.meta.acceptance.threshold))
+    if model.meta.task == "multilabel":
+        result = multilabel_result(
+            found,
+            np.asarray(y_true),
+            [paths[i] for i in kept],
+            logits,
+            source=source,
+            tta=tta,
+            skipped=skipped,
+            accepted_share=accepted,
+        )
+        if out is not False:
+            out_dir = Path(out) if out else default_eval_dir(run_dir, name, source, tta)
+            result.out_dir = write_multilabel_outputs(result, model, out_dir)
+        return result
+    probs = found.probs
     y_pred = probs.argmax(axis=1).tolist()
     metrics = compute_metrics(y_true, y_pred, names)
+    metrics.update(calibration_metrics(logits, probs, y_true, model.meta.temperature))
+    metrics["accepted_share"] = accepted
     result = EvalResult(
         **metrics,
         class_names=list(names),
-        predictions=_prediction_rows([paths[i] for i in kept], y_true, probs, names),
+        predictions=_prediction_rows([paths[i] for i in kept], y_true, found),
         out_dir=None,
         source=source,
         tta=tta,
         skipped=skipped,
         logits=logits,
+        probs=probs,
     )
     if out is not False:
         out_dir = Path(out) if out else default_eval_dir(run_dir, name, source, tta)
@@ -146,44 +135,34 @@ def evaluate(
     return result
 
 
-def default_eval_dir(run_dir: Path, name: str, source: str, tta: bool) -> Path:
-    """``RUN/eval/<name>`` (``-tta`` with TTA): the folder of an earlier evaluation of the same
-    source is reused; one of another source with the same name (two folders called ``test``)
-    is never overwritten, the new one is numbered instead."""
-    base = f"{name}-tta" if tta else name
-    for n in itertools.count(1):
-        candidate = RunDir(run_dir).eval / (base if n == 1 else f"{base}-{n}")
-        metrics = candidate / METRICS_JSON
-        if not candidate.exists():
-            return candidate
-        if metrics.is_file() and _source_of(metrics) == source:
-            return candidate
-    raise AssertionError("unreachable")
-
-
-def _source_of(metrics_json: Path) -> str | None:
-    try:
-        return json.loads(metrics_json.read_text()).get("source")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
-def _prediction_rows(
-    paths: list[Path], y_true: list[int], probs: np.ndarray, names: list[str]
-) -> list[dict]:
+def _prediction_rows(paths: list[Path], y_true: list[int], found: Answers) -> list[dict]:
+    names = found.meta.class_names
     rows = []
-    for path, true, row in zip(paths, y_true, probs):
-        top3 = best_classes(row, names, 3)  # ranked as predict ranks them
+    for i, (path, true) in enumerate(zip(paths, y_true)):
+        top3 = found.prediction(i, 3)  # ranked, and accepted or not, as predict says
         rows.append(
             {
                 "path": str(path),
                 "true": names[true],
                 "predicted": top3[0][0],
                 "confidence": top3[0][1],
-                "top3": top3,
+                "top3": list(top3),
+                "accepted": top3.accepted,
             }
         )
     return rows
+
+
+def calibration_metrics(
+    logits: np.ndarray, probs: np.ndarray, y_true: list[int], temperature: float
+) -> dict:
+    """Expected calibration error of the probabilities served, and of the raw softmax (the
+    same without the bundle's temperature)."""
+    return {
+        "temperature": temperature,
+        "ece": expected_calibration_error(probs, y_true),
+        "ece_uncalibrated": expected_calibration_error(softmax(logits), y_true),
+    }
 
 
 def run_evaluate(
@@ -196,6 +175,8 @@ def run_evaluate(
     device: str = "auto",
     explain: bool = False,
     backend: str = "torch",
+    accept_all: bool = False,
+    labels: str | None = None,
 ) -> int:
     result = evaluate(
         run,
@@ -207,6 +188,10 @@ def run_evaluate(
         device=device,
         explain=explain,
         backend=backend,
+        accept_all=accept_all,
+        labels_csv=labels,
     )
-    print(format_result(result))
+    print(
+        format_multilabel(result) if isinstance(result, MultilabelResult) else format_result(result)
+    )
     return 0

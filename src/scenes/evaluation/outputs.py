@@ -14,6 +14,7 @@ import numpy as np
 from .. import plots
 from ..console import plural
 from ..csvfile import SafeWriter
+from ..models.probabilities import softmax
 
 if TYPE_CHECKING:
     from ..serve.predictor import Predictor
@@ -26,6 +27,7 @@ CONFUSION_CSV = "confusion_matrix.csv"
 PREDICTIONS_CSV = "predictions.csv"
 CONFUSION_MATRIX = "confusion_matrix.png"
 ERROR_GRID = "errors.png"
+RELIABILITY = "reliability.png"
 
 
 @dataclass
@@ -35,15 +37,21 @@ class EvalResult:
     f1_classes: list[str]
     macro_f1_present: float  # over present_classes: the classes in the labels
     present_classes: list[str]
+    balanced_accuracy: float  # mean recall over present_classes
     per_class: dict[str, dict[str, float]]  # class -> precision, recall, f1, support
     confusion: list[list[int]]  # rows: true class, columns: predicted class
     class_names: list[str]
     predictions: list[dict]  # path, true, predicted, confidence, top3 [(label, prob)]
     out_dir: Path | None
+    temperature: float = 1.0  # the bundle's (1: not calibrated)
+    ece: float = float("nan")  # expected calibration error of the probabilities served
+    ece_uncalibrated: float = float("nan")  # ... of the softmax without the temperature
+    accepted_share: float | None = None  # share accepted as a known class (None: no acceptance)
     source: str = ""  # the folder or split evaluated
     tta: bool = False
     skipped: dict[str, str] = field(default_factory=dict)  # unreadable path -> error
-    logits: np.ndarray | None = field(default=None, repr=False)  # (images, classes)
+    logits: np.ndarray | None = field(default=None, repr=False)  # (images, classes), raw
+    probs: np.ndarray | None = field(default=None, repr=False)  # as served (temperature)
 
     @property
     def num_images(self) -> int:
@@ -57,6 +65,11 @@ class EvalResult:
             "num_images": self.num_images,
             "num_skipped": len(self.skipped),
             "accuracy": self.accuracy,
+            "balanced_accuracy": self.balanced_accuracy,
+            "temperature": self.temperature,
+            "ece": self.ece,
+            "ece_uncalibrated": self.ece_uncalibrated,
+            "accepted_share": self.accepted_share,
             "macro_f1": self.macro_f1,
             "macro_f1_classes": self.f1_classes,
             "macro_f1_present": self.macro_f1_present,
@@ -90,12 +103,21 @@ def write_outputs(
             writer.writerow([name, *row])
     with (out_dir / PREDICTIONS_CSV).open("w", newline="") as fh:
         writer = SafeWriter(fh)
-        writer.writerow(["path", "true", "predicted", "confidence", "top3"])
+        accepting = result.accepted_share is not None
+        writer.writerow(
+            ["path", "true", "predicted", "confidence", "top3", *(["accepted"] * accepting)]
+        )
         for p in result.predictions:
             # repr() of a float round-trips: the confidence is kept at full precision.
             top3 = ";".join(f"{label}:{prob!r}" for label, prob in p["top3"])
-            writer.writerow([p["path"], p["true"], p["predicted"], repr(p["confidence"]), top3])
+            cells = [p["path"], p["true"], p["predicted"], repr(p["confidence"]), top3]
+            writer.writerow([*cells, *([p["accepted"]] * accepting)])
     plots.plot_confusion_matrix(result.confusion, result.class_names, out_dir / CONFUSION_MATRIX)
+    if result.logits is not None and result.probs is not None:
+        truth = [result.class_names.index(p["true"]) for p in result.predictions]
+        plots.plot_reliability(
+            softmax(result.logits), result.probs, truth, out_dir / RELIABILITY, result.temperature
+        )
     write_error_grid(result.predictions, model, out_dir / ERROR_GRID, explain)
     return out_dir
 
@@ -144,7 +166,8 @@ def format_result(result: EvalResult) -> str:
     lines = [
         f"evaluated {result.num_images} images from {result.source}"
         + (" (TTA: image + horizontal flip)" if result.tta else ""),
-        f"top-1 accuracy {result.accuracy:.4f}   macro F1 {result.macro_f1:.4f}",
+        f"top-1 accuracy {result.accuracy:.4f}   balanced accuracy "
+        f"{result.balanced_accuracy:.4f}   macro F1 {result.macro_f1:.4f}",
         *_f1_coverage(result),
         "",
         f"{'class':<{width}} {'precision':>9} {'recall':>9} {'F1':>9} {'support':>8}",
@@ -153,6 +176,18 @@ def format_result(result: EvalResult) -> str:
         lines.append(
             f"{name:<{width}} {m['precision']:>9.4f} {m['recall']:>9.4f} {m['f1']:>9.4f} "
             f"{m['support']:>8d}"
+        )
+    lines.append(
+        f"calibration: expected calibration error {result.ece:.4f} "
+        + (
+            f"(temperature {result.temperature:.2f}; {result.ece_uncalibrated:.4f} without it)"
+            if result.temperature != 1.0
+            else "(not temperature-scaled)"
+        )
+    )
+    if result.accepted_share is not None:
+        lines.append(
+            f"accepted as one of the known classes: {result.accepted_share:.1%} of the images"
         )
     lines += ["", "confusion matrix (rows: true, columns: predicted)"]
     # Columns as wide as the longest name: a name cut to seven letters can be two classes.

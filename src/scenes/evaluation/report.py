@@ -16,7 +16,7 @@ import yaml
 from ..errors import RunDirError
 from ..models.bundle import META_FILE, read_meta
 from ..rundir import FIGURE_TITLES, RunDir
-from .outputs import CONFUSION_MATRIX, ERROR_GRID, METRICS_JSON, PREDICTIONS_CSV
+from .outputs import CONFUSION_MATRIX, ERROR_GRID, METRICS_JSON, PREDICTIONS_CSV, RELIABILITY
 
 METRIC_FORMATS = {"epoch": "{:.0f}", "time_s": "{:.1f}", "lr": "{:.2e}"}
 
@@ -39,10 +39,11 @@ def _model_section(run_dir: Path, config: dict) -> list[str]:
     if (bundle / META_FILE).is_file():
         meta = read_meta(bundle)  # validated: refused, naming the field, when it cannot be right
         lines.append(
-            f"Model `{meta.model_name}` at {meta.image_size} px, "
-            f"{meta.num_classes} classes: {', '.join(meta.class_names)}. "
+            f"Model `{meta.model_name}` at {meta.image_size} px ({meta.resize}), "
+            f"{meta.num_classes} classes ({meta.task}): {', '.join(meta.class_names)}. "
             "Deployable bundle: [`model/`](model/)."
         )
+        lines += ["", *_fitted(meta)]
     if config:
         data, train, augment = (config.get(k, {}) for k in ("data", "train", "augment"))
         lines += [""] if lines else []
@@ -63,6 +64,30 @@ def _model_section(run_dir: Path, config: dict) -> list[str]:
             "</details>",
         ]
     return lines
+
+
+def _fitted(meta) -> list[str]:
+    """What the bundle carries beside its weights: the training options that shaped it, and
+    what was fitted on the validation split after training."""
+    said = []
+    if meta.training:
+        options = ", ".join(f"{k} {v}" for k, v in meta.training.items())
+        said.append(f"Trained with: {options}.")
+    if meta.temperature != 1.0:
+        said.append(
+            f"Temperature scaling: logits divided by {meta.temperature:.3f} (fitted on the "
+            "validation split), so the probabilities served are calibrated."
+        )
+    if meta.thresholds:
+        pairs = ", ".join(f"{n} {t:.2f}" for n, t in zip(meta.class_names, meta.thresholds))
+        said.append(f"Per-class thresholds (best validation F1 of each class): {pairs}.")
+    if meta.acceptance is not None:
+        said.append(
+            f"'None of the known classes': a photo whose {meta.acceptance.k}-NN distance to "
+            f"the training features exceeds {meta.acceptance.threshold:.4f} is not accepted "
+            f"(the threshold accepts {meta.acceptance.accept_rate:.0%} of the validation photos)."
+        )
+    return [" ".join(said)] if said else []
 
 
 def _epochs_section(columns: dict[str, list[float]], monitor: str, best_epoch: int) -> list[str]:
@@ -107,35 +132,23 @@ def _evaluation_section(run_dir: Path) -> list[str]:
             "## Evaluation",
             "",
             "Not evaluated yet: `scenes evaluate --run RUN_DIR --split val` "
-            "(or `--data TEST_DIR`), then `scenes report RUN_DIR` again.",
+            "(or `--data TEST_DIR`), then `scenes report --run RUN_DIR` again.",
         ]
     lines = ["## Evaluation", ""]
     for path in results:
         m = json.loads(path.read_text())
         folder = path.parent.relative_to(run_dir).as_posix()
-        lines += [
-            f"### `{folder}`",
-            "",
-            f"{m['num_images']} images from `{m['source']}`"
-            + (", TTA (image + horizontal flip)" if m.get("tta") else "")
-            + (f", {m['num_skipped']} unreadable skipped" if m.get("num_skipped") else "")
-            + f": **top-1 accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}**.",
-            "",
-        ]
-        rows = [
-            [
-                name,
-                f"{c['precision']:.4f}",
-                f"{c['recall']:.4f}",
-                f"{c['f1']:.4f}",
-                str(c["support"]),
-            ]
-            for name, c in m["per_class"].items()
-        ]
-        lines += [*_table(["class", "precision", "recall", "F1", "support"], rows), ""]
+        lines += [f"### `{folder}`", "", _headline(m), ""]
+        if m.get("task") == "multilabel":
+            columns = ["ap", "precision", "recall", "f1", "tp", "fp", "fn", "tn"]
+        else:
+            columns = ["precision", "recall", "f1", "support"]
+        rows = [[name, *(_number(c[k]) for k in columns)] for name, c in m["per_class"].items()]
+        lines += [*_table(["class", *columns], rows), ""]
         for name, title in (
             (CONFUSION_MATRIX, "Confusion matrix"),
             (ERROR_GRID, "Most confident mistakes"),
+            (RELIABILITY, "Reliability (calibration)"),
         ):
             if (path.parent / name).is_file():
                 lines += [f"![{title}]({folder}/{name})", ""]
@@ -146,6 +159,35 @@ def _evaluation_section(run_dir: Path) -> list[str]:
                 "",
             ]
     return lines
+
+
+def _number(value) -> str:
+    return str(value) if isinstance(value, int) else _fmt("", float(value))
+
+
+def _headline(m: dict) -> str:
+    where = (
+        f"{m['num_images']} images from `{m['source']}`"
+        + (", TTA (image + horizontal flip)" if m.get("tta") else "")
+        + (f", {m['num_skipped']} unreadable skipped" if m.get("num_skipped") else "")
+    )
+    if m.get("task") == "multilabel":
+        text = (
+            f"{where}: **mean average precision {m['map']:.4f}**, micro F1 "
+            f"{m['micro_f1']:.4f}, macro F1 {m['macro_f1']:.4f} (at each class's threshold)."
+        )
+    else:
+        text = f"{where}: **top-1 accuracy {m['accuracy']:.4f}, macro F1 {m['macro_f1']:.4f}**"
+        if "balanced_accuracy" in m:
+            text += f", balanced accuracy {m['balanced_accuracy']:.4f}"
+        if "ece" in m:
+            text += f"; expected calibration error {m['ece']:.4f}"
+            if m.get("temperature", 1.0) != 1.0:
+                text += f" ({m['ece_uncalibrated']:.4f} before temperature scaling)"
+        text += "."
+    if m.get("accepted_share") is not None:
+        text += f" Accepted as one of the known classes: {m['accepted_share']:.1%}."
+    return text
 
 
 def write_report(run_dir: str | Path) -> Path:

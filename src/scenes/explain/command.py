@@ -54,10 +54,10 @@ def grid_names(count: int) -> list[str]:
     return ["grid.png"] if pages == 1 else [f"grid-{n:02d}.png" for n in range(1, pages + 1)]
 
 
-def figure_name(source: str, used: set[str]) -> str:
-    """``<stem>.png``, numbered when taken (two folders with the same file name, a photo
-    called grid.jpg)."""
-    stem = Path(source).stem
+def figure_name(source: str, used: set[str], suffix: str = "") -> str:
+    """``<stem><suffix>.png``, numbered when taken (two folders with the same file name, a
+    photo called grid.jpg)."""
+    stem = Path(source).stem + suffix
     name, n = f"{stem}.png", 1
     while name in used:
         n += 1
@@ -176,13 +176,11 @@ def explain_files(
                 print(f"{str(chunk[i]):<{width}}  ERROR {message}")
                 index.writerow([str(chunk[i]), "", "", *[""] * 6, message])
             sources = [str(chunk[i]) for i in ok]
-            batch = (
-                explain_batch(predictor, pixels, sources, class_name, 3, method, target_layer)
-                if ok
-                else []
-            )
+            batch = explanations(predictor, pixels, sources, class_name, method, target_layer)
+            multilabel = predictor.meta.task == "multilabel"
             for explanation in batch:
-                path = out_dir / figure_name(explanation.source, used)
+                suffix = f"-{explanation.class_name}" if multilabel else ""
+                path = out_dir / figure_name(explanation.source, used, suffix)
                 found.figures.append(write_figure(explanation, path, method, layer))
                 found.blends.append(explanation.overlay())
                 found.captions.append(grid_caption(explanation))
@@ -196,6 +194,31 @@ def explain_files(
             fh.flush()
             bar.update(len(chunk))
     return found
+
+
+def explanations(
+    predictor: Predictor,
+    pixels: np.ndarray,
+    sources: list[str],
+    class_name: str | None,
+    method: str,
+    target_layer: str | None,
+) -> list[Explanation]:
+    """One explanation per image: of ``class_name``, or of its top class; a multi-label model
+    gets one per predicted label (its top class when it predicts none)."""
+    if not len(pixels):
+        return []
+    if class_name is not None or predictor.meta.task != "multilabel":
+        return explain_batch(predictor, pixels, sources, class_name, 3, method, target_layer)
+    found = predictor.answers(pixels)
+    made = []
+    for i, source in enumerate(sources):
+        labels = found.prediction(i, 1).labels or [found.prediction(i, 1)[0][0]]
+        for label in labels:
+            made += explain_batch(
+                predictor, pixels[i : i + 1], [source], label, 3, method, target_layer
+            )
+    return made
 
 
 def clear_earlier_call(out_dir: Path) -> None:

@@ -50,7 +50,7 @@ ISSUES_WEIGHTS_FIXES = (
     "fine-tuned backbone of a trained run (--run RUN_DIR)."
 )
 # With --run the backbone, its input size and preprocessing are the run's own (model.json).
-RUN_DEFINES = ("model.", "data.image_size")
+RUN_DEFINES = ("model.", "data.image_size", "data.resize")
 
 
 def check_run_options(config_path: str | None, sets: list[str]) -> None:
@@ -115,6 +115,7 @@ def run_issues(
                 files.class_names,
                 cfg.model.channels_last,
                 cfg.model.weights_dir,
+                cfg.data.resize,
             )
         except WeightsUnavailableError as exc:  # say this command's options, not train's
             raise WeightsUnavailableError(

@@ -58,7 +58,6 @@ def write_quality_csv(issues: LabelIssues, path: Path) -> Path:
 
 
 def write_grid(issues: LabelIssues, indices: np.ndarray, path: Path) -> Path:
-    from ..data.images import load_image
     from ..plots import plot_image_grid
 
     shown = np.asarray(indices)[: GRID_COLUMNS**2]
@@ -72,7 +71,7 @@ def write_grid(issues: LabelIssues, indices: np.ndarray, path: Path) -> Path:
         else "No label issues found"
     )
     return plot_image_grid(
-        [load_image(issues.paths[i], issues.image_size, issues.interpolation) for i in shown],
+        [issues.preprocess.load(issues.paths[i]) for i in shown],
         captions,
         path,
         title=title,

@@ -21,6 +21,7 @@ import numpy as np
 from ..choices import DEFAULT_RANKING_METHOD, INFERENCE_BATCH, RANKING_METHODS
 from ..console import stage
 from ..data.discover import LabelledFiles
+from ..data.images import Preprocess
 from ..errors import DataError, UsageError
 from ..models.features import Backbone, image_features
 
@@ -44,8 +45,7 @@ class LabelIssues:
     folds: int
     backbone: str
     skipped: dict[str, str]
-    image_size: int = 150  # the backbone's input size and resampling (for the figure)
-    interpolation: str = "bilinear"
+    preprocess: Preprocess = Preprocess(150)  # the backbone's input pixels (for the figure)
 
     @property
     def suggested(self) -> np.ndarray:
@@ -178,6 +178,5 @@ def find_issues(
         folds=folds,
         backbone=backbone.description,
         skipped=feats.failed,
-        image_size=backbone.image_size,
-        interpolation=backbone.interpolation,
+        preprocess=backbone.preprocess,
     )

@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "BundleMeta": ".bundle",
+    "BundleMeta": ".meta",
     "load_bundle": ".bundle",
     "read_meta": ".bundle",
     "save_bundle": ".bundle",
@@ -30,7 +30,8 @@ __all__ = [  # literal, so linters and IDEs see the names; must equal _EXPORTS' 
 
 if TYPE_CHECKING:
     from .base import BuiltModel
-    from .bundle import BundleMeta, load_bundle, read_meta, save_bundle
+    from .bundle import load_bundle, read_meta, save_bundle
+    from .meta import BundleMeta
     from .registry import BACKENDS, build_model
 
 

@@ -65,3 +65,23 @@ def last_linear(module: nn.Module) -> str:
     if not names:
         raise ConfigError(f"{type(module).__name__} has no linear classifier layer to replace")
     return names[-1]
+
+
+class WithFeatures(nn.Module):
+    """``module`` answering (logits, features): the features are the input of its classifier
+    layer ``head``, flattened (the penultimate activations). What the acceptance of unknown
+    photos measures, and what an exported graph returns beside the logits."""
+
+    def __init__(self, module: nn.Module, head: str):
+        super().__init__()
+        self.module = module
+        self.head = module.get_submodule(head)
+
+    def forward(self, x):
+        captured = []
+        hook = self.head.register_forward_hook(lambda _m, inputs, _out: captured.append(inputs[0]))
+        try:
+            logits = self.module(x)
+        finally:
+            hook.remove()
+        return logits, captured[-1].flatten(1)

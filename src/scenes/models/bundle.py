@@ -13,110 +13,25 @@ from it; a value that cannot be right is refused naming the field.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+import numpy as np
+from pydantic import ValidationError
 
-from ..config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
-from ..data.images import RESAMPLING
 from ..errors import BundleError, MissingPathError
 from ..rundir import BUNDLE_DIR
+from .meta import BUNDLE_FORMAT, BundleMeta
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from .base import BuiltModel
 
-BUNDLE_FORMAT = 1
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
-
-Interpolation = Literal[tuple(RESAMPLING)]  # type: ignore[valid-type]
-
-
-class BundleMeta(BaseModel):
-    """What ``model.json`` holds, with the values a trained scenes model can have."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-    backend: Literal["torchvision", "timm", "hf"]
-    architecture: str = Field(min_length=1, max_length=500)
-    class_names: list[str] = Field(min_length=2, max_length=100_000)
-    image_size: int = Field(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
-    mean: list[float] = Field(min_length=3, max_length=3)
-    std: list[float] = Field(min_length=3, max_length=3)
-    interpolation: Interpolation = "bilinear"
-    resize: Literal["squash"] = "squash"  # whole image resized to image_size x image_size
-    head: str = Field("", max_length=500)
-    channels_last: bool = True
-    format: int = Field(BUNDLE_FORMAT, ge=1, le=BUNDLE_FORMAT)
-    # What the backend needs to rebuild the network offline (the HF model config).
-    backend_config: dict | None = None
-
-    @field_validator("class_names")
-    @classmethod
-    def _names_distinct(cls, names: list[str]) -> list[str]:
-        if any(not n.strip() for n in names):
-            raise ValueError("class names must not be empty")
-        if len(set(names)) != len(names):
-            raise ValueError("class names must be distinct")
-        return names
-
-    @field_validator("mean", "std")
-    @classmethod
-    def _finite(cls, values: list[float]) -> list[float]:
-        if not all(math.isfinite(v) and abs(v) < 1e4 for v in values):
-            raise ValueError("values must be finite numbers")
-        return values
-
-    @field_validator("std")
-    @classmethod
-    def _positive(cls, values: list[float]) -> list[float]:
-        if any(v <= 0 for v in values):
-            raise ValueError("standard deviations must be greater than 0")
-        return values
-
-    @model_validator(mode="after")
-    def _rebuildable_offline(self) -> BundleMeta:
-        # Without its config an hf bundle could only be rebuilt from the Hub: a download
-        # of whatever the architecture names, not the model that was trained.
-        if self.backend == "hf" and not self.backend_config:
-            raise ValueError("an hf bundle needs backend_config (the model's config)")
-        return self
-
-    @classmethod
-    def of(
-        cls,
-        built: BuiltModel,
-        class_names: list[str],
-        image_size: int,
-        channels_last: bool = True,
-    ) -> BundleMeta:
-        """The description of ``built`` trained on ``class_names`` at ``image_size``."""
-        return cls(
-            backend=built.backend,
-            architecture=built.architecture,
-            class_names=list(class_names),
-            image_size=image_size,
-            mean=list(built.mean),
-            std=list(built.std),
-            interpolation=built.interpolation,
-            head=built.head,
-            channels_last=channels_last,
-            backend_config=built.backend_config,
-        )
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def model_name(self) -> str:
-        return f"{self.backend}:{self.architecture}"
+ACCEPTANCE_FILE = "acceptance.safetensors"  # reference features of the k-NN acceptance
 
 
 def _describe(err: ValidationError) -> str:
@@ -148,9 +63,39 @@ def save_bundle(module: nn.Module, meta: BundleMeta, directory: str | Path) -> P
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     weights = safetensors_bytes(state, metadata={"format": str(BUNDLE_FORMAT)})
     _write_atomically(directory / WEIGHTS_FILE, weights)
-    text = json.dumps(meta.model_dump(mode="json"), indent=2) + "\n"
-    _write_atomically(directory / META_FILE, text.encode())
+    save_meta(meta, directory)
     return directory
+
+
+def save_meta(meta: BundleMeta, directory: str | Path) -> None:
+    """``model.json`` alone (calibration after training rewrites it; the weights stay)."""
+    text = json.dumps(meta.model_dump(mode="json"), indent=2) + "\n"
+    _write_atomically(Path(directory) / META_FILE, text.encode())
+
+
+def save_reference(features: np.ndarray, directory: str | Path) -> None:
+    """The acceptance's reference features, as safetensors (data, readable without torch)."""
+    from safetensors.numpy import save
+
+    data = save({"features": np.ascontiguousarray(features, dtype=np.float16)})
+    _write_atomically(Path(directory) / ACCEPTANCE_FILE, data)
+
+
+def load_reference(directory: str | Path) -> np.ndarray:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(directory) / ACCEPTANCE_FILE
+    try:
+        features = load_file(str(path))["features"]
+    except (OSError, KeyError, SafetensorError) as exc:
+        raise BundleError(
+            f"{path}: the acceptance of unknown photos needs its reference features "
+            f"({type(exc).__name__}: {str(exc)[:120]}); retrain, or use --accept-all"
+        ) from None
+    if features.ndim != 2 or not len(features):
+        raise BundleError(f"{path} does not hold a (images, features) array")
+    return features.astype(np.float32)
 
 
 def resolve_bundle_dir(path: str | Path) -> Path:

@@ -24,6 +24,7 @@ from ..choices import INFERENCE_BATCH, worker_count
 from ..console import stage
 from ..data.cache import FEATURES_DIR, decode_images, mark_used, warn_failed
 from ..data.files import content_digest
+from ..data.images import Preprocess
 from ..data.transforms import normalize_batch
 from ..errors import BundleError
 from .devices import resolve_device
@@ -42,12 +43,15 @@ class Backbone:
     std: list[float]
     interpolation: str = "bilinear"
     channels_last: bool = True
+    resize: str = "squash"
+
+    @property
+    def preprocess(self) -> Preprocess:
+        return Preprocess.for_mean(self.image_size, self.interpolation, self.resize, self.mean)
 
     def identity(self) -> str:
         """Hash of the weights and the preprocessing: equal identities give equal features."""
-        digest = hashlib.sha256(
-            f"{self.image_size}|{self.interpolation}|{self.mean}|{self.std}".encode()
-        )
+        digest = hashlib.sha256(f"{self.preprocess.key()}|{self.mean}|{self.std}".encode())
         for name, tensor in sorted(self.module.state_dict().items()):
             t = tensor.detach().cpu().contiguous()
             digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
@@ -73,6 +77,7 @@ def pretrained_backbone(
     class_names: list[str] | None = None,
     channels_last: bool = True,
     weights_dir: str | None = None,
+    resize: str = "squash",
 ) -> Backbone:
     """An ImageNet-pretrained (or ``weights_file``) backbone, preprocessing of its weights."""
     from .registry import build_model
@@ -96,6 +101,7 @@ def pretrained_backbone(
         std=list(built.std),
         interpolation=built.interpolation,
         channels_last=channels_last,
+        resize=resize,
     )
 
 
@@ -115,6 +121,7 @@ def run_backbone(run: str | Path) -> Backbone:
         std=list(meta.std),
         interpolation=meta.interpolation,
         channels_last=meta.channels_last,
+        resize=meta.resize,
     )
 
 
@@ -234,9 +241,8 @@ def image_features(
         to_decode = list(paths) if first else [p for p, d in zip(paths, digests) if d in missing]
         decoded = decode_images(
             to_decode,
-            backbone.image_size,
+            backbone.preprocess,
             cache_dir if first else None,
-            backbone.interpolation,
             progress=progress,
         )
         failed.update(decoded.failed)

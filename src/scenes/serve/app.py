@@ -4,8 +4,9 @@ them, the heatmap of where the model saw the top class.
 The page calls the same ``Predictor`` as ``scenes predict`` (preprocessing from model.json),
 so it cannot disagree with ``scenes evaluate``; the heatmap is computed in the same request
 (``Predictor.explain_pixels``). The function is also an API endpoint (``/predict``) for
-``gradio_client``: it returns the label dict, and with the heatmap on, a pair
-(label dict, path of the heatmap image).
+``gradio_client``: it returns (label dict, answer) and, with the heatmap on, (label dict, path
+of the heatmap image, answer); the answer is the top class in words, "none of the known
+classes" for a photo unlike the training images, or the labels of a multi-label model.
 
 What a client sends is data, never trusted: only a file inside this app's upload folder is
 read, its pixel count is checked before it is decoded, and a file that does not decode is
@@ -24,7 +25,9 @@ from PIL import Image
 from ..errors import UsageError
 from ..models.bundle import resolve_bundle_dir
 from ..rundir import RunDir
+from .answers import Prediction
 from .heatmaps import explain_batch
+from .predict import UNKNOWN
 from .predictor import Predictor
 
 API_NAME = "predict"
@@ -101,6 +104,16 @@ def decode_upload(predictor: Predictor, path: str) -> np.ndarray:
         ) from None
 
 
+def verdict(found: Prediction) -> str:
+    """The answer in words: the top class; "none of the known classes" for a photo the
+    acceptance turned down (the top 3 stay beside it, as a guess); multi-label: the labels."""
+    if found.accepted is False:
+        return UNKNOWN
+    if found.labels is not None:
+        return ", ".join(found.labels) or "no label"
+    return found[0][0]
+
+
 def example_images(run: str | Path, count: int = 4) -> list[str]:
     """A few validation photos of the run, one per class (when its split.csv lists them)."""
     run_dir = RunDir(run)
@@ -122,6 +135,8 @@ def build_app(
     """The page; ``explain=False`` leaves out the heatmap (labels only, less work); ``tta``
     averages each photo's answer with its mirror image's, as ``predict --tta`` does."""
     names = ", ".join(predictor.class_names)
+    # Multi-label: every class's probability, the labels over their thresholds in the answer.
+    shown = 3 if predictor.meta.task == "multiclass" else len(predictor.class_names)
     if explain:
         predictor.explainer()  # choose the layer now, not in the first user's request
 
@@ -132,9 +147,10 @@ def build_app(
         pixels = decode_upload(predictor, path)
         try:
             if not explain:
-                return dict(predictor.top(predictor.probabilities(pixels[None], tta)[0], 3))
-            found = explain_batch(predictor, pixels[None], [path], top_k=3, tta=tta)[0]
-            return dict(found.top), found.overlay()
+                found = predictor.answers(pixels[None], tta).prediction(0, shown)
+                return dict(found), verdict(found)
+            explained = explain_batch(predictor, pixels[None], [path], top_k=shown, tta=tta)[0]
+            return dict(explained.top), explained.overlay(), verdict(explained.top)
         except Exception:
             # Not the photo's fault: a bug, or the server out of memory. Logged once, whole;
             # the user is told it was the server.
@@ -148,7 +164,11 @@ def build_app(
         gr.Markdown(f"## What scene is this?\nDrop or paste a photo. Classes: {names}.")
         with gr.Row():
             photo = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Photo")
-            labels = gr.Label(num_top_classes=3, label="Top 3")
+            with gr.Column():
+                answer = gr.Textbox(label="Answer", interactive=False, elem_id="verdict")
+                labels = gr.Label(
+                    num_top_classes=shown, label="Top 3" if shown == 3 else "Every class"
+                )
             outputs = [labels]
             if explain:
                 heatmap = gr.Image(
@@ -159,6 +179,7 @@ def build_app(
                     elem_id="heatmap",
                 )
                 outputs.append(heatmap)
+            outputs.append(answer)  # last: clients reading the labels first are unaffected
         # preprocess=False: the upload reaches ``classify`` untouched (see ``uploaded_file``)
         photo.change(classify, inputs=photo, outputs=outputs, api_name=API_NAME, preprocess=False)
         if examples:
@@ -177,9 +198,10 @@ def run_app(
     explain: bool = True,
     tta: bool = False,
     share: bool = False,
+    accept_all: bool = False,
 ) -> int:
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
-    predictor = Predictor.load(run, backend=backend, device=device)
+    predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
     demo = build_app(predictor, example_images(run), explain=explain, tta=tta)
     try:
         demo.launch(

@@ -21,6 +21,8 @@ from ..outputs import output_file
 ONNX_FILE = "model.onnx"
 OPSET = 17
 WEIGHTS_DIGEST_KEY = "scenes.weights_sha256"
+# 2: a second output, the penultimate features (the acceptance of unknown photos needs them)
+EXPORT_VERSION_KEY, EXPORT_VERSION = "scenes.export_version", "2"
 
 
 class StaleExportError(UsageError):
@@ -36,16 +38,28 @@ def weights_digest(run_or_bundle: str | Path) -> str:
     return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
 
 
-def recorded_digest(onnx_path: str | Path) -> str | None:
-    """The weights digest an ONNX file records (None for a file exported by other tools)."""
+def recorded(onnx_path: str | Path) -> dict[str, str]:
+    """The metadata an ONNX file records (empty for a file exported by other tools)."""
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
-    return next((p.value for p in model.metadata_props if p.key == WEIGHTS_DIGEST_KEY), None)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def recorded_digest(onnx_path: str | Path) -> str | None:
+    """The weights digest an ONNX file records (None for a file exported by other tools)."""
+    return recorded(onnx_path).get(WEIGHTS_DIGEST_KEY)
 
 
 def is_current(onnx_path: str | Path, run_or_bundle: str | Path) -> bool:
-    return Path(onnx_path).is_file() and recorded_digest(onnx_path) == weights_digest(run_or_bundle)
+    """Made from the bundle's current weights, by this version of the export."""
+    if not Path(onnx_path).is_file():
+        return False
+    found = recorded(onnx_path)
+    return (
+        found.get(WEIGHTS_DIGEST_KEY) == weights_digest(run_or_bundle)
+        and found.get(EXPORT_VERSION_KEY) == EXPORT_VERSION
+    )
 
 
 def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Path:
@@ -53,12 +67,15 @@ def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Pat
     import onnx
     import torch
 
+    from ..models.base import WithFeatures
+
     directory = resolve_bundle_dir(run_or_bundle)
     module, meta = load_bundle(directory, "cpu")
     out = Path(out) if out else default_onnx_path(directory)
     out.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(2, 3, meta.image_size, meta.image_size)
     module = module.to(memory_format=torch.contiguous_format).eval()
+    module = WithFeatures(module, meta.head).eval()
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}.onnx")
     try:
         with warnings.catch_warnings():
@@ -69,13 +86,20 @@ def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Pat
                 (example,),
                 str(tmp),
                 input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                output_names=["logits", "features"],
+                dynamic_axes={
+                    "input": {0: "batch"},
+                    "logits": {0: "batch"},
+                    "features": {0: "batch"},
+                },
                 opset_version=OPSET,
                 dynamo=False,
             )
         graph = onnx.load(str(tmp))
-        onnx.helper.set_model_props(graph, {WEIGHTS_DIGEST_KEY: weights_digest(directory)})
+        onnx.helper.set_model_props(
+            graph,
+            {WEIGHTS_DIGEST_KEY: weights_digest(directory), EXPORT_VERSION_KEY: EXPORT_VERSION},
+        )
         onnx.save(graph, str(tmp))
         onnx.checker.check_model(str(tmp))
         tmp.replace(out)
@@ -92,6 +116,6 @@ def run_export(run: str, fmt: str = "onnx", out: str | None = None) -> int:
     path = export_onnx(run, out)
     print(
         f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): input 'input' "
-        "(batch, 3, H, W) normalised as in model.json, output 'logits'"
+        "(batch, 3, H, W) normalised as in model.json, outputs 'logits' and 'features'"
     )
     return 0

@@ -21,8 +21,8 @@ import torch
 
 from ..choices import CAM_METHODS, DEFAULT_CAM_METHOD
 from ..errors import UsageError
-from ..models.bundle import BundleMeta
 from ..models.cam_target import CamTarget, find_cam_target
+from ..models.meta import BundleMeta
 from .answers import Prediction, Source
 
 

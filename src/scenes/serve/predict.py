@@ -19,6 +19,7 @@ from ..console import plural
 from ..csvfile import SafeWriter
 from ..data.files import list_files
 from ..errors import MissingPathError
+from ..models.meta import BundleMeta
 from ..outputs import output_file
 from .answers import PredictionRow
 from .predictor import Predictor
@@ -43,28 +44,51 @@ def collect_images(paths: Sequence[str | Path]) -> list[Path]:
     return found
 
 
-def csv_header(top_k: int) -> list[str]:
+UNKNOWN = "none of the known classes"
+
+
+def csv_header(meta: BundleMeta, top_k: int, accepting: bool) -> list[str]:
+    """path, then multiclass: label_1, prob_1, ... of the top k; multi-label: the labels at or
+    over their thresholds, then every class's probability; then accepted and unknown_score
+    (when the model says whether a photo is one of its classes), then error."""
     header = ["path"]
-    for k in range(1, top_k + 1):
-        header += [f"label_{k}", f"prob_{k}"]
-    return [*header, "error"]
+    if meta.task == "multilabel":
+        header += ["labels", *(f"prob_{name}" for name in meta.class_names)]
+    else:
+        for k in range(1, top_k + 1):
+            header += [f"label_{k}", f"prob_{k}"]
+    return [*header, *(["accepted", "unknown_score"] if accepting else []), "error"]
 
 
-def csv_cells(row: PredictionRow, top_k: int) -> list[object]:
+def csv_cells(row: PredictionRow, meta: BundleMeta, top_k: int, accepting: bool) -> list[object]:
     cells: list[object] = [row.source]
-    for k in range(top_k):
-        cells += list(row.top[k]) if k < len(row.top) else ["", ""]
+    found = row.top
+    if meta.task == "multilabel":
+        probs = dict(found)
+        cells.append(" ".join(found.labels or []) if not row.error else "")
+        cells += [probs.get(name, "") for name in meta.class_names]
+    else:
+        for k in range(top_k):
+            cells += list(found[k]) if k < len(found) else ["", ""]
+    if accepting:
+        cells += ["" if row.error else found.accepted, "" if row.error else found.score]
     return [*cells, row.error or ""]
 
 
-def write_csv(rows: Iterable[PredictionRow], out: str | Path | IO[str], top_k: int) -> int:
+def write_csv(
+    rows: Iterable[PredictionRow],
+    out: str | Path | IO[str],
+    meta: BundleMeta,
+    top_k: int,
+    accepting: bool = False,
+) -> int:
     """Rows to ``out`` (a path, or an open text file), each flushed as it comes; their count."""
     with _opened(out) as fh:
         writer = SafeWriter(fh)
-        writer.writerow(csv_header(top_k))
+        writer.writerow(csv_header(meta, top_k, accepting))
         count = 0
         for row in rows:
-            writer.writerow(csv_cells(row, top_k))
+            writer.writerow(csv_cells(row, meta, top_k, accepting))
             fh.flush()
             count += 1
     return count
@@ -80,7 +104,13 @@ def _opened(out: str | Path | IO[str]) -> Iterator[IO[str]]:
 
 
 def table_line(row: PredictionRow, width: int) -> str:
-    text = row.error and f"ERROR {row.error}" or "  ".join(f"{lab} {p:.3f}" for lab, p in row.top)
+    if row.error:
+        return f"{row.source:<{width}}  ERROR {row.error}"
+    text = "  ".join(f"{lab} {p:.3f}" for lab, p in row.top)
+    if row.top.labels is not None:
+        text = f"[{' '.join(row.top.labels) or 'no label'}]  {text}"
+    if row.top.accepted is False:
+        text = f"{UNKNOWN} (score {row.top.score:.3f}); as a guess: {text}"
     return f"{row.source:<{width}}  {text}"
 
 
@@ -98,6 +128,7 @@ def run_predict(
     batch_size: int = INFERENCE_BATCH,
     device: str = "auto",
     tta: bool = False,
+    accept_all: bool = False,
 ) -> int:
     if out == STDOUT:
         console.data_on_stdout()
@@ -106,8 +137,9 @@ def run_predict(
     files = collect_images(paths)
     if not files:
         raise MissingPathError(f"no image files in {', '.join(paths)}")
-    predictor = Predictor.load(run, backend=backend, device=device)
+    predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
     top_k = min(top_k, len(predictor.class_names))
+    accepting = predictor.reference is not None
     failed = []
 
     def counted(rows: Iterable[PredictionRow]) -> Iterator[PredictionRow]:
@@ -124,7 +156,8 @@ def run_predict(
             print(table_line(row, width), flush=True)
         summary = f"{plural(len(files), 'file')} predicted"
     else:
-        count = write_csv(rows, sys.stdout if out == STDOUT else out, top_k)
+        target = sys.stdout if out == STDOUT else out
+        count = write_csv(rows, target, predictor.meta, top_k, accepting)
         summary = f"wrote {plural(count, 'prediction')} to {'stdout' if out == STDOUT else out}"
     summary += f"; {len(failed)} could not be read (see their error)" if failed else ""
     print(summary, file=sys.stderr if out == STDOUT else sys.stdout)

@@ -19,10 +19,10 @@ import numpy as np
 
 from ..choices import BACKENDS, INFERENCE_BATCH
 from ..console import stage
-from ..data.images import load_image
 from ..errors import UsageError
-from ..models.bundle import BundleMeta, read_meta, resolve_bundle_dir
-from .answers import Prediction, PredictionRow, Source, best_classes, softmax, source_name
+from ..models.bundle import load_reference, read_meta, resolve_bundle_dir
+from ..models.meta import BundleMeta
+from .answers import Answers, Prediction, PredictionRow, Source, best_classes, source_name
 from .runners import OnnxRunner, Runner, TorchRunner
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ class Predictor:
         runner: Runner,
         backend: str = "torch",
         device: str = "auto",
+        accept_all: bool = False,
     ):
         self.meta = meta
         self.directory = directory  # the model/ folder it was loaded from
@@ -55,6 +56,11 @@ class Predictor:
         self._device = device  # as asked: the PyTorch network for heatmaps goes there too
         self._torch_runner = runner if isinstance(runner, TorchRunner) else None
         self._explainers: dict[tuple[str, str | None], Explainer] = {}
+        # The acceptance of unknown photos: off when the bundle has none or it is switched off.
+        self.reference = None
+        if meta.acceptance is not None and not accept_all:
+            self.reference = load_reference(directory)
+        runner.want_features = self.reference is not None
 
     @classmethod
     def load(
@@ -63,20 +69,22 @@ class Predictor:
         backend: str = "torch",
         device: str = "auto",
         onnx_path: str | Path | None = None,
+        accept_all: bool = False,
     ) -> Predictor:
         """From a run directory or a ``model/`` bundle, on ``device`` (auto: CUDA when there is
         one). ONNX: ``onnx_path``, by default ``<bundle>/model.onnx``, which is exported first
-        when it is missing or was made from other weights than the bundle's current ones."""
+        when it is missing or was made from other weights than the bundle's current ones.
+        ``accept_all``: every photo counts as one of the known classes (no acceptance)."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         directory = resolve_bundle_dir(path)
         meta = read_meta(directory)
         if backend == "torch":
-            return cls(meta, directory, TorchRunner(directory, meta, str(device)), backend, device)
-        if onnx_path is None:
-            onnx_path = current_onnx(directory)
-        runner = OnnxRunner(Path(onnx_path), directory, meta, str(device))
-        return cls(meta, directory, runner, backend, device)
+            runner: Runner = TorchRunner(directory, meta, str(device))
+        else:
+            onnx = Path(onnx_path) if onnx_path is not None else current_onnx(directory)
+            runner = OnnxRunner(onnx, directory, meta, str(device))
+        return cls(meta, directory, runner, backend, device, accept_all)
 
     @property
     def class_names(self) -> list[str]:
@@ -105,7 +113,7 @@ class Predictor:
     # -- the one preprocessing path ---------------------------------------------------------
     def load_image(self, source: Source) -> np.ndarray:
         """(H, W, 3) uint8, exactly as training decoded its images."""
-        return load_image(source, self.meta.image_size, self.meta.interpolation)
+        return self.meta.preprocess.load(source)
 
     def load_images(
         self, sources: Sequence[Source]
@@ -123,26 +131,41 @@ class Predictor:
         return array, ok, errors
 
     # -- answers ------------------------------------------------------------------------------
-    def logits(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
-        """Logits (B, num_classes) of a uint8 (B, H, W, 3) batch, from this predictor's backend;
-        with ``tta`` the mean of the image's and its mirror's."""
-        out = self.runner.logits(images)
+    def forward(
+        self, images: np.ndarray, tta: bool = False
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits (B, classes) of a uint8 (B, H, W, 3) batch from this predictor's backend, and
+        the features when the acceptance needs them; with ``tta`` the mean of the image's and
+        its mirror's."""
+        logits, features = self.runner.run(images)
         if tta:
-            out = (out + self.runner.logits(np.ascontiguousarray(images[:, :, ::-1]))) / 2
-        return out
+            mirrored, mirrored_features = self.runner.run(np.ascontiguousarray(images[:, :, ::-1]))
+            logits = (logits + mirrored) / 2
+            if features is not None:
+                features = (features + mirrored_features) / 2
+        return logits, features
+
+    def logits(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
+        """The raw logits (before the temperature) of a uint8 (B, H, W, 3) batch."""
+        return self.forward(images, tta)[0]
+
+    def answers(self, images: np.ndarray, tta: bool = False) -> Answers:
+        """Probabilities, and acceptance when the bundle has it: what every path reports."""
+        logits, features = self.forward(images, tta)
+        return Answers.of(self.meta, logits, features, self.reference)
 
     def probabilities(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
         """(B, num_classes) probabilities for a uint8 (B, H, W, 3) batch."""
-        return softmax(self.logits(images, tta))
+        return self.answers(images, tta).probs
 
     def top(self, probs: np.ndarray, k: int) -> Prediction:
         """[(label, probability), ...] of the ``k`` largest of one row of probabilities."""
-        return best_classes(probs, self.class_names, k)
+        return Prediction(best_classes(probs, self.class_names, k))
 
     def predict(self, image: Source, top_k: int = 3, tta: bool = False) -> Prediction:
-        """[(label, probability), ...] best first. Raises for an unreadable image."""
-        batch = self.load_image(image)[None]
-        return self.top(self.probabilities(batch, tta)[0], top_k)
+        """[(label, probability), ...] best first, with ``.accepted``, ``.score`` and
+        (multi-label) ``.labels``. Raises for an unreadable image."""
+        return self.answers(self.load_image(image)[None], tta).prediction(0, top_k)
 
     def explainer(self, method: str = "gradcam", target_layer: str | None = None) -> Explainer:
         """The class-activation-map maker for ``method`` on ``target_layer`` (default: chosen
@@ -175,13 +198,13 @@ class Predictor:
         """For a uint8 (B, H, W, 3) batch: the top-k of each image (from this predictor's
         backend, as ``predict`` gives them), the class index each heatmap is for
         (``class_name``, default each image's top class) and the (B, H, W) heatmaps."""
-        probs = self.probabilities(images, tta)
+        found = self.answers(images, tta)
         if class_name is None:
-            classes = [int(np.argmax(p)) for p in probs]
+            classes = [int(np.argmax(p)) for p in found.probs]
         else:
             classes = [self.class_index(class_name)] * len(images)
         maps = self.explainer(method, target_layer).heatmaps(images, classes)
-        return [self.top(p, top_k) for p in probs], classes, maps
+        return [found.prediction(i, top_k) for i in range(len(images))], classes, maps
 
     def explain(
         self,
@@ -222,14 +245,14 @@ class Predictor:
             for start in range(0, len(sources), batch_size):
                 chunk = sources[start : start + batch_size]
                 images, ok, errors = self.load_images(chunk)
-                probs = self.probabilities(images, tta) if len(ok) else np.empty((0, 0))
-                by_index = dict(zip(ok, probs, strict=True))
+                found = self.answers(images, tta) if ok else None
+                row_of = {i: row for row, i in enumerate(ok)}
                 for i, source in enumerate(chunk):
                     name = source_name(source)
-                    if i in by_index:
-                        yield PredictionRow(name, self.top(by_index[i], top_k))
+                    if i in row_of:
+                        yield PredictionRow(name, found.prediction(row_of[i], top_k))
                     else:
-                        yield PredictionRow(name, [], errors[i])
+                        yield PredictionRow(name, Prediction(), errors[i])
                 bar.update(len(chunk))
 
 

@@ -1,6 +1,7 @@
 """The networks behind a ``Predictor``: each takes a batch of decoded uint8 images (B, H, W, 3)
-and returns logits (B, classes) as a NumPy array. Each normalises with the bundle's own mean
-and std, so every backend sees the same input.
+and returns logits (B, classes) and, when ``want_features`` is set, the penultimate features
+(B, D), as NumPy arrays. Each normalises with the bundle's own mean and std, so every backend
+sees the same input.
 
 ``onnx`` imports no torch: a machine serving the exported graph needs ONNX Runtime, NumPy and
 Pillow only (``scenes predict --backend onnx`` starts in a fraction of the time).
@@ -14,13 +15,14 @@ from typing import Protocol
 import numpy as np
 
 from ..errors import UsageError
-from ..models.bundle import BundleMeta
+from ..models.meta import BundleMeta
 
 
 class Runner(Protocol):
     device: str  # where it runs, as the user would name it: cpu, cuda, cuda:1, mps
+    want_features: bool
 
-    def logits(self, images: np.ndarray) -> np.ndarray: ...
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
 
 
 def normalize(images: np.ndarray, meta: BundleMeta) -> np.ndarray:
@@ -45,6 +47,7 @@ class TorchRunner:
         self.device = str(self.torch_device)
         self.module, _ = load_bundle(directory, self.torch_device)
         self.meta = meta
+        self.want_features = False
         self._torch = torch
 
     def to_input(self, images: np.ndarray):
@@ -56,9 +59,15 @@ class TorchRunner:
             batch.to(self.torch_device), self.meta.mean, self.meta.std, self.meta.channels_last
         )
 
-    def logits(self, images: np.ndarray) -> np.ndarray:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        from ..models.base import WithFeatures
+
         with self._torch.inference_mode():
-            return self.module(self.to_input(images)).float().cpu().numpy()
+            x = self.to_input(images)
+            if not self.want_features:
+                return self.module(x).float().cpu().numpy(), None
+            logits, features = WithFeatures(self.module, self.meta.head)(x)
+            return logits.float().cpu().numpy(), features.float().cpu().numpy()
 
 
 class OnnxRunner:
@@ -90,7 +99,10 @@ class OnnxRunner:
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
         self.session = ort.InferenceSession(str(onnx_path), providers=providers)
         self.meta = meta
+        self.want_features = False
 
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        (out,) = self.session.run(["logits"], {"input": normalize(images, self.meta)})
-        return np.asarray(out, dtype=np.float32)
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        outputs = ["logits", "features"] if self.want_features else ["logits"]
+        found = self.session.run(outputs, {"input": normalize(images, self.meta)})
+        logits = np.asarray(found[0], dtype=np.float32)
+        return logits, (np.asarray(found[1], dtype=np.float32) if self.want_features else None)

@@ -17,18 +17,22 @@ from ..rundir import METRICS_COLUMNS, RunDir
 def header(column: str) -> str:
     """The table's heading for a metrics.csv column: ``train_f1`` -> ``train F1``."""
     words = column.removesuffix("_s").split("_")
-    return " ".join("F1" if w == "f1" else w for w in words)
-
-
-HEADERS = [header(c) for c in METRICS_COLUMNS]
+    return " ".join({"f1": "F1", "map": "mAP"}.get(w, w) for w in words)
 
 
 class EpochTable(L.Callback):
     """Prints one table row per epoch and appends the same numbers to ``metrics.csv``, in
     the first process only (the numbers are already reduced over all processes)."""
 
-    def __init__(self, run_dir: RunDir, printer=tqdm.write, preamble: str = ""):
+    def __init__(
+        self,
+        run_dir: RunDir,
+        printer=tqdm.write,
+        preamble: str = "",
+        columns: list[str] = METRICS_COLUMNS,
+    ):
         self.run_dir = run_dir
+        self.columns = columns  # metrics.csv's, by task (rundir.metrics_columns)
         self.printer = printer
         self.preamble = preamble  # printed once above the header, e.g. the global batch
         self._started = 0.0
@@ -55,15 +59,15 @@ class EpochTable(L.Callback):
             "time_s": round(time.perf_counter() - self._started, 2),
             # Mean over the epoch's steps: per-step schedules move it within an epoch.
             "lr": float(np.mean(self._lrs)) if self._lrs else float("nan"),
-            **{k: summary.get(k, float("nan")) for k in METRICS_COLUMNS[3:]},
+            **{k: summary.get(k, float("nan")) for k in self.columns[3:]},
         }
         self.run_dir.append_metrics(row)
         if not self._header_printed:
-            self.printer(" ".join(f"{h:>10}" for h in HEADERS))
+            self.printer(" ".join(f"{header(c):>10}" for c in self.columns))
             self._header_printed = True
         self.printer(
             f"{row['epoch']:>10d} {row['time_s']:>9.1f}s {row['lr']:>10.2e} "
-            + " ".join(f"{row[k]:>10.4f}" for k in METRICS_COLUMNS[3:])
+            + " ".join(f"{row[k]:>10.4f}" for k in self.columns[3:])
         )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..data.batch_augment import batch_generator, make_batch_augment, to_uint8, to_unit_float
+from ..data.multilabel import label_text
 from ..plots import (
     _new_figure,
     _save,
@@ -22,15 +23,23 @@ from ..rundir import AUGMENTATIONS, CLASS_DISTRIBUTION, TRAINING_CURVES, TRAININ
 
 
 def pick_samples(labels: np.ndarray, n: int, seed: int = 0) -> list[int]:
-    """Indices of ``n`` samples, classes taking turns, so every class shows up."""
+    """Indices of ``n`` samples, classes taking turns, so every class shows up (multi-label:
+    an image joins the pool of each of its labels, and of "none" when it has none)."""
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in np.unique(labels)]
+    if labels.ndim == 2:
+        members = [np.flatnonzero(labels[:, c]) for c in range(labels.shape[1])]
+        members.append(np.flatnonzero(labels.sum(axis=1) == 0))
+    else:
+        members = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    pools = [list(rng.permutation(m)) for m in members if len(m)]
     picked: list[int] = []
     while len(picked) < n and any(pools):
         for pool in pools:
             if pool and len(picked) < n:
-                picked.append(int(pool.pop()))
+                index = int(pool.pop())
+                if index not in picked:  # multi-label: one image may be in several pools
+                    picked.append(index)
     return picked
 
 
@@ -40,7 +49,7 @@ def plot_training_samples(
     """4x4 grid of training images (as decoded for the model), captioned with their labels."""
     chosen = pick_samples(labels, 16, seed)
     images = [pixels[i] for i in chosen]
-    captions = [class_names[int(labels[i])] for i in chosen]
+    captions = [label_text(labels[i], class_names) or "(none)" for i in chosen]
     return plot_image_grid(images, captions, path, title="Training images")
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import TrainConfig
+from ..config_sections import TrainConfig
 from ..errors import ConfigError
 
 # Strategies that run one process per device and need more than one process in all.

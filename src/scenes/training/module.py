@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
@@ -14,22 +15,8 @@ from ..data.batch_augment import batch_generator, make_batch_augment
 from ..data.transforms import normalize_batch
 from ..metrics import epoch_metrics
 from ..models.base import BuiltModel
+from .objective import Objective
 from .schedules import lr_multiplier
-
-
-def batch_mixing(mixup_alpha: float, cutmix_alpha: float, num_classes: int):
-    """torchvision's MixUp and/or CutMix over a batch (one of them per batch when both are
-    on): images blended or patched together, labels as soft targets. None when both are off."""
-    from torchvision.transforms import v2
-
-    mixers = []
-    if mixup_alpha > 0:
-        mixers.append(v2.MixUp(alpha=mixup_alpha, num_classes=num_classes))
-    if cutmix_alpha > 0:
-        mixers.append(v2.CutMix(alpha=cutmix_alpha, num_classes=num_classes))
-    if not mixers:
-        return None
-    return mixers[0] if len(mixers) == 1 else v2.RandomChoice(mixers)
 
 
 def weight_decay_groups(
@@ -50,20 +37,24 @@ def weight_decay_groups(
 
 
 class SceneClassifier(L.LightningModule):
-    def __init__(self, built: BuiltModel, cfg: Config, class_names: list[str]):
+    def __init__(
+        self,
+        built: BuiltModel,
+        cfg: Config,
+        class_names: list[str],
+        class_counts: np.ndarray | None = None,
+    ):
         super().__init__()
         self.model = built.module
         self.built = built
         self.cfg = cfg
         self.class_names = list(class_names)
         n = len(class_names)
-        self.loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
-        # Validation loss is plain cross-entropy: smoothing is a training device, and
-        # `monitor: val_loss` should compare what the model predicts, not a smoothed target.
-        self.val_loss_fn = nn.CrossEntropyLoss()
-        self.mix = batch_mixing(cfg.augment.mixup_alpha, cfg.augment.cutmix_alpha, n)
-        self.train_metrics = epoch_metrics(n)
-        self.val_metrics = epoch_metrics(n)
+        self.objective = Objective(cfg.task, cfg, n, class_counts)
+        # Registered here so the class weights follow the module to its device.
+        self.loss_fn, self.val_loss_fn = self.objective.train_loss, self.objective.val_loss
+        self.train_metrics = epoch_metrics(n, cfg.task)
+        self.val_metrics = epoch_metrics(n, cfg.task)
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.epoch_summary: dict[str, float] = {}
@@ -128,26 +119,28 @@ class SceneClassifier(L.LightningModule):
         return self.model(x.to(next(self.model.parameters()).dtype))
 
     def _step(
-        self, batch, loss_fn: nn.Module, loss_meter: MeanMetric, metrics: MetricCollection
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        loss_fn: nn.Module,
+        loss_meter: MeanMetric,
+        metrics: MetricCollection,
+        loss_targets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        images, labels = batch
         logits = self(images)
-        loss = loss_fn(logits, labels)
-        loss_meter.update(loss.detach(), weight=labels.numel())
-        metrics.update(logits.detach(), labels)
+        loss = loss_fn(logits, targets if loss_targets is None else loss_targets)
+        loss_meter.update(loss.detach(), weight=len(targets))
+        metrics.update(*self.objective.metric_inputs(logits.detach(), targets))
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, labels = self.augmented(batch, batch_idx)
-        if self.mix is None:
-            return self._step((images, labels), self.loss_fn, self.train_loss, self.train_metrics)
-        mixed, soft_targets = self.mix(images, labels)  # floats in [0, 1], blended
-        logits = self(mixed)
-        loss = self.loss_fn(logits, soft_targets)
-        self.train_loss.update(loss.detach(), weight=labels.numel())
-        # Training accuracy of mixed images is measured against their dominant label.
-        self.train_metrics.update(logits.detach(), soft_targets.argmax(dim=1))
-        return loss
+        images, targets = self.augmented(batch, batch_idx)
+        if self.objective.mixes:
+            images, targets = self.objective.mix(images, targets)  # blended, soft targets
+        loss_targets = self.objective.training_targets(targets)
+        return self._step(
+            images, targets, self.loss_fn, self.train_loss, self.train_metrics, loss_targets
+        )
 
     def augmented(self, batch, batch_idx: int):
         """The training batch, augmented on its device with parameters keyed by (seed, epoch,
@@ -157,7 +150,8 @@ class SceneClassifier(L.LightningModule):
         return self.batch_augment(images, batch_generator(*key)), labels
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._step(batch, self.val_loss_fn, self.val_loss, self.val_metrics)
+        images, targets = batch
+        self._step(images, targets, self.val_loss_fn, self.val_loss, self.val_metrics)
 
     def on_validation_epoch_start(self) -> None:
         if self.trainer.world_size > 1:

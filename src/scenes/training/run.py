@@ -13,6 +13,7 @@ import lightning as L
 from .. import console
 from ..config import Config
 from ..data.loaders import PreparedData, SceneDataModule, prepare_data, training_files
+from ..data.multilabel import class_totals, label_text
 from ..errors import (
     ConfigError,
     DataError,
@@ -21,11 +22,14 @@ from ..errors import (
     UsageError,
 )
 from ..models.base import BuiltModel
-from ..models.bundle import BundleMeta, save_bundle
+from ..models.bundle import save_bundle, save_meta, save_reference
+from ..models.meta import BundleMeta
 from ..models.registry import build_model
 from ..rundir import RunDir, SplitRow, epoch_of, read_checkpoint
+from .calibrate import calibrate
 from .figures import write_curve_figures, write_data_figures
 from .hardware import Hardware, process_rank, resolve_hardware
+from .imbalance import imbalance_notice
 from .module import SceneClassifier
 from .run_folder import handing_down, new_run_dir, resume_run_dir
 from .trainer import make_trainer
@@ -55,13 +59,13 @@ def _checkpoint_meta(path: Path) -> dict:
 def _split_rows(data: PreparedData) -> list[SplitRow]:
     """Which file went where, so evaluation on the validation split can be reproduced."""
     return [
-        SplitRow(path, data.class_names[label], split)
+        SplitRow(path, label_text(label, data.class_names), split)
         for split, paths, ds in (
             ("train", data.train_paths, data.train),
             ("val", data.val_paths, data.val),
         )
         for path, label in zip(paths, ds.labels)
-    ] + [SplitRow(path, data.class_names[label], "excluded") for path, label in data.excluded]
+    ] + [SplitRow(path, label, "excluded") for path, label in data.excluded]
 
 
 def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None) -> BuiltModel:
@@ -137,14 +141,20 @@ def train(
         log.info("device: %s", hardware.describe())
     # A resumed run trains and validates on the images it started with, listed in split.csv.
     saved_split = run.read_split() if resume is not None else None
+    # Decoded as the bundle will tell every serving path to decode (BundleMeta.preprocess).
+    preprocess = bundle_meta(built, cfg, files.class_names).preprocess
     data = prepare_data(
-        cfg, layout, files, built.interpolation, cfg.train.progress_bar and first, saved_split
+        cfg, layout, files, preprocess, cfg.train.progress_bar and first, saved_split
     )
     check_shards(data, hardware.world_size)
     if first:
         write_run_files(run_dir, cfg, data, resume_meta)
 
-    module = SceneClassifier(built, cfg, data.class_names)
+    counts = class_totals(data.train.labels, len(data.class_names))
+    notice = imbalance_notice(counts, data.class_names, cfg)
+    if first and notice:
+        log.warning("warning: %s", notice)
+    module = SceneClassifier(built, cfg, data.class_names, counts)
     trainer, _ = make_trainer(cfg, hardware, run_dir, extra_callbacks)
     meta = bundle_meta(built, cfg, data.class_names)
     with console.without_library_chatter(), handing_down(run_dir):
@@ -163,6 +173,10 @@ def train(
     best_epoch, best = -1, {}
     if trainer.is_global_zero:  # checkpoints and metrics.csv are the first process's files
         best_epoch = write_best_bundle(run, module, meta)
+        calibrated, reference = calibrate(module.model, meta, data, cfg)
+        save_meta(calibrated, run.bundle)
+        if reference is not None:
+            save_reference(reference, run.bundle)
         best = run.metrics_of_epoch(best_epoch)
         write_curve_figures(run)
     # The other processes wait here, so none returns before the bundle exists.
@@ -251,4 +265,15 @@ def write_run_files(
 
 
 def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> BundleMeta:
-    return BundleMeta.of(built, class_names, cfg.data.image_size, cfg.model.channels_last)
+    meta = BundleMeta.of(
+        built, class_names, cfg.data.image_size, cfg.model.channels_last, cfg.data.resize
+    )
+    meta.task = cfg.task
+    meta.training = {
+        "class_weights": cfg.train.class_weights,
+        "sampler": cfg.data.sampler,
+        "resize": cfg.data.resize,
+        "mode": cfg.train.mode,
+        "epochs": cfg.train.epochs,
+    }
+    return meta

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ..config import TrainConfig
+from ..config_sections import TrainConfig
 
 
 def warmup_cosine(epoch: float, length: float, warmup: float) -> float:

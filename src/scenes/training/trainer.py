@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from .. import console
 from ..config import Config
-from ..rundir import RunDir
+from ..rundir import RunDir, metrics_columns
 from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, WeightEMA
 from .hardware import Hardware
 
@@ -49,7 +49,7 @@ def make_trainer(
     callbacks = [
         *([EpochProgressBar()] if bar else []),
         ReseedEachStep(cfg.seed),
-        EpochTable(RunDir(run_dir), preamble=preamble),
+        EpochTable(RunDir(run_dir), preamble=preamble, columns=metrics_columns(cfg.task)),
         checkpoints,
         last_checkpoint,
         EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
