@@ -44,7 +44,7 @@ CLASSES = ["buildings", "forest", "glacier", "mountain", "sea", "street"]
 
 def make_bundle(arch: str, size: int, root: Path) -> Path:
     built = build_model(arch, len(CLASSES), pretrained=False)
-    meta = BundleMeta("torchvision", arch, CLASSES, size, built.mean, built.std, head=built.head)
+    meta = BundleMeta.of(built, CLASSES, size)
     save_bundle(built.module.eval(), meta, root / arch / "model")
     export_onnx(root / arch)
     return root / arch

@@ -18,6 +18,7 @@ from ..csvfile import restore
 from ..errors import DataError
 from .discover import LabelledFiles
 from .files import has_image_extension
+from .split import keep_copies_together
 
 MAX_NAMED = 5  # problems named in a message before "and N more"
 
@@ -106,9 +107,4 @@ def split_multilabel(
     n_val = max(1, round(len(labels) * val_fraction))
     splitter = MultilabelStratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=seed)
     train_idx, val_idx = next(splitter.split(np.zeros(len(labels)), labels))
-    if groups is not None:
-        in_train = {groups[i] for i in train_idx}
-        leaked = np.array([groups[i] in in_train for i in val_idx], dtype=bool)
-        train_idx = np.concatenate([train_idx, val_idx[leaked]])
-        val_idx = val_idx[~leaked]
-    return np.sort(train_idx), np.sort(val_idx)
+    return keep_copies_together(train_idx, val_idx, groups)

@@ -39,6 +39,14 @@ def split_train_val(
     train_idx, val_idx = train_test_split(
         np.arange(len(labels)), test_size=n_val, stratify=labels, random_state=seed
     )
+    return keep_copies_together(train_idx, val_idx, groups)
+
+
+def keep_copies_together(
+    train_idx: np.ndarray, val_idx: np.ndarray, groups: list[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val), sorted, with every validation image whose group (content digest) has a
+    member in training moved to training: validation never scores a copy of a trained image."""
     if groups is not None:
         in_train = {groups[i] for i in train_idx}
         leaked = np.array([groups[i] in in_train for i in val_idx], dtype=bool)

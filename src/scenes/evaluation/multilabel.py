@@ -18,7 +18,7 @@ from .. import plots
 from ..console import plural
 from ..csvfile import SafeWriter
 from ..data.multilabel import label_text
-from .outputs import ERROR_GRID, METRICS_JSON, PER_CLASS_CSV, PREDICTIONS_CSV
+from .outputs import ERROR_GRID, METRICS_JSON, PER_CLASS_CSV, PREDICTIONS_CSV, closing_lines
 
 if TYPE_CHECKING:
     from ..serve.answers import Answers
@@ -185,9 +185,4 @@ def format_multilabel(result: MultilabelResult) -> str:
             + " "
             + " ".join(f"{m[c]:>9d}" for c in COUNTS)
         )
-    if result.skipped:
-        lines += ["", f"skipped {plural(len(result.skipped), 'unreadable file')}:"]
-        lines += [f"  {path}: {error}" for path, error in sorted(result.skipped.items())]
-    if result.out_dir is not None:
-        lines += ["", f"results written to {result.out_dir}"]
-    return "\n".join(lines)
+    return "\n".join(lines + closing_lines(result))

@@ -195,9 +195,15 @@ def format_result(result: EvalResult) -> str:
     lines.append(f"{'':<{width}} " + " ".join(f"{n:>{cell}}" for n in result.class_names))
     for name, row in zip(result.class_names, result.confusion):
         lines.append(f"{name:<{width}} " + " ".join(f"{v:>{cell}d}" for v in row))
+    return "\n".join(lines + closing_lines(result))
+
+
+def closing_lines(result) -> list[str]:
+    """The end of what evaluate prints: the files it skipped, and where it wrote."""
+    lines = []
     if result.skipped:
         lines += ["", f"skipped {plural(len(result.skipped), 'unreadable file')}:"]
         lines += [f"  {path}: {error}" for path, error in sorted(result.skipped.items())]
     if result.out_dir is not None:
         lines += ["", f"results written to {result.out_dir}"]
-    return "\n".join(lines)
+    return lines
