@@ -406,3 +406,43 @@ def test_gpu_recipe_names_a_real_timm_model_and_tag():
     assert get_pretrained_cfg(tagged).hf_hub_id == f"timm/{tagged}"
     built = build_model(cfg.model.name, 6, pretrained=False, image_size=cfg.data.image_size)
     assert built.head == "head.fc" and built.interpolation == "bicubic"
+
+
+@pytest.mark.parametrize("key", ["timm:resnet10t", "hf"])
+def test_the_hub_folder_loads_back_offline_with_the_backbones_library(
+    backend_runs, key, tmp_path, monkeypatch
+):
+    """`scenes export --format hf`: the folder serves through scenes and loads, offline, with
+    timm's create_model("local-dir:...") or transformers' from_pretrained, giving the same
+    logits as the bundle."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = backend_runs["runs"][key]
+    folder = tmp_path / "hub"
+    assert main(["export", "--run", str(run), "--format", "hf", "--out", str(folder)]) == 0
+    photo = make_image(tmp_path / "p.jpg", (200, 60, 40), size=(50, 40))
+    bundle = Predictor.load(run, device="cpu")
+    x = bundle.to_input(bundle.load_image(photo)[None]).contiguous()
+    with torch.no_grad():
+        expected = bundle.module(x)
+        if key == "hf":
+            from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+            model = AutoModelForImageClassification.from_pretrained(folder).eval()
+            assert model.config.id2label == dict(enumerate(CLASSES))
+            got = model(pixel_values=x, interpolate_pos_encoding=True).logits
+            processor = AutoImageProcessor.from_pretrained(folder)
+            assert list(processor.image_mean) == pytest.approx(bundle.meta.mean)
+        else:
+            import timm
+
+            model = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+            assert model.pretrained_cfg["label_names"] == CLASSES
+            assert model.pretrained_cfg["mean"] == pytest.approx(tuple(bundle.meta.mean))
+            got = model(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    again = Predictor.load(folder, device="cpu")  # and it is a scenes bundle
+    assert dict(again.predict(photo)) == pytest.approx(dict(bundle.predict(photo)), abs=1e-6)
+    card = (folder / "README.md").read_text()
+    library = "transformers" if key == "hf" else "timm"
+    assert f"library_name: {library}" in card
+    assert ("from_pretrained" if key == "hf" else "timm.create_model") in card

@@ -43,7 +43,7 @@ def test_export_of_a_missing_bundle_is_a_clear_error(tmp_path, capsys):
 def test_onnx_follows_the_bundle_after_a_resumed_run_rewrites_it(tmp_path):
     """Export, resume one more epoch (the bundle is rewritten), then the ONNX backend must
     answer like the PyTorch one: the stale graph is re-exported, never served."""
-    from scenes.serve.export import StaleExportError, is_current
+    from scenes.serve.formats import StaleExportError, is_current
     from scenes.serve.predictor import Predictor
     from scenes.training import train
 
@@ -61,7 +61,7 @@ def test_onnx_follows_the_bundle_after_a_resumed_run_rewrites_it(tmp_path):
     train(cfg, resume=run / "checkpoints" / "last.ckpt")
     assert not is_current(onnx_file, run)  # the bundle changed under the export
     with pytest.raises(StaleExportError, match="scenes export"):
-        Predictor.load(run, backend="onnx", device="cpu", onnx_path=onnx_file)
+        Predictor.load(run, backend="onnx", device="cpu", export_path=onnx_file)
 
     images = sorted(data.rglob("*.jpg"))[::4]
     torch_rows = Predictor.load(run, device="cpu").predict_many(images, top_k=3)

@@ -103,6 +103,7 @@ LAYERS = [
     {"scenes.models"},
     {"scenes.training", "scenes.serve"},
     {"scenes.evaluation", "scenes.explain", "scenes.label_issues"},
+    {"scenes.hub"},  # the Hub folder's card reads evaluations and label issues
     {"scenes.cli", "scenes", "scenes.__main__"},
 ]
 

@@ -4,8 +4,10 @@ fields with a fixed set of values declare theirs in their types, in ``config.py`
 
 from __future__ import annotations
 
-BACKENDS = ("torch", "onnx")  # what runs a bundle's network (serve/runners.py)
-EXPORT_FORMATS = ("onnx",)
+# what runs a bundle's network: PyTorch, or an exported format (serve/formats/, serve/runners.py)
+BACKENDS = ("torch", "onnx", "onnx-int8", "torchscript", "openvino", "openvino-int8")
+EXPORT_FORMATS = (*BACKENDS[1:], "hf")  # hf: a model folder for the Hugging Face Hub
+CALIBRATION_IMAGES = 300  # training images an int8 format is calibrated on, by default
 SPLITS = ("val",)  # a run's own splits that `evaluate --split` may measure
 
 # --method of explain -> the pytorch-grad-cam class. All of them read activations and

@@ -30,6 +30,7 @@ SIZES = {
     "confusion_matrix": (7.5, 6.5),
     "explanation": (11.0, 4.2),
     "reliability": (5.5, 5.0),
+    "benchmark": (6.5, 4.8),
 }
 
 GRID_CELL = (2.0, 2.2)  # inches per image of a grid, its caption included
@@ -223,3 +224,19 @@ def draw_safely(figures_dir: Path, jobs) -> list[Path]:
         except Exception as exc:  # a figure must never cost the user a finished training run
             log.warning("could not draw %s: %s: %s", figures_dir / name, type(exc).__name__, exc)
     return written
+
+
+def plot_benchmark(
+    names: list[str], latency_ms: list[float], scores: list[float], score: str, path: str | Path
+) -> Path:
+    """One point per format: single-image latency (p50) against accuracy on the user's data."""
+    fig = _new_figure("benchmark")
+    ax = fig.add_subplot()
+    ax.scatter(latency_ms, scores, s=40, color="tab:blue", zorder=3)
+    for name, x, y in zip(names, latency_ms, scores):
+        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    ax.set_xlabel("single-image latency, p50 (ms, decoding included)")
+    ax.set_ylabel(score)
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Every format on the same images ({score} vs latency)")
+    return _save(fig, path)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..choices import BACKENDS
+from ..choices import BACKENDS, SPLITS
 from .types import positive
 
 
@@ -49,8 +49,9 @@ def add_backend(p: argparse.ArgumentParser, note: str = "") -> None:
         "--backend",
         choices=BACKENDS,
         default="torch",
-        help="what runs the network: torch, or onnx (the exported graph in ONNX Runtime, "
-        f"exported first when missing or stale){note} (default: torch)",
+        help="what runs the network: torch, or an exported format: onnx, onnx-int8 (ONNX "
+        "Runtime), torchscript, openvino, openvino-int8 (pip install 'scenes[openvino]'); "
+        f"exported first when missing or stale{note} (default: torch)",
     )
 
 
@@ -78,4 +79,27 @@ def add_batch_size(p: argparse.ArgumentParser, default: int, what: str = "images
         default=default,
         metavar="N",
         help=f"{what} per forward pass (default: {default})",
+    )
+
+
+def add_labelled_source(p: argparse.ArgumentParser) -> None:
+    """The labelled images a model is measured on (evaluate, benchmark): one of three."""
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--data",
+        metavar="DIR",
+        help="a labelled folder (<class>/<images>), or a dataset root whose test folder is used "
+        "(required: this, --labels or --split)",
+    )
+    source.add_argument(
+        "--labels",
+        metavar="CSV",
+        help="a multi-label model's test images: a CSV of path,labels (paths relative to it) "
+        "(required for such a model: this or --split)",
+    )
+    source.add_argument(
+        "--split",
+        choices=SPLITS,
+        help="the run's own validation split, listed in RUN_DIR/split.csv (required: this, "
+        "--data or --labels)",
     )

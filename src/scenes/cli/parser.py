@@ -12,6 +12,7 @@ import argparse
 from functools import partial
 
 from .. import __version__
+from .benchmark_args import add_benchmark_parser
 from .common import add_verbosity
 from .data_args import add_data_parser, add_models_parser, add_resize_parser
 from .run_args import (
@@ -30,6 +31,7 @@ PARSERS = [
     add_predict_parser,
     add_app_parser,
     add_export_parser,
+    add_benchmark_parser,
     add_explain_parser,
     add_resize_parser,
     add_data_parser,

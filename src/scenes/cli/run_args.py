@@ -4,14 +4,22 @@ export, report."""
 from __future__ import annotations
 
 from ..choices import (
+    CALIBRATION_IMAGES,
     CAM_METHODS,
     DEFAULT_CAM_METHOD,
     EXPLAIN_BATCH,
     EXPORT_FORMATS,
     INFERENCE_BATCH,
-    SPLITS,
 )
-from .common import add_accept_all, add_backend, add_batch_size, add_device, add_run, add_tta
+from .common import (
+    add_accept_all,
+    add_backend,
+    add_batch_size,
+    add_device,
+    add_labelled_source,
+    add_run,
+    add_tta,
+)
 from .types import port_number, positive
 
 
@@ -24,25 +32,7 @@ def add_evaluate_parser(sub, common) -> None:
     )
     common(p)
     add_run(p)
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument(
-        "--data",
-        metavar="DIR",
-        help="a labelled folder (<class>/<images>), or a dataset root whose test folder is used "
-        "(required: this or --split)",
-    )
-    source.add_argument(
-        "--labels",
-        metavar="CSV",
-        help="a multi-label model's test images: a CSV of path,labels (paths relative to it) "
-        "(required for such a model: this or --split)",
-    )
-    source.add_argument(
-        "--split",
-        choices=SPLITS,
-        help="the run's own validation split, listed in RUN_DIR/split.csv (required: this or "
-        "--data)",
-    )
+    add_labelled_source(p)
     add_tta(p)
     add_accept_all(p)
     p.add_argument(
@@ -166,7 +156,13 @@ def add_explain_parser(sub, common) -> None:
 
 
 def add_export_parser(sub, common) -> None:
-    p = sub.add_parser("export", help="export the model (ONNX)")
+    p = sub.add_parser(
+        "export",
+        help="export the model: ONNX (fp32, int8), TorchScript, OpenVINO, a Hugging Face folder",
+        description="Write the bundle's network in another format (served by --backend of "
+        "predict, evaluate, app, explain and benchmark), or a folder for the Hugging Face Hub "
+        "with a model card.",
+    )
     common(p)
     add_run(p)
     p.add_argument(
@@ -174,12 +170,35 @@ def add_export_parser(sub, common) -> None:
         dest="fmt",
         choices=EXPORT_FORMATS,
         default="onnx",
-        help="the file format (default: onnx)",
+        help="onnx; onnx-int8 (static quantisation calibrated on training images); "
+        "torchscript; openvino, openvino-int8 (pip install 'scenes[openvino]'); hf (a folder "
+        "for the Hugging Face Hub, with --out DIR) (default: onnx)",
     )
     p.add_argument(
-        "--out", metavar="FILE", help="the file to write (default: RUN_DIR/model/model.onnx)"
+        "--out",
+        metavar="PATH",
+        help="the file to write (default: in RUN_DIR/model/, e.g. model.onnx); a folder for "
+        "--format hf (required there)",
     )
-    p.set_defaults(target=".serve.export:run_export")
+    p.add_argument(
+        "--calibration",
+        type=positive,
+        default=CALIBRATION_IMAGES,
+        metavar="N",
+        help=f"int8 formats: training images to calibrate on, from split.csv (default: "
+        f"{CALIBRATION_IMAGES})",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seeds the calibration images drawn (default: 0)"
+    )
+    p.add_argument(
+        "--push",
+        metavar="REPO_ID",
+        help="--format hf: upload the folder to this Hugging Face Hub repository (needs "
+        "internet and a login; offline the folder is kept and the upload command printed; "
+        "default: no upload)",
+    )
+    p.set_defaults(target=".hub.command:run_export")
 
 
 def add_report_parser(sub, common) -> None:

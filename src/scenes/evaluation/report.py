@@ -27,7 +27,7 @@ def _fmt(key: str, value: float) -> str:
     return METRIC_FORMATS.get(key, "{:.4f}").format(value)
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
@@ -43,7 +43,7 @@ def _model_section(run_dir: Path, config: dict) -> list[str]:
             f"{meta.num_classes} classes ({meta.task}): {', '.join(meta.class_names)}. "
             "Deployable bundle: [`model/`](model/)."
         )
-        lines += ["", *_fitted(meta)]
+        lines += ["", *fitted_text(meta)]
     if config:
         data, train, augment = (config.get(k, {}) for k in ("data", "train", "augment"))
         lines += [""] if lines else []
@@ -66,7 +66,7 @@ def _model_section(run_dir: Path, config: dict) -> list[str]:
     return lines
 
 
-def _fitted(meta) -> list[str]:
+def fitted_text(meta) -> list[str]:
     """What the bundle carries beside its weights: the training options that shaped it, and
     what was fitted on the validation split after training."""
     said = []
@@ -107,7 +107,7 @@ def _epochs_section(columns: dict[str, list[float]], monitor: str, best_epoch: i
         f"loss {_fmt('val_loss', b.get('val_loss', math.nan))}. "
         "The model bundle holds this epoch's weights."
     )
-    return ["## Training", "", summary, "", *_table(keys, rows)]
+    return ["## Training", "", summary, "", *markdown_table(keys, rows)]
 
 
 def _figures_section(run_dir: Path) -> list[str]:
@@ -138,13 +138,13 @@ def _evaluation_section(run_dir: Path) -> list[str]:
     for path in results:
         m = json.loads(path.read_text())
         folder = path.parent.relative_to(run_dir).as_posix()
-        lines += [f"### `{folder}`", "", _headline(m), ""]
+        lines += [f"### `{folder}`", "", headline(m), ""]
         if m.get("task") == "multilabel":
             columns = ["ap", "precision", "recall", "f1", "tp", "fp", "fn", "tn"]
         else:
             columns = ["precision", "recall", "f1", "support"]
-        rows = [[name, *(_number(c[k]) for k in columns)] for name, c in m["per_class"].items()]
-        lines += [*_table(["class", *columns], rows), ""]
+        rows = [[name, *(number_text(c[k]) for k in columns)] for name, c in m["per_class"].items()]
+        lines += [*markdown_table(["class", *columns], rows), ""]
         for name, title in (
             (CONFUSION_MATRIX, "Confusion matrix"),
             (ERROR_GRID, "Most confident mistakes"),
@@ -161,11 +161,11 @@ def _evaluation_section(run_dir: Path) -> list[str]:
     return lines
 
 
-def _number(value) -> str:
+def number_text(value) -> str:
     return str(value) if isinstance(value, int) else _fmt("", float(value))
 
 
-def _headline(m: dict) -> str:
+def headline(m: dict) -> str:
     where = (
         f"{m['num_images']} images from `{m['source']}`"
         + (", TTA (image + horizontal flip)" if m.get("tta") else "")

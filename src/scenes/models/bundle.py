@@ -149,6 +149,21 @@ def read_meta(path: str | Path) -> BundleMeta:
         ) from None
 
 
+HF_PREFIX = "hf."  # HFLogits keeps the transformers model as .hf
+
+
+def _transformers_state(directory: Path) -> dict:
+    """A Hub folder of an hf model holds its weights as transformers saves them (checkpoint
+    names, which transformers maps to the model's own when it loads them: hub/folder.py);
+    safetensors only, never a pickle."""
+    from transformers import AutoModelForImageClassification
+
+    model = AutoModelForImageClassification.from_pretrained(
+        str(directory), local_files_only=True, use_safetensors=True
+    )
+    return {HF_PREFIX + k: v for k, v in model.state_dict().items()}
+
+
 def load_bundle(
     path: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, BundleMeta]:
@@ -170,7 +185,10 @@ def load_bundle(
         backend_config=meta.backend_config,
     )
     try:
-        built.module.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+        state = load_file(str(directory / WEIGHTS_FILE))
+        if meta.backend == "hf" and not any(k.startswith(HF_PREFIX) for k in state):
+            state = _transformers_state(directory)
+        built.module.load_state_dict(state)
     except (RuntimeError, OSError, SafetensorError) as exc:
         raise BundleError(
             f"{directory / WEIGHTS_FILE} does not hold the weights of {meta.model_name} with "

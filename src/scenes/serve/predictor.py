@@ -23,7 +23,7 @@ from ..errors import UsageError
 from ..models.bundle import load_reference, read_meta, resolve_bundle_dir
 from ..models.meta import BundleMeta
 from .answers import Answers, Prediction, PredictionRow, Source, best_classes, source_name
-from .runners import OnnxRunner, Runner, TorchRunner
+from .runners import Runner, TorchRunner, export_runner
 
 if TYPE_CHECKING:
     import torch
@@ -68,12 +68,14 @@ class Predictor:
         path: str | Path,
         backend: str = "torch",
         device: str = "auto",
-        onnx_path: str | Path | None = None,
+        export_path: str | Path | None = None,
         accept_all: bool = False,
     ) -> Predictor:
         """From a run directory or a ``model/`` bundle, on ``device`` (auto: CUDA when there is
-        one). ONNX: ``onnx_path``, by default ``<bundle>/model.onnx``, which is exported first
-        when it is missing or was made from other weights than the bundle's current ones.
+        one). ``backend``: torch, or an exported format (``formats.FORMATS``: onnx, onnx-int8,
+        torchscript, openvino, openvino-int8), read from ``export_path``, by default its file
+        in the bundle folder, which is exported first when it is missing or was made from other
+        weights than the bundle's current ones (a stale ``export_path`` is refused).
         ``accept_all``: every photo counts as one of the known classes (no acceptance)."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -82,8 +84,15 @@ class Predictor:
         if backend == "torch":
             runner: Runner = TorchRunner(directory, meta, str(device))
         else:
-            onnx = Path(onnx_path) if onnx_path is not None else current_onnx(directory)
-            runner = OnnxRunner(onnx, directory, meta, str(device))
+            from .formats import check_current, current_export, get_format, require
+
+            require(get_format(backend))
+            if export_path is None:
+                found = current_export(directory, backend)
+            else:
+                found = Path(export_path)
+                check_current(found, directory, backend)
+            runner = export_runner(backend, found, meta, str(device))
         return cls(meta, directory, runner, backend, device, accept_all)
 
     @property
@@ -254,20 +263,3 @@ class Predictor:
                     else:
                         yield PredictionRow(name, Prediction(), errors[i])
                 bar.update(len(chunk))
-
-
-def current_onnx(directory: Path) -> Path:
-    """``<bundle>/model.onnx``, exported first when it is missing or was made from other weights
-    than the bundle's current ones (the only case where the ONNX backend needs torch)."""
-    from .export import default_onnx_path, is_current
-
-    onnx_path = default_onnx_path(directory)
-    if not onnx_path.is_file():
-        log.warning("no %s yet: exporting it now", onnx_path)
-    elif not is_current(onnx_path, directory):
-        log.warning("%s was made from older weights: exporting it again", onnx_path)
-    else:
-        return onnx_path
-    from .export import export_onnx
-
-    return export_onnx(directory, onnx_path)

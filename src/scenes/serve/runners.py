@@ -3,8 +3,9 @@ and returns logits (B, classes) and, when ``want_features`` is set, the penultim
 (B, D), as NumPy arrays. Each normalises with the bundle's own mean and std, so every backend
 sees the same input.
 
-``onnx`` imports no torch: a machine serving the exported graph needs ONNX Runtime, NumPy and
-Pillow only (``scenes predict --backend onnx`` starts in a fraction of the time).
+The exported formats (``formats/``) run in their own runtimes: ``onnx`` and ``onnx-int8`` in
+ONNX Runtime and ``openvino``/``openvino-int8`` in OpenVINO, importing no torch (a machine
+serving them needs that runtime, NumPy and Pillow only); ``torchscript`` in PyTorch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..models.meta import BundleMeta
+from .pixels import normalize
 
 
 class Runner(Protocol):
@@ -23,15 +25,6 @@ class Runner(Protocol):
     want_features: bool
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
-
-
-def normalize(images: np.ndarray, meta: BundleMeta) -> np.ndarray:
-    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W), (x / 255 - mean) / std: the same float32
-    operations, in the same order, as ``data.transforms.normalize_batch`` (bit for bit)."""
-    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
-    mean = np.asarray(meta.mean, dtype=np.float32).reshape(1, -1, 1, 1)
-    std = np.asarray(meta.std, dtype=np.float32).reshape(1, -1, 1, 1)
-    return (x - mean) / std
 
 
 class TorchRunner:
@@ -71,20 +64,11 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """The exported graph (``scenes export``) in ONNX Runtime; refused when it was not made
-    from the bundle's current weights."""
+    """An exported ONNX graph (fp32 or int8) in ONNX Runtime."""
 
-    def __init__(self, onnx_path: Path, directory: Path, meta: BundleMeta, device: str = "auto"):
+    def __init__(self, onnx_path: Path, meta: BundleMeta, device: str = "auto"):
         import onnxruntime as ort
 
-        from .export import StaleExportError, is_current
-
-        if not is_current(onnx_path, directory):
-            raise StaleExportError(
-                f"{onnx_path} was not exported from {directory}'s current weights (the bundle "
-                f"changed since, e.g. by a resumed run): run `scenes export --run {directory}` "
-                "again"
-            )
         available = ort.get_available_providers()
         gpu = "CUDAExecutionProvider" in available
         if device.startswith("cuda") and not gpu:
@@ -92,7 +76,7 @@ class OnnxRunner:
                 f"--device {device}: ONNX Runtime here has no CUDA provider; use --device cpu"
             )
         if device not in ("auto", "cpu") and not device.startswith("cuda"):
-            raise UsageError(f"--device {device}: the onnx backend runs on cpu or cuda")
+            raise UsageError(f"--device {device}: the onnx backends run on cpu or cuda")
         providers = ["CPUExecutionProvider"]
         if gpu and device != "cpu":
             providers.insert(0, "CUDAExecutionProvider")
@@ -106,3 +90,56 @@ class OnnxRunner:
         found = self.session.run(outputs, {"input": normalize(images, self.meta)})
         logits = np.asarray(found[0], dtype=np.float32)
         return logits, (np.asarray(found[1], dtype=np.float32) if self.want_features else None)
+
+
+class TorchScriptRunner:
+    """An exported TorchScript program (one scenes wrote here: ``formats/torchscript.py``),
+    on the CPU or a CUDA GPU."""
+
+    def __init__(self, path: Path, meta: BundleMeta, device: str = "auto"):
+        import torch
+
+        from ..models.devices import resolve_device
+        from .formats.torchscript import load
+
+        self.torch_device = resolve_device(device)
+        self.device = str(self.torch_device)
+        self.program = load(path, self.torch_device)
+        self.meta = meta
+        self.want_features = False
+        self._torch = torch
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        x = self._torch.from_numpy(normalize(images, self.meta)).to(self.torch_device)
+        with self._torch.inference_mode():
+            logits, features = self.program(x)
+        features = features.float().cpu().numpy() if self.want_features else None
+        return logits.float().cpu().numpy(), features
+
+
+class OpenVinoRunner:
+    """An exported OpenVINO IR (fp32 or int8), compiled for the CPU."""
+
+    def __init__(self, path: Path, meta: BundleMeta, device: str = "auto"):
+        from .formats.openvino_files import compile_model
+
+        self.compiled = compile_model(path, device)
+        self.device = "cpu"
+        self.meta = meta
+        self.want_features = False
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        found = self.compiled(normalize(images, self.meta))
+        logits = np.asarray(found[self.compiled.output("logits")], dtype=np.float32)
+        if not self.want_features:
+            return logits, None
+        return logits, np.asarray(found[self.compiled.output("features")], dtype=np.float32)
+
+
+def export_runner(backend: str, path: Path, meta: BundleMeta, device: str) -> Runner:
+    """The runner of an exported file of format ``backend``."""
+    if backend.startswith("onnx"):
+        return OnnxRunner(path, meta, device)
+    if backend == "torchscript":
+        return TorchScriptRunner(path, meta, device)
+    return OpenVinoRunner(path, meta, device)

@@ -1,0 +1,131 @@
+"""ONNX files: fp32 (opset 17, batch axis dynamic) and int8.
+
+int8 is ONNX Runtime's static post-training quantisation in QDQ format with per-channel
+weights (signed int8 weights, unsigned int8 activations: the CPU kernels' fast path),
+calibrated on images of the run's own training split. The fp32 graph is pre-processed first
+(``quant_pre_process``: shape inference and graph optimisation), as ONNX Runtime recommends.
+The stamp is kept in the model's metadata properties.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ...models.bundle import load_bundle
+from ...models.meta import BundleMeta
+
+OPSET = 17
+
+
+def read_stamp(path: Path) -> dict[str, str]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _temporary(out: Path) -> Path:
+    return out.with_name(f".{out.name}.tmp{os.getpid()}.onnx")
+
+
+def write(directory: Path, out: Path, stamp: dict, fmt: str, calibration: int, seed: int) -> None:
+    tmp = _temporary(out)
+    try:
+        if fmt == "onnx":
+            write_fp32(directory, tmp)
+        else:
+            write_int8(directory, tmp, calibration, seed)
+        _stamp_and_check(tmp, stamp)
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)  # an interrupted or failed export leaves nothing behind
+
+
+def write_fp32(directory: Path, out: Path) -> None:
+    import torch
+
+    from ...models.base import WithFeatures
+
+    module, meta = load_bundle(directory, "cpu")
+    example = torch.zeros(2, 3, meta.image_size, meta.image_size)
+    module = module.to(memory_format=torch.contiguous_format).eval()
+    module = WithFeatures(module, meta.head).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter deprecation chatter, not the user's concern
+        # The TorchScript exporter writes one self-contained file (no external-data sidecar).
+        torch.onnx.export(
+            module,
+            (example,),
+            str(out),
+            input_names=["input"],
+            output_names=["logits", "features"],
+            dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "features": {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
+
+
+class _Batches:
+    """ONNX Runtime's CalibrationDataReader over normalised calibration batches."""
+
+    def __init__(self, batches: list[np.ndarray]):
+        self._batches = iter(batches)
+
+    def get_next(self):
+        batch = next(self._batches, None)
+        return None if batch is None else {"input": batch}
+
+
+def calibration_batches(
+    directory: Path, meta: BundleMeta, count: int, seed: int, batch: int = 16
+) -> list[np.ndarray]:
+    from ..pixels import normalize
+    from .calibration import calibration_images
+
+    images = calibration_images(directory, meta, count, seed)
+    return [normalize(images[i : i + batch], meta) for i in range(0, len(images), batch)]
+
+
+def write_int8(directory: Path, out: Path, calibration: int, seed: int) -> None:
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ...models.bundle import read_meta
+
+    meta = read_meta(directory)
+    batches = calibration_batches(directory, meta, calibration, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32, prepared = Path(tmp) / "fp32.onnx", Path(tmp) / "prepared.onnx"
+        write_fp32(directory, fp32)
+        quant_pre_process(str(fp32), str(prepared))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_static(
+                str(prepared),
+                str(out),
+                _Batches(batches),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
+
+
+def _stamp_and_check(path: Path, stamp: dict) -> None:
+    import onnx
+
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, stamp)
+    onnx.save(graph, str(path))
+    onnx.checker.check_model(str(path))

@@ -1,0 +1,17 @@
+"""The network's input from decoded pixels, in NumPy: what every runner and the int8
+calibration feed their networks (no torch, so the exported formats serve without it)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..models.meta import BundleMeta
+
+
+def normalize(images: np.ndarray, meta: BundleMeta) -> np.ndarray:
+    """uint8 (B, H, W, 3) -> float32 (B, 3, H, W), (x / 255 - mean) / std: the same float32
+    operations, in the same order, as ``data.transforms.normalize_batch`` (bit for bit)."""
+    x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
+    mean = np.asarray(meta.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+    std = np.asarray(meta.std, dtype=np.float32).reshape(1, -1, 1, 1)
+    return (x - mean) / std
