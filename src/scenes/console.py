@@ -34,6 +34,11 @@ LIBRARY_CHATTER = (
     ".*litlogger.*",
 )
 
+# Loggers that warn about what this machine lacks, not about the user's work: importing NNCF
+# (openvino-int8 export) loads torch's C++ extension helper, which says "No CUDA runtime is
+# found" on every CPU-only machine.
+QUIET_LOGGERS = ("torch.utils.cpp_extension",)
+
 
 @contextmanager
 def without_library_chatter() -> Iterator[None]:
@@ -89,6 +94,8 @@ def setup(verbose: bool = False, quiet: bool = False, progress: bool = True) -> 
     if not verbose:
         for pattern in LIBRARY_CHATTER:
             warnings.filterwarnings("ignore", pattern)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.ERROR)
 
 
 def quiet_lightning() -> None:

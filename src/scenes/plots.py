@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 log = logging.getLogger(__name__)
 
@@ -233,8 +233,20 @@ def plot_benchmark(
     fig = _new_figure("benchmark")
     ax = fig.add_subplot()
     ax.scatter(latency_ms, scores, s=40, color="tab:blue", zorder=3)
-    for name, x, y in zip(names, latency_ms, scores):
-        ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    # Formats of equal accuracy sit on one line: alternate above and below, left to right,
+    # so that neighbours' names do not overlap.
+    by_latency = sorted(range(len(names)), key=lambda i: latency_ms[i])
+    for rank, i in enumerate(by_latency):
+        offset = (4, 6) if rank % 2 == 0 else (4, -13)
+        ax.annotate(
+            names[i],
+            (latency_ms[i], scores[i]),
+            textcoords="offset points",
+            xytext=offset,
+            fontsize=9,
+        )
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.margins(x=0.12, y=0.25)
     ax.set_xlabel("single-image latency, p50 (ms, decoding included)")
     ax.set_ylabel(score)
     ax.grid(alpha=0.3)
