@@ -2,7 +2,8 @@
 (PyTorch and ONNX Runtime), `predict_many`, `scenes predict` and `scenes evaluate` give the
 same probabilities, acceptance and labels, for awkward but valid files too (alpha, 16-bit,
 CMYK, EXIF rotation, a 600x450 photo ...), for every kind of bundle: plain, calibrated with
-the acceptance of unknown photos and a crop resize, multi-label with a letterbox.
+the acceptance of unknown photos and a crop resize, multi-label with a letterbox, and an
+ensemble of two members that preprocess differently.
 
 The model is the real ImageNet MobileNetV2 with a seeded random 6-class head, on real photos:
 its probabilities are far from one-hot, so a preprocessing difference shows in them (checked
@@ -24,6 +25,7 @@ from scenes.evaluation.loop import evaluate
 from scenes.models import BundleMeta, build_model, save_bundle
 from scenes.models.acceptance import normalise
 from scenes.models.bundle import save_reference
+from scenes.models.ensemble_command import make_ensemble
 from scenes.models.meta import Acceptance
 from scenes.rundir import RunDir, SplitRow
 from scenes.serve.app import build_app, verdict
@@ -78,7 +80,9 @@ def awkward_corpus(folder, photo) -> list:
 
 # The bundle kinds a file's answer depends on: the plain softmax; the temperature, crop resize
 # and k-NN acceptance fitted after training; multi-label sigmoids with thresholds, letterboxed.
-VARIANTS = ["plain", "calibrated_crop", "multilabel_pad"]
+# An ensemble: the plain model beside a second one at 128 px with mean = std = 0.5 and a
+# temperature, so the in-graph resize and renormalisation are on every path.
+VARIANTS = ["plain", "calibrated_crop", "multilabel_pad", "ensemble"]
 
 
 @pytest.fixture(scope="module", params=VARIANTS)
@@ -109,17 +113,40 @@ def bundle(request, tmp_path_factory, torch_home):
         save_reference(normalise(feats), run / "model")
         acceptance = Acceptance(k=3, threshold=1.0, accept_rate=0.95)
         meta = meta.model_copy(update={"temperature": 1.7, "acceptance": acceptance})
-    else:
+    elif request.param == "multilabel_pad":
         meta = BundleMeta.of(built, CLASSES, 150, resize="pad")
         meta = meta.model_copy(
             update={"task": "multilabel", "thresholds": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]}
         )
+    else:
+        return ensemble_of_two(built, run)
     save_bundle(module, BundleMeta.model_validate(meta.model_dump()), run / "model")
-    # The run's training images, which int8 formats are calibrated on.
+    write_training_split(run)
+    return run
+
+
+def write_training_split(run) -> None:
+    """The run's training images, which int8 formats are calibrated on."""
     photos = [sorted((INTEL_TRAIN / c).iterdir())[i] for c in CLASSES for i in range(10, 30)]
     labels = [p.parent.name for p in photos]
     RunDir(run).write_split(SplitRow(p, y, "train") for p, y in zip(photos, labels))
-    return run
+
+
+def ensemble_of_two(built, run):
+    """``built`` at 150 px, and the same backbone with another seeded head at 128 px,
+    normalised with mean = std = 0.5 and tempered by 1.5; members share one split."""
+    first = run / "first"
+    save_bundle(built.module.eval(), BundleMeta.of(built, CLASSES, 150), first / "model")
+    torch.manual_seed(1)
+    built.module.classifier[1].reset_parameters()
+    second_meta = BundleMeta.of(built, CLASSES, 128).model_copy(
+        update={"mean": [0.5] * 3, "std": [0.5] * 3, "temperature": 1.5}
+    )
+    save_bundle(built.module.eval(), second_meta, run / "second" / "model")
+    for member in (first, run / "second"):
+        write_training_split(member)
+    make_ensemble([first, run / "second"], run / "ensemble")
+    return run / "ensemble"
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from .common import add_verbosity
 from .data_args import add_data_parser, add_models_parser, add_resize_parser
 from .run_args import (
     add_app_parser,
+    add_ensemble_parser,
     add_evaluate_parser,
     add_explain_parser,
     add_export_parser,
@@ -32,6 +33,7 @@ PARSERS = [
     add_app_parser,
     add_export_parser,
     add_benchmark_parser,
+    add_ensemble_parser,
     add_explain_parser,
     add_resize_parser,
     add_data_parser,

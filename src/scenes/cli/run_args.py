@@ -212,3 +212,27 @@ def add_report_parser(sub, common) -> None:
     )
     run.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="the same, as a positional")
     p.set_defaults(target=".evaluation.report:run_report")
+
+
+def add_ensemble_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "ensemble",
+        help="one bundle that averages the probabilities of several runs",
+        description="Write one model bundle that averages the members' probabilities, each "
+        "member seeing the photo with its own preprocessing; evaluate, predict, the app, "
+        "explain, export and benchmark take it like any run.",
+    )
+    common(p)
+    p.add_argument(
+        "runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="the members: run directories or model/ folders (required: at least 2)",
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="the folder to write (model/, and split.csv when the members share one; required)",
+    )
+    p.set_defaults(target=".models.ensemble_command:run_ensemble")

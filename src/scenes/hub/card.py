@@ -20,7 +20,7 @@ from ..label_issues.outputs import ISSUES_CSV
 from ..models.meta import BundleMeta
 from ..rundir import RunDir
 
-LIBRARY = {"timm": "timm", "hf": "transformers", "torchvision": "scenes"}
+LIBRARY = {"timm": "timm", "hf": "transformers", "torchvision": "scenes", "ensemble": "scenes"}
 
 
 def model_card(run_dir: Path, meta: BundleMeta, out: Path) -> str:
@@ -171,6 +171,13 @@ def _loading_section(meta: BundleMeta) -> list[str]:
             'processor = AutoImageProcessor.from_pretrained("<user>/<repo>")',
         ]
         lines += ["With transformers:", "", "```python", *code, "```", ""]
+    elif meta.backend == "ensemble":
+        lines += [
+            f"An ensemble ({meta.architecture}): one network that averages its members' "
+            "probabilities, each member seeing the photo as it was trained to; it loads with "
+            "scenes, as above.",
+            "",
+        ]
     else:
         arch = meta.architecture
         code = [

@@ -61,7 +61,7 @@ def save_bundle(module: nn.Module, meta: BundleMeta, directory: str | Path) -> P
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    weights = safetensors_bytes(state, metadata={"format": str(BUNDLE_FORMAT)})
+    weights = safetensors_bytes(state, metadata={"format": str(meta.format)})
     _write_atomically(directory / WEIGHTS_FILE, weights)
     save_meta(meta, directory)
     return directory
@@ -172,29 +172,33 @@ def load_bundle(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from .ensemble import build_ensemble
     from .registry import build_model
 
     directory = resolve_bundle_dir(path)
     meta = read_meta(directory)
-    built = build_model(
-        meta.model_name,
-        meta.num_classes,
-        pretrained=False,
-        image_size=meta.image_size,
-        class_names=meta.class_names,
-        backend_config=meta.backend_config,
-    )
+    if meta.backend == "ensemble":
+        network = build_ensemble(meta)
+    else:
+        network = build_model(
+            meta.model_name,
+            meta.num_classes,
+            pretrained=False,
+            image_size=meta.image_size,
+            class_names=meta.class_names,
+            backend_config=meta.backend_config,
+        ).module
     try:
         state = load_file(str(directory / WEIGHTS_FILE))
         if meta.backend == "hf" and not any(k.startswith(HF_PREFIX) for k in state):
             state = _transformers_state(directory)
-        built.module.load_state_dict(state)
+        network.load_state_dict(state)
     except (RuntimeError, OSError, SafetensorError) as exc:
         raise BundleError(
             f"{directory / WEIGHTS_FILE} does not hold the weights of {meta.model_name} with "
             f"{meta.num_classes} classes that {META_FILE} describes: {str(exc)[:300]}"
         ) from None
-    module = built.module.to(device).eval()
+    module = network.to(device).eval()
     if meta.channels_last:
         module = module.to(memory_format=torch.channels_last)
     return module, meta

@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 # 1: the network and its preprocessing; 2: resize modes, the task (multiclass or multilabel),
 # calibration (temperature, per-class thresholds), acceptance of unknown photos, the training
-# options that shaped it. A format-1 bundle loads as format 2 with the defaults.
-BUNDLE_FORMAT = 2
+# options that shaped it. A format-1 bundle loads as format 2 with the defaults. 3: ensembles
+# (backend "ensemble" with its members); only they are written as 3, so a scenes that knows
+# format 2 still reads every other bundle, and says "upgrade" for an ensemble.
+BUNDLE_FORMAT = 3
+SINGLE_MODEL_FORMAT = 2
 
 Interpolation = Literal[tuple(RESAMPLING)]  # type: ignore[valid-type]
 
@@ -43,7 +46,7 @@ class BundleMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    backend: Literal["torchvision", "timm", "hf"]
+    backend: Literal["torchvision", "timm", "hf", "ensemble"]
     architecture: str = Field(min_length=1, max_length=500)
     class_names: list[str] = Field(min_length=2, max_length=100_000)
     image_size: int = Field(ge=MIN_IMAGE_SIZE, le=MAX_IMAGE_SIZE)
@@ -53,7 +56,7 @@ class BundleMeta(BaseModel):
     resize: Literal["squash", "crop", "pad"] = "squash"  # how a photo becomes the square
     head: str = Field("", max_length=500)
     channels_last: bool = True
-    format: int = Field(BUNDLE_FORMAT, ge=1, le=BUNDLE_FORMAT)
+    format: int = Field(SINGLE_MODEL_FORMAT, ge=1, le=BUNDLE_FORMAT)
     # What the backend needs to rebuild the network offline (the HF model config).
     backend_config: dict | None = None
     task: Literal["multiclass", "multilabel"] = "multiclass"
@@ -64,6 +67,8 @@ class BundleMeta(BaseModel):
     acceptance: Acceptance | None = None
     # The training options that shaped the model, for the report and the reader.
     training: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+    # backend "ensemble": the members' own descriptions (their weights are "members.<i>.*").
+    members: list[BundleMeta] | None = Field(None, min_length=2, max_length=16)
 
     @field_validator("class_names")
     @classmethod
@@ -105,6 +110,21 @@ class BundleMeta(BaseModel):
         # of whatever the architecture names, not the model that was trained.
         if self.backend == "hf" and not self.backend_config:
             raise ValueError("an hf bundle needs backend_config (the model's config)")
+        return self
+
+    @model_validator(mode="after")
+    def _members_fit(self) -> BundleMeta:
+        if (self.backend == "ensemble") != (self.members is not None):
+            raise ValueError("members are given exactly when the backend is ensemble")
+        if self.members is not None and self.format < BUNDLE_FORMAT:
+            raise ValueError(f"an ensemble is bundle format {BUNDLE_FORMAT}")
+        for i, member in enumerate(self.members or []):
+            if member.backend == "ensemble":
+                raise ValueError(f"member {i} is itself an ensemble: list its members instead")
+            if member.class_names != self.class_names:
+                raise ValueError(f"member {i} has other classes (or another order)")
+            if member.task != "multiclass" or member.image_size > self.image_size:
+                raise ValueError(f"member {i}: multiclass members of at most image_size px")
         return self
 
     @classmethod
