@@ -137,7 +137,9 @@ def config_page() -> str:
             key = f"{section}.{name}" if section else name
             meaning = cell(info.description or "")
             kind = cell(type_name(info.annotation))
-            lines.append(f"| `{key}` | {kind} | `{yaml_value(info.default)}` | {meaning} |")
+            lines.append(
+                f"| `{key}` | {kind} | `{yaml_value(info.get_default(call_default_factory=True))}` | {meaning} |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -155,7 +157,9 @@ def default_yaml() -> str:
         for name, info in scalar_fields(model):
             for comment in textwrap.wrap(info.description or "", WIDTH - len(indent) - 2):
                 lines.append(f"{indent}# {comment}")
-            lines.append(f"{indent}{name}: {yaml_value(info.default)}")
+            lines.append(
+                f"{indent}{name}: {yaml_value(info.get_default(call_default_factory=True))}"
+            )
     return "\n".join(lines) + "\n"
 
 

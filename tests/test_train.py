@@ -122,14 +122,23 @@ RESUME_CASES = {
     # images on the device, batches drawn there (data.on_device); the uninterrupted run uses
     # the DataLoader: both paths must give the same batches, before and after a resume
     "on-device": ({"train.epochs": 3, "augment.preset": "classic", "augment.p": 0.5}, 2, 3),
+    # distillation from a trained run (train.teacher is set in the test): the teacher's
+    # targets on the mixed batches must be the same after the resume
+    "distilled": (
+        {"train.epochs": 3, "train.distill_alpha": 0.7, "augment.mixup_alpha": 0.4},
+        2,
+        3,
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(RESUME_CASES))
-def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case):
+def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case, trained_run):
     overrides, crash_epoch, epochs_run = RESUME_CASES[case]
     # resnet18 at 32 px learns the colours: validation logits differ between images and epochs
     overrides = {"model.name": "resnet18", **overrides}
+    if case == "distilled":
+        overrides["train.teacher"] = [str(trained_run)]
     whole = train(tiny_train_config(data, tmp_path / "whole", **overrides))
     if case == "on-device":
         overrides["data.on_device"] = True

@@ -62,6 +62,8 @@ class Config(Section):
             value = getattr(getattr(self, section), name)
             if value in values:
                 raise ValueError(f"{key}={value} does not apply to {self.task} data")
+        if self.task == "multilabel" and self.train.teacher:
+            raise ValueError("train.teacher: distillation is for one label per image (yet)")
         return self
 
     def resolved_data_dir(self) -> Path:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Square input sizes a run may train at (and so a model bundle may declare).
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
@@ -176,6 +176,26 @@ class TrainConfig(Section):
         description="exponential moving average of the weights (e.g. 0.998), from the full "
         "phase on; validation, checkpoints and the bundle use the average; null: off",
     )
+    teacher: list[str] = Field(
+        default_factory=list,
+        description="distillation: trained runs (or model/ bundles, ensembles too) whose "
+        "averaged probabilities on each training batch the model learns from besides the "
+        "labels; []: off",
+    )
+    distill_alpha: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="distillation: the teacher's share of the training loss (the labels' is "
+        "1 - distill_alpha)",
+    )
+    distill_temperature: float = Field(
+        4.0,
+        gt=0.0,
+        le=100.0,
+        description="distillation: the temperature that softens the teacher's and the "
+        "model's probabilities in the teacher's part of the loss",
+    )
     scheduler: Literal["cosine", "step", "plateau", "none"] = Field(
         "cosine",
         description="learning-rate schedule: cosine (linear warmup, then cosine decay, per step), "
@@ -233,6 +253,11 @@ class TrainConfig(Section):
     progress_bar: bool = Field(
         True, description="a progress bar per epoch (shown only on a terminal)"
     )
+
+    @field_validator("teacher", mode="before")
+    @classmethod
+    def _one_teacher_is_a_list(cls, value):
+        return [value] if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _devices_valid(self) -> TrainConfig:

@@ -3,6 +3,7 @@ dotted keys set in a nested mapping, and validation errors said field by field."
 
 from __future__ import annotations
 
+import types
 import typing
 from typing import Any
 
@@ -72,19 +73,23 @@ def _field_types(root: type[BaseModel], path: list[str]) -> tuple[Any, ...]:
     field = model.model_fields.get(path[-1])
     if field is None:
         return ()
-    return typing.get_args(field.annotation) or (field.annotation,)
+    annotation = field.annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
 
 
 def typed_value(types: tuple[Any, ...], raw: str) -> Any:
     text = raw.strip()
     if text in ("", "~") or text.lower() == "null":  # YAML's nulls ("none" is a preset name)
         return None
-    if (
-        any(typing.get_origin(t) is list for t in types)
-        and "," in text
-        and not text.startswith("[")
-    ):
-        return [_scalar(part) for part in text.split(",") if part.strip()]
+    texts = any(typing.get_args(t) == (str,) for t in types)  # list[str]: paths, names
+    if any(typing.get_origin(t) is list for t in types) and not text.startswith("["):
+        parts = [part.strip() for part in text.split(",") if part.strip()]
+        if texts:
+            return parts
+        if len(parts) > 1:
+            return [_scalar(part) for part in parts]
     if str in types:
         return raw
     return _scalar(text)

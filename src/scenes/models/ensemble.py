@@ -61,7 +61,20 @@ def build_ensemble(meta: BundleMeta) -> nn.Module:
         ).module
         for m in meta.members or []
     ]
-    return _ensemble_class()(modules, meta)
+    return averaging(modules, meta.members or [], meta.mean, meta.std, meta.image_size)
+
+
+def averaging(
+    modules: list[nn.Module],
+    members: list[BundleMeta],
+    mean: list[float],
+    std: list[float],
+    image_size: int,
+) -> nn.Module:
+    """The network that averages ``modules`` (described by ``members``) over a batch at
+    ``image_size`` px normalised with ``mean``/``std``: an ensemble's, or a distillation
+    teacher's over the student's batch."""
+    return _ensemble_class()(modules, members, mean, std, image_size)
 
 
 def _ensemble_class():
@@ -73,24 +86,23 @@ def _ensemble_class():
     from torch import nn
 
     class Ensemble(nn.Module):
-        def __init__(self, modules: list[nn.Module], meta: BundleMeta):
+        def __init__(self, modules, members, mean, std, image_size: int):
             super().__init__()
             self.members = nn.ModuleList(modules)
             self.joined = nn.Identity()
-            members = meta.members or []
             self.heads = [m.head for m in members]
             self.sizes = [m.image_size for m in members]
             self.temperatures = [m.temperature for m in members]
-            self.renormalised = [(m.mean, m.std) != (meta.mean, meta.std) for m in members]
+            self.renormalised = [(m.mean, m.std) != (list(mean), list(std)) for m in members]
             for i, m in enumerate(members):
                 if self.renormalised[i]:  # x * std0 + mean0 is the pixel; then its own (p - m) / s
-                    scale = [s0 / s for s0, s in zip(meta.std, m.std)]
-                    shift = [(m0 - mi) / s for m0, mi, s in zip(meta.mean, m.mean, m.std)]
+                    scale = [s0 / s for s0, s in zip(std, m.std)]
+                    shift = [(m0 - mi) / s for m0, mi, s in zip(mean, m.mean, m.std)]
                     for name, values in (("scale", scale), ("shift", shift)):
                         tensor = torch.tensor(values, dtype=torch.float32).view(1, -1, 1, 1)
                         self.register_buffer(f"{name}_{i}", tensor, persistent=False)
-                if m.image_size != meta.image_size:
-                    matrix = resize_matrix(meta.image_size, m.image_size, m.interpolation)
+                if m.image_size != image_size:
+                    matrix = resize_matrix(image_size, m.image_size, m.interpolation)
                     self.register_buffer(f"resize_{i}", matrix, persistent=False)
 
         def _input_of(self, i: int, x):

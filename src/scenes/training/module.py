@@ -15,6 +15,7 @@ from ..data.batch_augment import batch_generator, make_batch_augment
 from ..data.transforms import normalize_batch
 from ..metrics import epoch_metrics
 from ..models.base import BuiltModel
+from .distill import Distiller
 from .objective import Objective
 from .schedules import lr_multiplier
 
@@ -43,8 +44,12 @@ class SceneClassifier(L.LightningModule):
         cfg: Config,
         class_names: list[str],
         class_counts: np.ndarray | None = None,
+        distiller: Distiller | None = None,
     ):
         super().__init__()
+        # Not a registered submodule: the teacher stays out of the model's parameters,
+        # checkpoints and bundle (it is moved to the device in on_fit_start).
+        self.distiller = distiller
         self.model = built.module
         self.built = built
         self.cfg = cfg
@@ -113,10 +118,19 @@ class SceneClassifier(L.LightningModule):
                     group["lr"] *= tc.unfreeze_lr_factor
 
     # -- steps ------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.distiller is not None:
+            self.distiller.to(self.device)
+
+    def inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (or mixed float) batch -> the normalised input of the network."""
+        return normalize_batch(
+            images, self.built.mean, self.built.std, self.cfg.model.channels_last
+        )
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = normalize_batch(images, self.built.mean, self.built.std, self.cfg.model.channels_last)
         # Under precision=bf16-true the weights are bf16: the input must be too.
-        return self.model(x.to(next(self.model.parameters()).dtype))
+        return self.model(self.inputs(images).to(next(self.model.parameters()).dtype))
 
     def _step(
         self,
@@ -126,9 +140,13 @@ class SceneClassifier(L.LightningModule):
         loss_meter: MeanMetric,
         metrics: MetricCollection,
         loss_targets: torch.Tensor | None = None,
+        distil: bool = False,
     ) -> torch.Tensor:
-        logits = self(images)
+        x = self.inputs(images)
+        logits = self.model(x.to(next(self.model.parameters()).dtype))
         loss = loss_fn(logits, targets if loss_targets is None else loss_targets)
+        if distil and self.distiller is not None:
+            loss = self.distiller.loss(loss, logits, x)
         loss_meter.update(loss.detach(), weight=len(targets))
         metrics.update(*self.objective.metric_inputs(logits.detach(), targets))
         return loss
@@ -139,7 +157,13 @@ class SceneClassifier(L.LightningModule):
             images, targets = self.objective.mix(images, targets)  # blended, soft targets
         loss_targets = self.objective.training_targets(targets)
         return self._step(
-            images, targets, self.loss_fn, self.train_loss, self.train_metrics, loss_targets
+            images,
+            targets,
+            self.loss_fn,
+            self.train_loss,
+            self.train_metrics,
+            loss_targets,
+            distil=True,
         )
 
     def augmented(self, batch, batch_idx: int):

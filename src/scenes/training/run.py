@@ -27,6 +27,7 @@ from ..models.meta import BundleMeta
 from ..models.registry import build_model
 from ..rundir import RunDir, SplitRow, epoch_of, read_checkpoint
 from .calibrate import calibrate
+from .distill import make_distiller
 from .figures import write_curve_figures, write_data_figures
 from .hardware import Hardware, process_rank, resolve_hardware
 from .imbalance import imbalance_notice
@@ -142,7 +143,17 @@ def train(
     # A resumed run trains and validates on the images it started with, listed in split.csv.
     saved_split = run.read_split() if resume is not None else None
     # Decoded as the bundle will tell every serving path to decode (BundleMeta.preprocess).
-    preprocess = bundle_meta(built, cfg, files.class_names).preprocess
+    student = bundle_meta(built, cfg, files.class_names)
+    preprocess = student.preprocess
+    # The teachers are checked against the data's classes before any image is decoded.
+    distiller = make_distiller(cfg, files.class_names, student)
+    if first and distiller is not None:
+        log.info(
+            "teacher: %s (alpha %g, temperature %g)",
+            " + ".join(distiller.names),
+            cfg.train.distill_alpha,
+            cfg.train.distill_temperature,
+        )
     data = prepare_data(
         cfg, layout, files, preprocess, cfg.train.progress_bar and first, saved_split
     )
@@ -154,7 +165,7 @@ def train(
     notice = imbalance_notice(counts, data.class_names, cfg)
     if first and notice:
         log.warning("warning: %s", notice)
-    module = SceneClassifier(built, cfg, data.class_names, counts)
+    module = SceneClassifier(built, cfg, data.class_names, counts, distiller)
     trainer, _ = make_trainer(cfg, hardware, run_dir, extra_callbacks)
     meta = bundle_meta(built, cfg, data.class_names)
     with console.without_library_chatter(), handing_down(run_dir):
@@ -276,4 +287,12 @@ def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> Bundl
         "mode": cfg.train.mode,
         "epochs": cfg.train.epochs,
     }
+    if cfg.train.teacher:
+        meta.training.update(
+            {
+                "teacher": " + ".join(cfg.train.teacher),
+                "distill_alpha": cfg.train.distill_alpha,
+                "distill_temperature": cfg.train.distill_temperature,
+            }
+        )
     return meta
