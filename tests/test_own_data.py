@@ -16,7 +16,7 @@ from scenes.cli import main
 from scenes.data.images import Preprocess, to_square
 from scenes.data.samplers import BalancedSampler
 from scenes.evaluation.loop import evaluate
-from scenes.models.acceptance import knn_distance, normalise, threshold_for
+from scenes.models.acceptance import knn_distance, normalise, reference_rows, threshold_for
 from scenes.models.probabilities import softmax
 from scenes.serve.predictor import Predictor
 from scenes.training import train
@@ -232,6 +232,19 @@ def test_knn_distance_is_the_kth_nearest_unit_distance():
     )
     assert knn_distance(query, reference, 2)[0] == pytest.approx(np.sqrt(2.0), abs=1e-6)
     assert threshold_for(np.arange(101.0), 0.95) == pytest.approx(95.0)
+
+
+def test_reference_rows_are_training_rows_for_either_task():
+    """Up to the count, in range, seeded; per class in proportion for one label per image,
+    uniformly for multi-label rows (a bug once drew indices of the flattened label matrix)."""
+    single = np.repeat([0, 1, 2], [600, 300, 100])
+    rows = reference_rows(single, 100, seed=0)
+    assert len(rows) == 100 and np.array_equal(rows, reference_rows(single, 100, seed=0))
+    assert np.bincount(single[rows]).tolist() == [60, 30, 10]
+    multi = np.random.default_rng(0).integers(0, 2, size=(1000, 6))
+    rows = reference_rows(multi, 100, seed=0)
+    assert len(rows) == len(set(rows)) == 100 and rows.max() < len(multi)
+    assert np.array_equal(reference_rows(multi, 5000, seed=0), np.arange(1000))
 
 
 @pytest.fixture(scope="module")

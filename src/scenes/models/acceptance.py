@@ -31,11 +31,15 @@ def knn_distance(features: np.ndarray, reference: np.ndarray, k: int) -> np.ndar
 
 
 def reference_rows(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
-    """Up to ``count`` training rows, every class in proportion (seeded), sorted."""
+    """Up to ``count`` training rows, every class in proportion (seeded), sorted. Multi-label
+    rows (an (images, classes) array) are drawn uniformly: an image belongs to several
+    classes, so per-class strata would overlap."""
     labels = np.asarray(labels)
     if len(labels) <= count:
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
+    if labels.ndim == 2:
+        return np.sort(rng.choice(len(labels), count, replace=False))
     share = count / len(labels)
     rows = [
         rng.choice(members, max(1, round(len(members) * share)), replace=False)
