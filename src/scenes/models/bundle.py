@@ -172,22 +172,11 @@ def load_bundle(
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .ensemble import build_ensemble
-    from .registry import build_model
+    from .ensemble import build_network
 
     directory = resolve_bundle_dir(path)
     meta = read_meta(directory)
-    if meta.backend == "ensemble":
-        network = build_ensemble(meta)
-    else:
-        network = build_model(
-            meta.model_name,
-            meta.num_classes,
-            pretrained=False,
-            image_size=meta.image_size,
-            class_names=meta.class_names,
-            backend_config=meta.backend_config,
-        ).module
+    network = build_network(meta)
     try:
         state = load_file(str(directory / WEIGHTS_FILE))
         if meta.backend == "hf" and not any(k.startswith(HF_PREFIX) for k in state):

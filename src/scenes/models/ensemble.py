@@ -46,22 +46,22 @@ def ensemble_meta(members: list[BundleMeta]) -> BundleMeta:
     )
 
 
-def build_ensemble(meta: BundleMeta) -> nn.Module:
-    """The untrained network an ensemble bundle's weights load into."""
+def build_network(meta: BundleMeta) -> nn.Module:
+    """The untrained network a bundle's weights load into: the architecture ``meta`` names,
+    or for an ensemble its members' networks inside the averaging one."""
+    if meta.members is not None:
+        modules = [build_network(m) for m in meta.members]
+        return averaging(modules, meta.members, meta.mean, meta.std, meta.image_size)
     from .registry import build_model
 
-    modules = [
-        build_model(
-            m.model_name,
-            m.num_classes,
-            pretrained=False,
-            image_size=m.image_size,
-            class_names=m.class_names,
-            backend_config=m.backend_config,
-        ).module
-        for m in meta.members or []
-    ]
-    return averaging(modules, meta.members or [], meta.mean, meta.std, meta.image_size)
+    return build_model(
+        meta.model_name,
+        meta.num_classes,
+        pretrained=False,
+        image_size=meta.image_size,
+        class_names=meta.class_names,
+        backend_config=meta.backend_config,
+    ).module
 
 
 def averaging(

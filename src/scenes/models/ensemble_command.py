@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .ensemble import build_ensemble, ensemble_meta
+from .ensemble import build_network, ensemble_meta
 from .meta import BundleMeta
 
 
@@ -68,7 +68,7 @@ def make_ensemble(runs: list[str | Path], out: str | Path) -> tuple[Path, Bundle
     for i, bundle in enumerate(bundles):
         module, _ = load_bundle(bundle)
         state.update({f"members.{i}.{k}": v for k, v in module.state_dict().items()})
-    network = build_ensemble(meta)
+    network = build_network(meta)
     network.load_state_dict(state)
     target = save_bundle(network, meta, folder / BUNDLE_DIR)
     split = _shared_split([bundle_run_dir(b) for b in bundles])
