@@ -78,7 +78,7 @@ def load_formats(run: str | Path, formats: list[str], device: str) -> dict:
     return loaded
 
 
-def _median_ms(call, photos: list[Path]) -> list[float]:
+def _latencies_ms(call, photos: list[Path]) -> list[float]:
     times = []
     for photo in photos:
         start = time.perf_counter()
@@ -95,12 +95,12 @@ def measure_speed(models: dict[str, Predictor], photos, images, rounds: int, bat
     medians = {n: [] for n in names}
     throughput = {n: [] for n in names}
     for model in models.values():  # warm-up: first calls allocate and compile
-        _median_ms(model.predict, photos[:3])
+        _latencies_ms(model.predict, photos[:3])
     with stage("timing", rounds * len(names), unit="format-round") as bar:
         for r in range(rounds):
             for name in names[r % len(names) :] + names[: r % len(names)]:
                 model = models[name]
-                times = _median_ms(model.predict, photos)
+                times = _latencies_ms(model.predict, photos)
                 latencies[name] += times
                 medians[name].append(statistics.median(times))
                 start = time.perf_counter()

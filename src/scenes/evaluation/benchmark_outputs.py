@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from .. import plots
+from ..choices import INFERENCE_BATCH
 from ..csvfile import SafeWriter
 from ..models.bundle import bundle_run_dir, read_meta
 from ..outputs import output_dir
@@ -73,7 +74,7 @@ def run_benchmark(
     calls: int = 20,
     images: int = 200,
     device: str = "cpu",
-    batch_size: int = 64,
+    batch_size: int = INFERENCE_BATCH,
     out: str | None = None,
 ) -> int:
     target = output_dir(out) if out else bundle_run_dir(run) / "benchmark"
