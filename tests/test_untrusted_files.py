@@ -127,6 +127,28 @@ def test_damaged_or_newer_bundles_say_so(bundle, tmp_path, capsys):
     assert "is not valid JSON" in capsys.readouterr().err
 
 
+def test_older_bundles_load_and_single_models_stay_format_2(bundle, tmp_path):
+    """A format-1 model.json (no resize, task, calibration, acceptance or training fields)
+    loads with their defaults; a single model is still written as format 2, so a scenes that
+    knows format 2 reads it (format 3 is for ensembles only)."""
+    assert json.loads((bundle / "model.json").read_text())["format"] == 2
+    newer = ["resize", "task", "temperature", "thresholds", "acceptance", "training", "members"]
+    rewrite(bundle, format=1, **{key: ... for key in newer})
+    raw = json.loads((bundle / "model.json").read_text())
+    assert raw["format"] == 1 and not set(newer) & set(raw)
+    meta = read_meta(bundle)
+    assert (meta.resize, meta.task, meta.temperature, meta.acceptance) == (
+        "squash",
+        "multiclass",
+        1.0,
+        None,
+    )
+    photo = make_image(tmp_path / "photo.jpg", (200, 40, 40))
+    from scenes.serve.predictor import Predictor
+
+    assert len(Predictor.load(bundle, device="cpu").predict(photo)) == 3
+
+
 def test_weights_that_do_not_fit_the_description_are_refused(bundle):
     rewrite(bundle, class_names=["a", "b", "c", "d"])
     with pytest.raises(BundleError, match="does not hold the weights"):
