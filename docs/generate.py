@@ -163,7 +163,22 @@ def default_yaml() -> str:
     return "\n".join(lines) + "\n"
 
 
-OUTPUTS = {COMMANDS_MD: commands_page, CONFIG_MD: config_page, DEFAULT_YAML: default_yaml}
+def tune_space_yaml() -> str:
+    from scenes.tune.space import DEFAULT_SPACE
+
+    return (
+        "# The search space `scenes tune` uses unless --space names another; generated from\n"
+        "# src/scenes/tune/space.py by docs/generate.py. Copy it to start your own.\n"
+        + DEFAULT_SPACE
+    )
+
+
+OUTPUTS = {
+    COMMANDS_MD: commands_page,
+    CONFIG_MD: config_page,
+    DEFAULT_YAML: default_yaml,
+    ROOT / "configs" / "tune_space.yaml": tune_space_yaml,
+}
 
 
 def main() -> int:

@@ -106,10 +106,15 @@ def load_config(
     for item in sets or []:
         keys, value = parse_override(Config, item)
         set_nested(tree, keys, value)
+    return load_config_tree(tree, path)
+
+
+def load_config_tree(tree: dict[str, Any], source: str | Path | None = None) -> Config:
+    """A nested mapping validated as a Config; errors name each field (and ``source``)."""
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-        where = f" ({path})" if path else ""
+        where = f" ({source})" if source else ""
         raise ConfigError(
             describe_errors(Config, exc).replace("invalid config", f"invalid config{where}", 1)
         ) from None

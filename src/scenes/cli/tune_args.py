@@ -1,0 +1,99 @@
+"""The options of ``scenes tune`` and ``scenes compare``."""
+
+from __future__ import annotations
+
+import re
+
+from .types import positive
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h``, ``1h30m`` -> seconds."""
+    import argparse
+
+    parts = re.fullmatch(r"\s*((?:\d+(?:\.\d+)?[smhd]?\s*)+)", text)
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected a duration like 90s, 30m or 2h, got {text!r}")
+    seconds = sum(
+        float(number) * DURATION_UNITS[unit or "s"]
+        for number, unit in re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", parts.group(1))
+    )
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"a duration must be above zero, got {text!r}")
+    return seconds
+
+
+def add_tune_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="search training parameters with Optuna, each trial a complete run",
+        description="An Optuna study (TPE sampler seeded with the config's seed, median "
+        "pruning on the per-epoch validation metric). Each trial trains into DIR/trials/NNN "
+        "like `scenes train`; the study is kept in DIR/study.db, so running the command "
+        "again continues it. Writes trials.csv, best.yaml (scenes train --config best.yaml "
+        "reproduces the best trial) and figures/.",
+    )
+    common(p)
+    p.add_argument(
+        "--config", metavar="FILE", help="the recipe each trial starts from (default: none)"
+    )
+    p.add_argument("--data", metavar="DIR", help="the labelled folder (default: the config's)")
+    p.add_argument(
+        "--space",
+        metavar="FILE",
+        help="the search space YAML (default: configs/tune_space.yaml)",
+    )
+    p.add_argument(
+        "--trials",
+        type=positive,
+        default=20,
+        metavar="N",
+        help="finished (complete or pruned) trials the study should hold; a rerun runs the "
+        "missing ones (default: 20)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=duration,
+        metavar="TIME",
+        help="start no trial after this long, e.g. 2h or 45m; a running trial finishes "
+        "(default: none)",
+    )
+    p.add_argument(
+        "--objective",
+        choices=["val_f1", "val_acc", "val_loss", "val_map"],
+        default="val_f1",
+        help="the validation metric of the best epoch to optimise; it is also each trial's "
+        "train.monitor (default: val_f1)",
+    )
+    p.add_argument(
+        "--out", default="runs/tune", metavar="DIR", help="the study folder (default: runs/tune)"
+    )
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="a shared Optuna database (postgresql://..., mysql://...) where several machines "
+        "run trials of one study (default: sqlite DIR/study.db)",
+    )
+    p.add_argument(
+        "--study-name",
+        default="scenes",
+        metavar="NAME",
+        help="the study's name in the storage (default: scenes)",
+    )
+    p.add_argument(
+        "--no-prune",
+        dest="prune",
+        action="store_false",
+        help="let every trial run all its epochs (default: median pruning after 3 trials)",
+    )
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field for every trial, e.g. --set train.epochs=2 (default: none)",
+    )
+    p.set_defaults(target=".tune.study:run_tune")

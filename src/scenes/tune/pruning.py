@@ -1,0 +1,30 @@
+"""Stopping a trial that is clearly worse, from the validation metric of each epoch.
+
+Optuna's pruner decides; this callback reports to it the number the epoch table prints (the
+module's ``epoch_summary``, never a second computation) and, when told to prune, lets the
+epoch finish and stops there, so the pruned trial still gets its bundle and checkpoints.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+
+
+class TrialPruning(L.Callback):
+    def __init__(self, trial, objective: str):
+        self.trial = trial  # None in the other processes of a multi-process trial
+        self.objective = objective
+        self.pruned_epoch: int | None = None
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or not pl_module.epoch_summary:
+            return
+        epoch = trainer.current_epoch + 1  # numbered as metrics.csv
+        prune = False
+        if trainer.is_global_zero and self.trial is not None:
+            self.trial.report(pl_module.epoch_summary[self.objective], epoch)
+            prune = self.trial.should_prune()
+        # The first process decides for all: each stops after the same epoch.
+        if trainer.strategy.broadcast(prune) and epoch < trainer.max_epochs:
+            self.pruned_epoch = epoch
+            trainer.should_stop = True
