@@ -196,3 +196,23 @@ def test_ctrl_c_stops_the_study_and_the_rerun_retries_that_trial(data, space, tm
     assert retried["state"] == "complete"
     assert retried["train.lr"] == first["train.lr"]
     assert retried["augment.preset"] == first["augment.preset"]
+
+
+def test_trials_of_two_processes_each_run_once_in_step(data, space, tmp_path):
+    """Lightning starts a trial's second process by running `scenes tune` again: it joins
+    each trial of the first process through the study, and stops when the study does."""
+    out = tmp_path / "study"
+    argv = [sys.executable, "-m", "scenes", "tune", "--data", str(data), "--space", str(space)]
+    argv += ["--out", str(out), "--trials", "2"]
+    argv += sets("train.devices=2", "train.accelerator=cpu", "train.strategy=ddp")
+    env = {**os.environ, "SCENES_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("2 processes (2 per node") == 2  # each trial ran on both
+    trials = read_trials(out)
+    assert [t["state"] for t in trials] == ["complete", "complete"]
+    for t in trials:
+        with (Path(t["run_dir"]) / "metrics.csv").open() as fh:
+            assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
+        assert (Path(t["run_dir"]) / "model" / "model.json").is_file()
+    assert sorted(p.name for p in (out / "trials").iterdir()) == ["000", "001"]
