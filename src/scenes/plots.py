@@ -31,6 +31,8 @@ SIZES = {
     "explanation": (11.0, 4.2),
     "reliability": (5.5, 5.0),
     "benchmark": (6.5, 4.8),
+    "compare_curve": (7.0, 4.5),
+    "compare_classes": (9.0, 4.5),
 }
 
 GRID_CELL = (2.0, 2.2)  # inches per image of a grid, its caption included
@@ -188,6 +190,43 @@ def plot_training_curves(columns: dict[str, list[float]], path: str | Path) -> P
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
+    return _save(fig, path)
+
+
+def plot_compared_curves(
+    runs: dict[str, tuple[list[float], list[float]]], metric: str, path: str | Path
+) -> Path:
+    """One metric per epoch, one line per run: ``{run: (epochs, values)}``."""
+    fig = _new_figure("compare_curve")
+    ax = fig.add_subplot()
+    for name, (epochs, values) in runs.items():
+        ax.plot(epochs, values, "o-", label=name, markersize=4)
+    ax.set_title(metric.replace("_", " "))
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_compared_classes(
+    scores: dict[str, dict[str, float]], class_names: list[str], title: str, path: str | Path
+) -> Path:
+    """Grouped bars: one group per class, one bar per run (``{run: {class: F1}}``)."""
+    fig = _new_figure("compare_classes")
+    ax = fig.add_subplot()
+    x = np.arange(len(class_names))
+    width = 0.8 / max(1, len(scores))
+    for i, (name, per_class) in enumerate(scores.items()):
+        values = [per_class.get(c, np.nan) for c in class_names]
+        ax.bar(x + (i - (len(scores) - 1) / 2) * width, values, width, label=name)
+    ax.set_xticks(x, class_names, rotation=30, ha="right")
+    low = min((v for s in scores.values() for v in s.values()), default=0.0)
+    ax.set_ylim(max(0.0, low - 0.05), 1.0)
+    ax.set_ylabel("F1")
+    ax.set_title(title)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
     return _save(fig, path)
 
 

@@ -25,11 +25,12 @@ from .run_args import (
     add_report_parser,
 )
 from .train_args import add_train_parser
-from .tune_args import add_tune_parser
+from .tune_args import add_compare_parser, add_tune_parser
 
 PARSERS = [
     add_train_parser,
     add_tune_parser,
+    add_compare_parser,
     add_evaluate_parser,
     add_predict_parser,
     add_app_parser,

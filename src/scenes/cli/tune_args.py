@@ -97,3 +97,23 @@ def add_tune_parser(sub, common) -> None:
         help="any config field for every trial, e.g. --set train.epochs=2 (default: none)",
     )
     p.set_defaults(target=".tune.study:run_tune")
+
+
+def add_compare_parser(sub, common) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="runs side by side: recipe differences, metrics, curves, per-class F1",
+        description="One Markdown table of the runs (model, the recipe fields that differ, "
+        "best epoch, validation metrics, training time, evaluate results), per-class F1 "
+        "side by side, and with --out the training curves overlaid. Works on tune trials: "
+        "scenes compare DIR/trials/*",
+    )
+    common(p)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (two or more)")
+    p.add_argument(
+        "--out",
+        metavar="FILE.md",
+        help="write the Markdown there and the figures in FILE_figures/ beside it "
+        "(default: Markdown to stdout, no figures)",
+    )
+    p.set_defaults(target=".evaluation.compare:run_compare")
