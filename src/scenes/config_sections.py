@@ -253,11 +253,30 @@ class TrainConfig(Section):
     progress_bar: bool = Field(
         True, description="a progress bar per epoch (shown only on a terminal)"
     )
+    loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=lambda: ["csv", "tensorboard"],
+        description="where the per-epoch numbers also go (the same numbers as metrics.csv): "
+        "csv (metrics.csv, always on), tensorboard, mlflow ($MLFLOW_TRACKING_URI, else "
+        "./mlruns; pip install scenes[mlflow]), wandb ($WANDB_PROJECT, WANDB_MODE=offline "
+        "without a network; pip install scenes[wandb])",
+    )
 
     @field_validator("teacher", mode="before")
     @classmethod
     def _one_teacher_is_a_list(cls, value):
         return [value] if isinstance(value, str) else value
+
+    @field_validator("loggers")
+    @classmethod
+    def _csv_stays(cls, value: list[str]) -> list[str]:
+        if "csv" not in value:
+            raise ValueError(
+                "metrics.csv is the run's own record (report, compare, resume read it): keep "
+                "csv in the list, e.g. [csv, mlflow]"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"each logger once, got {value}")
+        return value
 
     @model_validator(mode="after")
     def _devices_valid(self) -> TrainConfig:

@@ -79,6 +79,7 @@ class RunDir:
     explain = property(lambda self: self.path / "explain")
     label_issues = property(lambda self: self.path / "label_issues")
     report = property(lambda self: self.path / "report.md")
+    trackers = property(lambda self: self.path / "trackers.json")  # mlflow/wandb run ids
 
     def holds_a_run(self) -> bool:
         return self.metrics_csv.exists() or self.checkpoints.exists()

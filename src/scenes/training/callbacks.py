@@ -62,6 +62,10 @@ class EpochTable(L.Callback):
             **{k: summary.get(k, float("nan")) for k in self.columns[3:]},
         }
         self.run_dir.append_metrics(row)
+        # The loggers get the module's validation numbers from its log_dict; the epoch's
+        # learning rate and time are this row's, so every tracker shows metrics.csv's numbers.
+        for logger in trainer.loggers:
+            logger.log_metrics({"lr": row["lr"], "time_s": row["time_s"]}, step=trainer.global_step)
         if not self._header_printed:
             self.printer(" ".join(f"{header(c):>10}" for c in self.columns))
             self._header_printed = True

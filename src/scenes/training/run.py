@@ -31,6 +31,7 @@ from .distill import make_distiller
 from .figures import write_curve_figures, write_data_figures
 from .hardware import Hardware, process_rank, resolve_hardware
 from .imbalance import imbalance_notice
+from .loggers import publish_bundle
 from .module import SceneClassifier
 from .run_folder import handing_down, new_run_dir, resume_run_dir
 from .trainer import make_trainer
@@ -190,6 +191,7 @@ def train(
             save_reference(reference, run.bundle)
         best = run.metrics_of_epoch(best_epoch)
         write_curve_figures(run)
+        publish_bundle(trainer.loggers, run)
     # The other processes wait here, so none returns before the bundle exists.
     trainer.strategy.barrier("scenes-bundle-written")
     return TrainResult(

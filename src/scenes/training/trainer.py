@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from .. import console
 from ..config import Config
 from ..rundir import RunDir, metrics_columns
 from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, WeightEMA
-from .hardware import Hardware
+from .hardware import Hardware, process_rank
+from .loggers import make_loggers
 
 
 def make_trainer(
@@ -46,6 +46,7 @@ def make_trainer(
     )
     # A bar only on a terminal: in a log file its redraws would be glued to the epoch table.
     bar = tc.progress_bar and console.bars_enabled()
+    loggers = make_loggers(cfg, run_dir, hardware_first(hardware))
     callbacks = [
         *([EpochProgressBar()] if bar else []),
         ReseedEachStep(cfg.seed),
@@ -53,7 +54,6 @@ def make_trainer(
         checkpoints,
         last_checkpoint,
         EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
-        LearningRateMonitor(logging_interval="epoch"),
         *([WeightEMA(tc.ema_decay, ema_start_epoch(tc))] if tc.ema_decay else []),
         *(extra_callbacks or []),
     ]
@@ -71,7 +71,7 @@ def make_trainer(
         deterministic=tc.deterministic,
         gradient_clip_val=tc.grad_clip,
         callbacks=callbacks,
-        logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
+        logger=loggers or False,
         default_root_dir=str(run_dir),
         num_sanity_val_steps=0,
         enable_progress_bar=bar,
@@ -79,6 +79,10 @@ def make_trainer(
         log_every_n_steps=10,
     )
     return trainer, (checkpoints, last_checkpoint)
+
+
+def hardware_first(hardware: Hardware) -> bool:
+    return process_rank(hardware.devices_per_node) == 0
 
 
 def ema_start_epoch(tc) -> int:
