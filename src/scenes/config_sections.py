@@ -4,7 +4,7 @@ says its type, default, allowed range and meaning; the documentation's config re
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -45,7 +45,11 @@ class DataConfig(Section):
         description="seeds the train/validation split only, so runs with another `seed` are "
         "measured on the same validation images",
     )
-    batch_size: int = Field(32, ge=1, le=4096, description="training images per step and device")
+    batch_size: Annotated[int, Field(ge=1, le=4096)] | Literal["auto"] = Field(
+        32,
+        description="training images per step and device; auto (CUDA only): the largest that "
+        "fits in GPU memory, found by Lightning's batch-size finder before training",
+    )
     sampler: Literal["shuffle", "balanced"] = Field(
         "shuffle",
         description="the order of training images each epoch: shuffle (each image once), or "
@@ -252,6 +256,12 @@ class TrainConfig(Section):
     )
     progress_bar: bool = Field(
         True, description="a progress bar per epoch (shown only on a terminal)"
+    )
+    compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="torch.compile the network for training: auto compiles on CUDA only (on "
+        "2 CPU cores a MobileNetV2 training step was only 6% faster once compiled, after "
+        "105 s of compiling: under the 10% that pays), true compiles anywhere, false never",
     )
     loggers: list[Literal["csv", "tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=lambda: ["csv", "tensorboard"],

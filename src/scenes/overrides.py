@@ -17,7 +17,7 @@ def describe_errors(root: type[BaseModel], err: ValidationError) -> str:
     """One line per error, naming the field, what is wrong and what was given."""
     lines = []
     for e in err.errors():
-        field = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        field = ".".join(str(p) for p in e["loc"] if not is_type_tag(str(p)))
         got = e.get("input")
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
@@ -30,6 +30,18 @@ def describe_errors(root: type[BaseModel], err: ValidationError) -> str:
         else:
             lines.append(f"  {field}: {msg} (got {got!r})")
     return "invalid config:\n" + "\n".join(lines)
+
+
+def is_type_tag(part: str) -> bool:
+    """pydantic's names of the members of a union in an error's location, not fields."""
+    return part.startswith(("function-", "constrained-", "literal[")) or part in {
+        "int",
+        "float",
+        "str",
+        "bool",
+        "list[int]",
+        "list[str]",
+    }
 
 
 def _section_for(root: type[BaseModel], loc: tuple) -> type[BaseModel] | None:

@@ -76,6 +76,12 @@ def add_predict_parser(sub, common) -> None:
     add_batch_size(p, INFERENCE_BATCH)
     add_backend(p)
     add_device(p)
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network first: about 15 s here, then each batch faster (pays "
+        "after some thousands of photos on a CPU; default: eager)",
+    )
     p.set_defaults(target=".serve.predict:run_predict")
 
 
@@ -110,6 +116,14 @@ def add_app_parser(sub, common) -> None:
     add_accept_all(p)
     add_backend(p, "; the heatmap always comes from the PyTorch network")
     add_device(p)
+    p.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="serve the PyTorch network eagerly; by default it is torch.compile'd at start "
+        "(about 15 s here; then each photo 26-29%% faster on 2 CPU cores), and served eagerly "
+        "when compiling fails",
+    )
     p.set_defaults(target=".serve.app:run_app")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UsageError
-from .types import devices, positive, positive_float
+from .types import devices, positive, positive_float, positive_or_auto
 
 # flag -> (config field, parser type, metavar)
 FLAGS: dict[str, tuple[str, typing.Callable | None, str | None]] = {
@@ -18,7 +18,7 @@ FLAGS: dict[str, tuple[str, typing.Callable | None, str | None]] = {
     "--model": ("model.name", str, "NAME"),
     "--epochs": ("train.epochs", positive, "N"),
     "--image-size": ("data.image_size", positive, "PX"),
-    "--batch-size": ("data.batch_size", positive, "N"),
+    "--batch-size": ("data.batch_size", positive_or_auto, "N|auto"),
     "--lr": ("train.lr", positive_float, "LR"),
     "--mode": ("train.mode", None, None),
     "--out": ("out", str, "RUN_DIR"),
@@ -101,6 +101,13 @@ def add_train_parser(sub, common) -> None:
         "config.yaml (default: a new run)",
     )
     p.add_argument(
+        "--find-lr",
+        action="store_true",
+        help="instead of training: Lightning's learning-rate range test on the recipe (100 "
+        "steps, lr from 1e-7 to 1), plotted in RUN/figures/lr_find.png, the suggestion "
+        "printed and not applied (default: train)",
+    )
+    p.add_argument(
         "--set",
         dest="sets",
         action="append",
@@ -138,4 +145,5 @@ def train_options(args: argparse.Namespace) -> dict:
         "overrides": overrides,
         "sets": args.sets,
         "resume": args.resume,
+        "find_lr": args.find_lr,
     }

@@ -26,6 +26,11 @@ def at_least(minimum: int):
 positive = at_least(1)
 
 
+def positive_or_auto(text: str) -> int | str:
+    """``--batch-size``: a count, or auto (the batch-size finder, CUDA only)."""
+    return "auto" if text.strip().lower() == "auto" else positive(text)
+
+
 def port_number(text: str) -> int:
     value = positive(text)
     if value > 65535:

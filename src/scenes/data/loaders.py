@@ -273,18 +273,22 @@ class SceneDataModule(L.LightningDataModule):
         super().__init__()
         self.data = data
         self.cfg = cfg
-        self._loaders: tuple[Loader, Loader] | None = None
+        # What Lightning's batch-size finder changes (data.batch_size=auto on CUDA).
+        self.batch_size = cfg.data.batch_size
+        self._loaders: dict[int, tuple[Loader, Loader]] = {}
 
     def _made(self) -> tuple[Loader, Loader]:
-        if self._loaders is None:
+        if self.batch_size not in self._loaders:
             trainer = self.trainer
             if trainer is None:
                 rank, world, device = 0, 1, torch.device("cpu")
             else:
                 rank, world = trainer.global_rank, trainer.world_size
                 device = trainer.strategy.root_device
-            self._loaders = make_loaders(self.data, self.cfg, rank, world, device)
-        return self._loaders
+            data_cfg = self.cfg.data.model_copy(update={"batch_size": self.batch_size})
+            cfg = self.cfg.model_copy(update={"data": data_cfg})
+            self._loaders = {self.batch_size: make_loaders(self.data, cfg, rank, world, device)}
+        return self._loaders[self.batch_size]
 
     def train_dataloader(self) -> Loader:
         return self._made()[0]

@@ -16,6 +16,7 @@ told apart from a failure of the server (logged once, with its traceback).
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -199,6 +200,7 @@ def run_app(
     tta: bool = False,
     share: bool = False,
     accept_all: bool = False,
+    compile: bool = True,
 ) -> int:
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
     predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
@@ -210,6 +212,7 @@ def run_app(
             max_file_size=MAX_UPLOAD,
             show_error=True,
             share=share,
+            prevent_thread_lock=True,
         )
     except OSError as exc:
         if "port" not in str(exc).lower():
@@ -218,4 +221,14 @@ def run_app(
             f"cannot serve on {host}:{port}: the port is in use (or not allowed); "
             "pass another --port"
         ) from None
+    if compile and backend == "torch":
+        # A server lives long: compile once, beside it; requests are answered by the eager
+        # network until the compiled one has run its first photo.
+        threading.Thread(target=compile_quietly, args=(predictor,), daemon=True).start()
+    demo.block_thread()
     return 0
+
+
+def compile_quietly(predictor: Predictor) -> None:
+    if predictor.compile_now(required=False):
+        log.info("the network is compiled (torch.compile): requests are served by it now")

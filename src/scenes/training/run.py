@@ -29,6 +29,7 @@ from ..rundir import RunDir, SplitRow, epoch_of, read_checkpoint
 from .calibrate import calibrate
 from .distill import make_distiller
 from .figures import write_curve_figures, write_data_figures
+from .finders import with_found_batch_size
 from .hardware import Hardware, process_rank, resolve_hardware
 from .imbalance import imbalance_notice
 from .loggers import publish_bundle
@@ -112,6 +113,67 @@ def train(
     first one alone writes the run directory's files and the model bundle.
     """
     started = time.perf_counter()
+    if cfg.data.batch_size == "auto":
+        cfg = with_found_batch_size(cfg)
+    setup = set_up_run(cfg, resume)
+    run, module, meta = setup.run, setup.module, setup.meta
+    run_dir, hardware = run.path, setup.hardware
+    if compiles(cfg.train.compile, hardware.accelerator):
+        # In place: the state dict, hence checkpoints and the bundle, keep their keys.
+        module.model.compile()
+    trainer, _ = make_trainer(cfg, hardware, run_dir, extra_callbacks)
+    with console.without_library_chatter(), handing_down(run_dir):
+        try:
+            trainer.fit(
+                module,
+                datamodule=SceneDataModule(setup.data, cfg),
+                ckpt_path=str(resume) if resume else None,
+                weights_only=True,  # data only, as read_checkpoint: it may come from elsewhere
+            )
+        except SystemExit:  # Lightning's answer to Ctrl-C: keep what was done, then stop
+            if not trainer.interrupted:
+                raise
+            raise keep_interrupted_run(run, module, meta, trainer.is_global_zero) from None
+
+    best_epoch, best = -1, {}
+    if trainer.is_global_zero:  # checkpoints and metrics.csv are the first process's files
+        best_epoch = write_best_bundle(run, module, meta)
+        calibrated, reference = calibrate(module.model, meta, setup.data, cfg)
+        save_meta(calibrated, run.bundle)
+        if reference is not None:
+            save_reference(reference, run.bundle)
+        best = run.metrics_of_epoch(best_epoch)
+        write_curve_figures(run)
+        publish_bundle(trainer.loggers, run)
+    # The other processes wait here, so none returns before the bundle exists.
+    trainer.strategy.barrier("scenes-bundle-written")
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=run.best_checkpoint,
+        best_epoch=best_epoch,
+        best=best,
+        epochs_run=trainer.current_epoch,
+        wall_time_s=time.perf_counter() - started,
+        is_global_zero=trainer.is_global_zero,
+        hardware=hardware,
+    )
+
+
+@dataclass
+class RunSetup:
+    """What training starts from: the run folder, the data, the model and its bundle meta."""
+
+    run: RunDir
+    hardware: Hardware
+    data: PreparedData
+    module: SceneClassifier
+    meta: BundleMeta
+    resume: Path | None
+
+
+def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
+    """Everything before the Trainer: an impossible setup is refused before any work, the
+    data decoded, the run folder's files written (first process), the module built."""
     console.quiet_lightning()
     hardware = resolve_hardware(cfg.train)  # refuse an impossible setup before any work
     rank = process_rank(hardware.devices_per_node)
@@ -167,43 +229,14 @@ def train(
     if first and notice:
         log.warning("warning: %s", notice)
     module = SceneClassifier(built, cfg, data.class_names, counts, distiller)
-    trainer, _ = make_trainer(cfg, hardware, run_dir, extra_callbacks)
     meta = bundle_meta(built, cfg, data.class_names)
-    with console.without_library_chatter(), handing_down(run_dir):
-        try:
-            trainer.fit(
-                module,
-                datamodule=SceneDataModule(data, cfg),
-                ckpt_path=str(resume) if resume else None,
-                weights_only=True,  # data only, as read_checkpoint: it may come from elsewhere
-            )
-        except SystemExit:  # Lightning's answer to Ctrl-C: keep what was done, then stop
-            if not trainer.interrupted:
-                raise
-            raise keep_interrupted_run(run, module, meta, trainer.is_global_zero) from None
+    return RunSetup(run, hardware, data, module, meta, resume)
 
-    best_epoch, best = -1, {}
-    if trainer.is_global_zero:  # checkpoints and metrics.csv are the first process's files
-        best_epoch = write_best_bundle(run, module, meta)
-        calibrated, reference = calibrate(module.model, meta, data, cfg)
-        save_meta(calibrated, run.bundle)
-        if reference is not None:
-            save_reference(reference, run.bundle)
-        best = run.metrics_of_epoch(best_epoch)
-        write_curve_figures(run)
-        publish_bundle(trainer.loggers, run)
-    # The other processes wait here, so none returns before the bundle exists.
-    trainer.strategy.barrier("scenes-bundle-written")
-    return TrainResult(
-        run_dir=run_dir,
-        best_checkpoint=run.best_checkpoint,
-        best_epoch=best_epoch,
-        best=best,
-        epochs_run=trainer.current_epoch,
-        wall_time_s=time.perf_counter() - started,
-        is_global_zero=trainer.is_global_zero,
-        hardware=hardware,
-    )
+
+def compiles(choice: bool | str, accelerator: str) -> bool:
+    """train.compile: auto compiles on CUDA only (where it is known to pay; on the measured
+    CPU it did not, see docs/results.md)."""
+    return accelerator == "cuda" if choice == "auto" else bool(choice)
 
 
 def write_best_bundle(run: RunDir, module: SceneClassifier, meta: BundleMeta) -> int:
