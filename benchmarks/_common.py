@@ -28,3 +28,27 @@ def use_offline_weights() -> Path:
         shutil.copy(MOBILENET_FILE, target)
     os.environ["TORCH_HOME"] = str(home)
     return home
+
+
+def alternated_p50(bundles: dict, photos: list[Path], rounds: int, calls: int) -> dict:
+    """{name: [p50 ms of ``Predictor.predict`` (decoding included) in each round]}: the
+    bundles take turns, their order rotated every round, one warm-up call each first."""
+    import statistics
+    import time
+
+    from scenes.serve.predictor import Predictor
+
+    models = {n: Predictor.load(b, device="cpu", accept_all=True) for n, b in bundles.items()}
+    for model in models.values():
+        model.predict(photos[0])
+    medians = {n: [] for n in models}
+    names = list(models)
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            times = []
+            for photo in photos[:calls]:
+                start = time.perf_counter()
+                models[name].predict(photo)
+                times.append((time.perf_counter() - start) * 1000)
+            medians[name].append(statistics.median(times))
+    return medians

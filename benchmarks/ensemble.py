@@ -25,10 +25,9 @@ from scenes.config import load_config
 from scenes.evaluation.loop import evaluate
 from scenes.models.ensemble_command import make_ensemble
 from scenes.rundir import RunDir
-from scenes.serve.predictor import Predictor
 from scenes.training import train
 
-from _common import INTEL, REPO, use_offline_weights
+from _common import INTEL, REPO, alternated_p50, use_offline_weights
 
 
 def trained(seed: int, out: Path, config: str, data: str) -> Path:
@@ -45,20 +44,8 @@ def trained(seed: int, out: Path, config: str, data: str) -> Path:
 
 def p50_ratios(bundles: dict[str, Path], photos: list[Path], rounds: int, calls: int):
     """{name: (p50 ms, [ratio to the first bundle's p50, per round])}."""
-    models = {n: Predictor.load(b, device="cpu", accept_all=True) for n, b in bundles.items()}
-    for model in models.values():
-        model.predict(photos[0])  # warm-up
-    medians = {n: [] for n in models}
-    names = list(models)
-    for r in range(rounds):
-        for name in names[r % len(names) :] + names[: r % len(names)]:
-            times = []
-            for photo in photos[:calls]:
-                start = time.perf_counter()
-                models[name].predict(photo)
-                times.append((time.perf_counter() - start) * 1000)
-            medians[name].append(statistics.median(times))
-    base = medians[names[0]]
+    medians = alternated_p50(bundles, photos, rounds, calls)
+    base = medians[next(iter(bundles))]
     return {n: (statistics.median(m), [a / b for a, b in zip(m, base)]) for n, m in medians.items()}
 
 
