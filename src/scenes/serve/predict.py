@@ -18,7 +18,7 @@ from ..choices import INFERENCE_BATCH
 from ..console import plural
 from ..csvfile import SafeWriter
 from ..data.files import list_files
-from ..errors import MissingPathError
+from ..errors import MissingPathError, UsageError
 from ..models.meta import BundleMeta
 from ..outputs import output_file
 from .answers import PredictionRow
@@ -130,14 +130,54 @@ def run_predict(
     tta: bool = False,
     accept_all: bool = False,
     compile: bool = False,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> int:
+    if engine == "ray":
+        if out is None or out == STDOUT:
+            raise UsageError(
+                "--engine ray writes a file it can resume: give --out preds.parquet (or .csv)"
+            )
+        if compile:
+            raise UsageError("--compile is for --engine local (each Ray worker would compile)")
+    elif address or workers or gpus_per_worker:
+        raise UsageError("--address, --workers and --gpus-per-worker are for --engine ray")
     if out == STDOUT:
         console.data_on_stdout()
-    elif out is not None:
+    elif out is not None and engine == "local":
         output_file(out, example="preds.csv")
     files = collect_images(paths)
     if not files:
         raise MissingPathError(f"no image files in {', '.join(paths)}")
+    if engine == "ray":
+        from .ray_engine import predict_with_ray
+
+        written, skipped, failed_count = predict_with_ray(
+            run,
+            files,
+            out,
+            top_k,
+            backend,
+            batch_size,
+            device,
+            tta,
+            accept_all,
+            address,
+            workers,
+            gpus_per_worker,
+        )
+        print(
+            f"wrote {plural(written, 'prediction')} to {out}"
+            + (
+                f"; {plural(skipped, 'file')} already there (same path and content)"
+                if skipped
+                else ""
+            )
+            + (f"; {failed_count} could not be read (see their error)" if failed_count else "")
+        )
+        return 1 if failed_count else 0
     predictor = Predictor.load(
         run, backend=backend, device=device, accept_all=accept_all, compile=compile
     )
