@@ -45,6 +45,7 @@ def test_compare_puts_two_runs_side_by_side(two_runs, tmp_path, capsys):
     assert len(table) == 2
     header = next(line for line in text.splitlines() if line.startswith("| run"))
     assert "train.lr" in header  # the field that differs ...
+    assert "bundle MB" in header
     assert "train.epochs" not in header and "data.image_size" not in header  # ... only
     for line, run, lr in zip(table, two_runs, ("0.001", "0.005")):
         cells = [c.strip() for c in line.strip("|").split("|")]

@@ -95,7 +95,7 @@ def summary_table(runs: list[ComparedRun]) -> list[str]:
     metrics = [m for m in HEADLINE if any(m in r.epochs for r in runs)]
     evals = sorted({name for r in runs for name in r.evaluations})
     header = ["run", "model", *fields, "best epoch", *(HEADLINE[m] for m in metrics)]
-    header += ["training time", *(f"eval `{e}`" for e in evals)]
+    header += ["training time", "bundle MB", *(f"eval `{e}`" for e in evals)]
     rows = []
     for r in runs:
         seconds = sum(r.epochs.get("time_s", []))
@@ -107,10 +107,17 @@ def summary_table(runs: list[ComparedRun]) -> list[str]:
                 f"{r.best_epoch} of {len(r.epochs['epoch'])}",
                 *(number(r.best.get(m)) for m in metrics),
                 console.duration(seconds),
+                bundle_megabytes(r.run),
                 *(evaluation_text(r.evaluations.get(e)) for e in evals),
             ]
         )
     return markdown_table(header, rows)
+
+
+def bundle_megabytes(run: RunDir) -> str:
+    """The weights the bundle serves (every member of an ensemble): what a deployment ships."""
+    files = list(run.bundle.rglob("*.safetensors")) if run.bundle.is_dir() else []
+    return f"{sum(f.stat().st_size for f in files) / 2**20:.1f}" if files else "–"
 
 
 def setting(value) -> str:
