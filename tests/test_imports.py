@@ -98,11 +98,12 @@ LAYERS = [
         "scenes.choices",
         "scenes.overrides",
         "scenes.config_sections",
+        "scenes.config_serve",
     },
     {"scenes.data"},
     {"scenes.models"},
     {"scenes.training", "scenes.serve"},
-    {"scenes.evaluation", "scenes.explain", "scenes.label_issues"},
+    {"scenes.evaluation", "scenes.explain", "scenes.label_issues", "scenes.tune"},
     {"scenes.hub"},  # the Hub folder's card reads evaluations and label issues
     {"scenes.cli", "scenes", "scenes.__main__"},
 ]

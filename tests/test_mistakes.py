@@ -184,7 +184,7 @@ def test_an_empty_validation_split_is_refused(tmp_path):
 def test_fewer_images_than_processes_is_refused():
     from types import SimpleNamespace
 
-    from scenes.training.run import check_shards
+    from scenes.training.setup import check_shards
 
     data = SimpleNamespace(train=[0] * 10, val=[0])
     check_shards(data, 1)

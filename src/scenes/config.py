@@ -19,9 +19,9 @@ from .config_sections import (
     DataConfig,
     ModelConfig,
     Section,
-    ServeConfig,
     TrainConfig,
 )
+from .config_serve import ServeConfig
 from .errors import ConfigError
 from .overrides import describe_errors, parse_override, set_nested
 

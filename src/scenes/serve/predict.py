@@ -22,6 +22,7 @@ from ..errors import MissingPathError, UsageError
 from ..models.meta import BundleMeta
 from ..outputs import output_file
 from .answers import PredictionRow
+from .csv_rows import csv_cells, csv_header
 from .predictor import Predictor
 
 __all__ = ["collect_images", "format_table", "run_predict", "write_csv"]
@@ -45,34 +46,6 @@ def collect_images(paths: Sequence[str | Path]) -> list[Path]:
 
 
 UNKNOWN = "none of the known classes"
-
-
-def csv_header(meta: BundleMeta, top_k: int, accepting: bool) -> list[str]:
-    """path, then multiclass: label_1, prob_1, ... of the top k; multi-label: the labels at or
-    over their thresholds, then every class's probability; then accepted and unknown_score
-    (when the model says whether a photo is one of its classes), then error."""
-    header = ["path"]
-    if meta.task == "multilabel":
-        header += ["labels", *(f"prob_{name}" for name in meta.class_names)]
-    else:
-        for k in range(1, top_k + 1):
-            header += [f"label_{k}", f"prob_{k}"]
-    return [*header, *(["accepted", "unknown_score"] if accepting else []), "error"]
-
-
-def csv_cells(row: PredictionRow, meta: BundleMeta, top_k: int, accepting: bool) -> list[object]:
-    cells: list[object] = [row.source]
-    found = row.top
-    if meta.task == "multilabel":
-        probs = dict(found)
-        cells.append(" ".join(found.labels or []) if not row.error else "")
-        cells += [probs.get(name, "") for name in meta.class_names]
-    else:
-        for k in range(top_k):
-            cells += list(found[k]) if k < len(found) else ["", ""]
-    if accepting:
-        cells += ["" if row.error else found.accepted, "" if row.error else found.score]
-    return [*cells, row.error or ""]
 
 
 def write_csv(

@@ -25,7 +25,7 @@ from .. import console
 from ..errors import UsageError
 from ..models.bundle import read_meta, resolve_bundle_dir
 from .answers import Prediction, PredictionRow
-from .predict import csv_cells, csv_header
+from .csv_rows import csv_cells, csv_header
 from .prediction_files import PredictionSink, bundle_digest
 from .predictor import Predictor
 

@@ -63,7 +63,7 @@ def find_lr(cfg: Config, steps: int = 100) -> LrFinding:
     1e-7 to 1), plotted into RUN/figures/lr_find.png; nothing is applied to the config."""
     from lightning.pytorch.tuner import Tuner
 
-    from .run import set_up_run
+    from .setup import set_up_run
 
     refuse_several_processes(resolve_hardware(cfg.train), "--find-lr")
     setup = set_up_run(cfg, None)
@@ -100,7 +100,7 @@ def with_found_batch_size(cfg: Config, allow_cpu: bool = False, max_trials: int 
     this GPU (config.yaml then records the number, so a resume uses it)."""
     from lightning.pytorch.tuner import Tuner
 
-    from .run import set_up_run
+    from .setup import set_up_run
 
     hardware = resolve_hardware(cfg.train)
     if hardware.accelerator != "cuda" and not allow_cpu:

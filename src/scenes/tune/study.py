@@ -23,13 +23,12 @@ from ..training.hardware import resolve_hardware
 from .outputs import write_outputs
 from .pruning import TrialPruning
 from .space import Dimension, apply, load_space
+from .trials import GROUP_ENV, trial_config, trial_dir
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = {"val_f1": "maximize", "val_acc": "maximize", "val_map": "maximize"}
 STUDY_NAME = "scenes"
-# Set for the processes Lightning starts for a multi-process trial: they run that trial only.
-GROUP_ENV = "SCENES_TUNE_GROUP"
 
 
 def direction_of(objective: str) -> str:
@@ -61,6 +60,8 @@ def run_tune(
             "the same command on each with one shared --storage"
         )
     if GROUP_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0":
+        from .processes import follow_trials
+
         return follow_trials(base, dimensions, out_dir, storage, study_name, objective)
     out_dir.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -185,10 +186,6 @@ def retry_interrupted(study) -> None:
             print(f"trial {t.number} was interrupted: queued again with its parameters")
 
 
-def trial_dir(out_dir: Path, number: int) -> Path:
-    return out_dir / "trials" / f"{number:03d}"
-
-
 class TrialObjective:
     """One trial: the parameters Optuna suggests, a complete training run, its objective."""
 
@@ -261,46 +258,5 @@ class TrialObjective:
         )
 
 
-def trial_config(base: Config, params: dict[str, Any], run: Path, objective: str) -> Config:
-    return apply(base, params, **{"out": str(run), "train.monitor": objective})
-
-
 def format_value(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def follow_trials(
-    base: Config,
-    dimensions: list[Dimension],
-    out_dir: Path,
-    storage: str | None,
-    study_name: str,
-    objective: str,
-) -> int:
-    """In a process Lightning started for a multi-process trial: run, in step with the first
-    process, each trial of its group, until the first process says the study is done."""
-    import optuna
-
-    from ..training import train
-
-    group = os.environ[GROUP_ENV]
-    url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    study = optuna.load_study(study_name=study_name, storage=url)
-    parent, ran = os.getppid(), set()
-    while os.getppid() == parent:
-        trials = [
-            t
-            for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get("group") == group and t.number not in ran
-        ]
-        if trials:
-            trial = min(trials, key=lambda t: t.number)
-            ran.add(trial.number)
-            params = {d.field: trial.params[d.field] for d in dimensions}
-            cfg = trial_config(base, params, trial_dir(out_dir, trial.number), objective)
-            train(cfg, extra_callbacks=[TrialPruning(None, objective)])
-        elif study.user_attrs.get(f"finished-{group}"):
-            return 0
-        else:
-            time.sleep(0.5)
-    return 0
