@@ -121,6 +121,17 @@ def _scalar(text: str) -> Any:
     return value
 
 
+def dotted(tree: dict, prefix: str = "") -> dict:
+    """A nested config mapping as ``{"train.lr": 0.003, ...}``: set_nested's inverse."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def set_nested(tree: dict, path: list[str], value: Any) -> None:
     node = tree
     for part in path[:-1]:

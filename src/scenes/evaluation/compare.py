@@ -17,6 +17,7 @@ import yaml
 
 from .. import console
 from ..errors import RunDirError, UsageError
+from ..overrides import dotted
 from ..plots import draw_safely, plot_compared_classes, plot_compared_curves
 from ..rundir import RunDir
 from .outputs import METRICS_JSON
@@ -42,16 +43,6 @@ class ComparedRun:
         return {k: v[i] for k, v in self.epochs.items()}
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def load_run(name: str) -> ComparedRun:
     run = RunDir(name)
     if not run.metrics_csv.is_file():
@@ -63,7 +54,7 @@ def load_run(name: str) -> ComparedRun:
     if not epochs:
         raise RunDirError(f"{run.metrics_csv} has no epochs yet")
     config = yaml.safe_load(run.config.read_text()) if run.config.is_file() else {}
-    monitor = flatten(config or {}).get("train.monitor", "val_loss")
+    monitor = dotted(config or {}).get("train.monitor", "val_loss")
     if run.best_checkpoint.is_file():
         best_epoch = run.best_epoch
     else:  # a run whose checkpoints were deleted: the monitored metric's best epoch
@@ -76,7 +67,7 @@ def load_run(name: str) -> ComparedRun:
         path.parent.name: json.loads(path.read_text())
         for path in sorted(run.eval.glob(f"*/{METRICS_JSON}"))
     }
-    return ComparedRun(name, run, flatten(config or {}), epochs, best_epoch, evaluations)
+    return ComparedRun(name, run, dotted(config or {}), epochs, best_epoch, evaluations)
 
 
 def differing_fields(runs: list[ComparedRun]) -> list[str]:

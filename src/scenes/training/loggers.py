@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import ConfigError
+from ..overrides import dotted
 from ..rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -24,16 +25,7 @@ EXTRAS = {"mlflow": ("mlflow", "scenes[mlflow]"), "wandb": ("wandb", "scenes[wan
 
 
 def flat_config(cfg: Config) -> dict:
-    def walk(tree: dict, prefix: str = "") -> dict:
-        flat = {}
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                flat.update(walk(value, f"{prefix}{key}."))
-            else:
-                flat[f"{prefix}{key}"] = value
-        return flat
-
-    return walk(cfg.model_dump(mode="json"))
+    return dotted(cfg.model_dump(mode="json"))
 
 
 def require(name: str) -> None:
