@@ -24,6 +24,8 @@ Weights are random: latency does not depend on their values.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import socket
 import statistics
 import tempfile
@@ -168,7 +170,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     photos = collect_images([INTEL / "pred"])
+    # removed at exit: run folders are hundreds of MB each
     root = Path(tempfile.mkdtemp(prefix="scenes-latency-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     if "predict" in args.parts:
         bench_predict(photos, root, args)
     if {"explain", "app"} & set(args.parts):

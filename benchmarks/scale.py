@@ -25,8 +25,10 @@ the validation top-1 of every epoch and the best one. On the CPU it runs the sam
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -176,7 +178,9 @@ def compare_processes(args) -> None:
     per_process_images = (WARMUP + args.steps) * args.batch_size
     # enough training images (90% of the subset) for every step of the largest process count
     per_class = int(per_process_images * 2 / 0.9 / 6) + 2
+    # removed at exit: run folders are hundreds of MB each
     root = Path(tempfile.mkdtemp(prefix="scenes-scale-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     data = subset_folder(train_dir(Path(args.data)), per_class, root / "data")
     base = {
         "data.dir": str(data),
@@ -218,7 +222,9 @@ def compare_processes(args) -> None:
 
 
 def time_to_target(args) -> None:
+    # removed at exit: run folders are hundreds of MB each
     root = Path(tempfile.mkdtemp(prefix="scenes-target-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     data = train_dir(Path(args.data))
     if args.limit_images:
         data = subset_folder(data, max(2, args.limit_images // 6), root / "data")
