@@ -35,42 +35,38 @@ def local_rate(run: str, files: list[Path], out: Path, batch: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def ray_rate(run: str, files: list[Path], out: Path, batch: int, workers: int):
-    """(rows/s from the first row to the last, seconds until the first row)."""
-    import ray
-
+def ray_rate(ray, run: str, files: list[Path], out: Path, batch: int, workers: int):
+    """(rows/s from the first row to the last, seconds until the first row), through the
+    engine's own actor and pool (``ray_jobs.map_paths``) into its Parquet sink."""
     from scenes.models.bundle import read_meta, resolve_bundle_dir
-    from scenes.serve.predict import csv_header
+    from scenes.serve.csv_rows import csv_header
     from scenes.serve.ray_engine import BatchPredictor
+    from scenes.serve.ray_jobs import RayEngine, map_paths
 
     bundle = resolve_bundle_dir(run)
     meta = read_meta(bundle)
     columns = [*csv_header(meta, 3, meta.acceptance is not None), "digest"]
     sink = PredictionSink(out, columns, bundle_digest(bundle))
+    arguments = {
+        "run": str(bundle),
+        "backend": "torch",
+        "device": "cpu",
+        "accept_all": False,
+        "top_k": 3,
+        "tta": False,
+        "done": {},
+    }
+    engine = RayEngine(workers=workers)
     started = time.perf_counter()
-    ds = ray.data.from_items([{"path": str(f)} for f in files]).map_batches(
-        BatchPredictor,
-        fn_constructor_kwargs={
-            "run": str(bundle),
-            "backend": "torch",
-            "device": "cpu",
-            "accept_all": False,
-            "top_k": 3,
-            "tta": False,
-            "done": {},
-        },
-        batch_size=batch,
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        num_cpus=1,
-    )
-    first = None
-    for block in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    first, first_rows = None, 0
+    for block in map_paths(ray, files, BatchPredictor, arguments, batch, engine):
         if first is None:
-            first = time.perf_counter()
+            first, first_rows = time.perf_counter(), len(block["row"])
         sink.write([json.loads(text) for text in block["row"]])
     end = time.perf_counter()
+    sink.finish()
     # The first block's rows are not counted: they arrived at `first`.
-    return (sink.written - batch) / (end - first), first - started
+    return (sink.written - first_rows) / (end - first), first - started
 
 
 def main() -> None:
@@ -101,7 +97,12 @@ def main() -> None:
                     )
                 else:
                     rate, first = ray_rate(
-                        args.run, files, out.with_suffix(".parquet"), args.batch_size, args.workers
+                        ray,
+                        args.run,
+                        files,
+                        out.with_suffix(".parquet"),
+                        args.batch_size,
+                        args.workers,
                     )
                     got[side] = rate
                     startup.append(first)

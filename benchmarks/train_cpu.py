@@ -12,7 +12,9 @@ printed, and a hit means the wall time does not include decoding).
 from __future__ import annotations
 
 import argparse
+import atexit
 import csv
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -34,7 +36,11 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[])
     args = parser.parse_args()
     use_offline_weights()
-    cache = Path(args.cache_dir) if args.cache_dir else Path(tempfile.mkdtemp("scenes-cache"))
+    if args.cache_dir:
+        cache = Path(args.cache_dir)
+    else:  # fresh, and removed at exit: a decoded copy of the training set is about 1 GB
+        cache = Path(tempfile.mkdtemp("scenes-cache"))
+        atexit.register(shutil.rmtree, cache, ignore_errors=True)
     before = set(cache.glob("*.npy")) if cache.is_dir() else set()
     overrides = {"data.dir": args.data, "out": args.out, "data.cache_dir": str(cache)}
     cfg = load_config(args.config, overrides, args.sets)

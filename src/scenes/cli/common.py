@@ -103,3 +103,33 @@ def add_labelled_source(p: argparse.ArgumentParser) -> None:
         help="the run's own validation split, listed in RUN_DIR/split.csv (required: this, "
         "--data or --labels)",
     )
+
+
+def add_engine(p: argparse.ArgumentParser, ray_does: str) -> None:
+    """--engine local|ray and the Ray options; ``ray_does`` says what ray does for this command."""
+    p.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help=f"local: this process; {ray_does} (pip install 'scenes[ray]'; default: local)",
+    )
+    p.add_argument(
+        "--address",
+        metavar="auto|ray://HOST:PORT",
+        help="--engine ray: the cluster to join (default: start a Ray instance on this machine "
+        "and stop it at the end)",
+    )
+    p.add_argument(
+        "--workers",
+        type=positive,
+        metavar="N",
+        help="--engine ray: workers, each holding the model once (default: one per CPU, or per "
+        "--gpus-per-worker share of the GPUs)",
+    )
+    p.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="--engine ray: GPUs per worker, e.g. 1 or 0.5 (default: 0, CPU workers)",
+    )

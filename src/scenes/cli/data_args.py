@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..choices import DEFAULT_RANKING_METHOD, INFERENCE_BATCH, RANKING_METHODS
-from .common import add_batch_size, add_device
+from .common import add_batch_size, add_device, add_engine
 from .types import at_least, positive, positive_float
 
 
@@ -92,6 +92,11 @@ def add_issues_parser(dsub, common) -> None:
     )
     add_batch_size(i, INFERENCE_BATCH)
     add_device(i)
+    add_engine(
+        i,
+        "ray: the backbone features (the costly part) computed by a pool of Ray Data workers, "
+        "the same ranking",
+    )
     i.set_defaults(target=".label_issues.command:run_issues")
 
 

@@ -16,6 +16,7 @@ from .common import (
     add_backend,
     add_batch_size,
     add_device,
+    add_engine,
     add_labelled_source,
     add_run,
     add_tta,
@@ -49,6 +50,7 @@ def add_evaluate_parser(sub, common) -> None:
     add_batch_size(p, INFERENCE_BATCH)
     add_backend(p)
     add_device(p)
+    add_engine(p, "ray: the images spread over a pool of Ray Data workers, the same metrics")
     p.set_defaults(target=".evaluation.loop:run_evaluate")
 
 
@@ -82,33 +84,10 @@ def add_predict_parser(sub, common) -> None:
         help="torch.compile the network first: about 15 s here, then each batch faster (pays "
         "after some thousands of photos on a CPU; default: eager)",
     )
-    p.add_argument(
-        "--engine",
-        choices=["local", "ray"],
-        default="local",
-        help="local: this process; ray: a pool of Ray Data workers on this machine or a "
-        "cluster, writing --out (Parquet or CSV) as results stream, and resuming it when run "
-        "again (pip install 'scenes[ray]'; default: local)",
-    )
-    p.add_argument(
-        "--address",
-        metavar="auto|ray://HOST:PORT",
-        help="--engine ray: the cluster to join (default: start a Ray instance on this machine "
-        "and stop it at the end)",
-    )
-    p.add_argument(
-        "--workers",
-        type=positive,
-        metavar="N",
-        help="--engine ray: workers, each holding the model once (default: one per CPU, or per "
-        "--gpus-per-worker share of the GPUs)",
-    )
-    p.add_argument(
-        "--gpus-per-worker",
-        type=float,
-        default=0.0,
-        metavar="F",
-        help="--engine ray: GPUs per worker, e.g. 1 or 0.5 (default: 0, CPU workers)",
+    add_engine(
+        p,
+        "ray: a pool of Ray Data workers on this machine or a cluster, writing --out (Parquet "
+        "or CSV) as results stream, and resuming it when run again",
     )
     p.set_defaults(target=".serve.predict:run_predict")
 

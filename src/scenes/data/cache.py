@@ -65,6 +65,11 @@ def _decode(args: tuple[str, Preprocess]) -> tuple[np.ndarray, str] | str:
         return f"{type(exc).__name__}: {exc}"
 
 
+def decode_file(path: str | Path, preprocess: Preprocess) -> tuple[np.ndarray, str] | str:
+    """(pixels, content digest) of one file, decoded as the cache decodes it, or why it can't."""
+    return _decode((str(path), preprocess))
+
+
 def _key(paths: list[Path], preprocess: Preprocess) -> str:
     """Names the files' current contents without reading them. Size and mtime alone miss a file
     replaced by one of the same size and mtime (``cp -p``, ``rsync -t``): a replaced file has

@@ -22,6 +22,7 @@ from ..models.probabilities import softmax
 from ..outputs import output_dir
 from ..serve.answers import Answers
 from ..serve.predictor import Predictor
+from ..serve.ray_jobs import RayEngine, engine_from_options
 from .multilabel import (
     MultilabelResult,
     format_multilabel,
@@ -69,13 +70,15 @@ def evaluate(
     backend: str = "torch",
     accept_all: bool = False,
     labels_csv: str | Path | None = None,
+    engine: RayEngine | None = None,
 ) -> EvalResult | MultilabelResult:
     """Evaluate the bundle of ``run`` on ``data`` (a labelled folder) or on its ``split``.
 
     Writes metrics.json, per_class.csv, confusion_matrix.{csv,png}, predictions.csv and
     errors.png to ``out`` (default RUN/eval/<data-name> or RUN/eval/<split>); ``out=False``
     writes nothing. With ``explain`` the error grid shows the Grad-CAM heatmap of the
-    predicted class over each image.
+    predicted class over each image. With ``engine`` the logits come from a pool of Ray
+    workers (the same numbers); the metrics and files are this process's.
     """
     if sum(x is not None for x in (data, split, labels_csv)) != 1:
         raise UsageError(
@@ -90,7 +93,14 @@ def evaluate(
     names = model.class_names
     run_dir = bundle_run_dir(run)
     paths, labels, source, name = evaluation_files(model, run_dir, data, labels_csv, split)
-    logits, features, kept, skipped = predict_files(model, paths, tta, batch_size)
+    if engine is None:
+        logits, features, kept, skipped = predict_files(model, paths, tta, batch_size)
+    else:
+        from ..serve.ray_workers import logits_with_ray
+
+        logits, features, kept, skipped = logits_with_ray(
+            run, paths, backend, device, accept_all, tta, batch_size, engine
+        )
     if not kept:
         raise DataError(f"no readable images in {source} ({len(skipped)} unreadable)")
     y_true = [labels[i] for i in kept]
@@ -177,6 +187,10 @@ def run_evaluate(
     backend: str = "torch",
     accept_all: bool = False,
     labels: str | None = None,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> int:
     result = evaluate(
         run,
@@ -190,6 +204,7 @@ def run_evaluate(
         backend=backend,
         accept_all=accept_all,
         labels_csv=labels,
+        engine=engine_from_options(engine, address, workers, gpus_per_worker),
     )
     print(
         format_multilabel(result) if isinstance(result, MultilabelResult) else format_result(result)

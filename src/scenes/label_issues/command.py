@@ -17,6 +17,7 @@ from ..errors import TRAIN_WEIGHTS_FIXES, UsageError, WeightsUnavailableError
 from ..models.bundle import bundle_run_dir
 from ..outputs import output_dir
 from ..rundir import RunDir
+from ..serve.ray_jobs import engine_from_options
 from .outputs import summarize, write_outputs
 from .ranking import check_folds, find_issues
 
@@ -81,6 +82,10 @@ def run_issues(
     out: str | None = None,
     batch_size: int = INFERENCE_BATCH,
     device: str = "auto",
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    gpus_per_worker: float = 0.0,
 ) -> int:
     """``scenes data issues``: write label_issues.csv, label_quality.csv, the grid, a summary."""
     from ..config import load_config
@@ -92,6 +97,7 @@ def run_issues(
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if run is not None:
         check_run_options(config_path, sets or [])
+    ray_engine = engine_from_options(engine, address, workers, gpus_per_worker)
     cfg = load_config(config_path, {"model.name": model} if model else None, sets)
     if out is not None:
         output_dir(out)
@@ -121,8 +127,24 @@ def run_issues(
             raise WeightsUnavailableError(
                 str(exc).replace(TRAIN_WEIGHTS_FIXES, ISSUES_WEIGHTS_FIXES)
             ) from None
+    compute = None
+    if ray_engine is not None:
+        from ..serve.ray_workers import features_with_ray
+
+        def compute(paths: list[Path]):
+            return features_with_ray(paths, backbone, batch_size, device, ray_engine)
+
     issues = find_issues(
-        files, backbone, cfg.resolved_cache_dir(), folds, cfg.seed, method, batch_size, True, device
+        files,
+        backbone,
+        cfg.resolved_cache_dir(),
+        folds,
+        cfg.seed,
+        method,
+        batch_size,
+        True,
+        device,
+        compute,
     )
     note = in_sample_note(run, issues.paths) if run is not None else ""
     summary = summarize(issues, top, str(layout.train_dir), note)

@@ -23,7 +23,7 @@ from ..console import stage
 from ..data.discover import LabelledFiles
 from ..data.images import Preprocess
 from ..errors import DataError, UsageError
-from ..models.features import Backbone, image_features
+from ..models.features import Backbone, FeatureCompute, image_features
 
 # Inverse L2 strength of the head on standardised features. On the Intel features 1e-3 caught
 # the most planted flips (README, Results), also on small folders, within 0.2 points of the best
@@ -145,14 +145,16 @@ def find_issues(
     batch_size: int = INFERENCE_BATCH,
     progress: bool = True,
     device: str = "auto",
+    compute: FeatureCompute | None = None,
 ) -> LabelIssues:
-    """Features (cached) -> cross-validated probabilities -> cleanlab ranking."""
+    """Features (cached; the missing ones by ``compute`` when given, e.g. on Ray) ->
+    cross-validated probabilities -> cleanlab ranking."""
     if method not in RANKING_METHODS:
         raise UsageError(
             f"unknown ranking method {method!r}; choose from {', '.join(RANKING_METHODS)}"
         )
     check_folds(np.asarray(files.labels), files.class_names, folds)
-    feats = image_features(files.paths, backbone, cache_dir, batch_size, progress, device)
+    feats = image_features(files.paths, backbone, cache_dir, batch_size, progress, device, compute)
     if len(feats.kept) == 0:
         raise DataError("no readable images to rank")
     labels = np.asarray(files.labels)[feats.kept]

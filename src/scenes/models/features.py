@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,6 +214,11 @@ def embed(
     return torch.cat(chunks).numpy()
 
 
+# Another way to compute features: paths in; features by content digest, and the files that
+# could not be decoded, out (``serve.ray_workers.features_with_ray``).
+FeatureCompute = Callable[[list[Path]], tuple[dict[str, np.ndarray], dict[str, str]]]
+
+
 def image_features(
     paths: list[Path],
     backbone: Backbone,
@@ -220,6 +226,7 @@ def image_features(
     batch_size: int = INFERENCE_BATCH,
     progress: bool = True,
     device: str = "auto",
+    compute: FeatureCompute | None = None,
 ) -> ImageFeatures:
     """Features of ``paths`` (unreadable files skipped, with one warning naming them).
 
@@ -227,6 +234,8 @@ def image_features(
     decoded and go through the network. The first call on a folder decodes all of it through
     the decoded-image cache (the one training at the same size reads); later calls decode only
     new contents, without writing another pixel cache for every variant of a file list.
+    With ``compute`` the missing contents go to it instead (one file per content), and no pixel
+    cache is written.
     """
     digests, failed = content_digests(paths)
     warn_failed(failed)
@@ -236,7 +245,16 @@ def image_features(
     known = store.load()
     missing = {d for d in digests if d is not None and d not in known}
     computed = 0
-    if missing:
+    if missing and compute is not None:
+        firsts = {d: p for p, d in zip(paths, digests) if d in missing}
+        fresh_by_digest, undecoded = compute(list(dict.fromkeys(firsts.values())))
+        failed.update(undecoded)
+        fresh_by_digest = {d: f for d, f in fresh_by_digest.items() if d not in known}
+        known.update(fresh_by_digest)
+        store.save(known)
+        computed = len(fresh_by_digest)
+        log.info("computed features of %d images (%s)", computed, backbone.description)
+    elif missing:
         first = not any(d in known for d in digests if d is not None)
         to_decode = list(paths) if first else [p for p, d in zip(paths, digests) if d in missing]
         decoded = decode_images(

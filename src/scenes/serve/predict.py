@@ -24,6 +24,7 @@ from ..outputs import output_file
 from .answers import PredictionRow
 from .csv_rows import csv_cells, csv_header
 from .predictor import Predictor
+from .ray_jobs import engine_from_options
 
 __all__ = ["collect_images", "format_table", "run_predict", "write_csv"]
 
@@ -108,23 +109,22 @@ def run_predict(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
 ) -> int:
-    if engine == "ray":
+    ray_engine = engine_from_options(engine, address, workers, gpus_per_worker)
+    if ray_engine is not None:
         if out is None or out == STDOUT:
             raise UsageError(
                 "--engine ray writes a file it can resume: give --out preds.parquet (or .csv)"
             )
         if compile:
             raise UsageError("--compile is for --engine local (each Ray worker would compile)")
-    elif address or workers or gpus_per_worker:
-        raise UsageError("--address, --workers and --gpus-per-worker are for --engine ray")
     if out == STDOUT:
         console.data_on_stdout()
-    elif out is not None and engine == "local":
+    elif out is not None and ray_engine is None:
         output_file(out, example="preds.csv")
     files = collect_images(paths)
     if not files:
         raise MissingPathError(f"no image files in {', '.join(paths)}")
-    if engine == "ray":
+    if ray_engine is not None:
         from .ray_engine import predict_with_ray
 
         written, skipped, failed_count = predict_with_ray(
@@ -137,9 +137,7 @@ def run_predict(
             device,
             tta,
             accept_all,
-            address,
-            workers,
-            gpus_per_worker,
+            ray_engine,
         )
         print(
             f"wrote {plural(written, 'prediction')} to {out}"

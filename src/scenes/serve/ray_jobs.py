@@ -1,0 +1,102 @@
+"""What every ``--engine ray`` job shares: the options, the Ray instance, the actor pool.
+
+A job lists its files once, here, and hands Ray Data their paths with their index in that list.
+A pool of actors (one per CPU, or per GPU share) each builds its model once and answers a batch
+of paths with a batch of rows that carry the index back, so the caller can put the answers in
+the order of its list whatever order they come in. Blocks stream back to this process as they
+are done. Ray Data restarts a killed actor and retries its batch (its defaults for actor pools;
+setting them here goes through ``ray_remote_args``, which Ray deprecates), so a lost worker
+costs time, not rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class RayEngine:
+    """Where a job runs: ``address`` None starts a Ray instance on this machine for the job."""
+
+    address: str | None = None
+    workers: int | None = None  # None: one per CPU, or per ``gpus_per_worker`` share of GPUs
+    gpus_per_worker: float = 0.0
+
+
+def engine_from_options(
+    engine: str, address: str | None, workers: int | None, gpus_per_worker: float
+) -> RayEngine | None:
+    """The command line's ``--engine`` and its options: a RayEngine, or None for local."""
+    if engine == "ray":
+        if gpus_per_worker < 0:
+            raise UsageError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker}")
+        return RayEngine(address, workers, gpus_per_worker)
+    if address or workers or gpus_per_worker:
+        raise UsageError("--address, --workers and --gpus-per-worker are for --engine ray")
+    return None
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--engine ray needs Ray Data: pip install 'scenes[ray]' (or use --engine local)"
+        ) from None
+    return ray
+
+
+@contextmanager
+def ray_session(engine: RayEngine) -> Iterator:
+    """Ray, joined at ``engine.address`` or started here (and stopped at the end)."""
+    ray = require_ray()
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(
+            address=engine.address,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the job's own bar counts rows as they arrive
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
+    try:
+        yield ray
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def pool_size(ray, engine: RayEngine) -> int:
+    if engine.workers:
+        return engine.workers
+    resources = ray.cluster_resources()
+    if engine.gpus_per_worker == 0:
+        return max(1, int(resources.get("CPU", 1)))
+    return max(1, int(resources.get("GPU", 0) / engine.gpus_per_worker))
+
+
+def map_paths(
+    ray, paths: list[Path], actor: type, arguments: dict, batch_size: int, engine: RayEngine
+) -> Iterator[dict]:
+    """Blocks (dicts of numpy columns) of ``actor(**arguments)(batch)`` over ``paths``; each
+    batch in has the columns ``index`` (into ``paths``) and ``path``."""
+    ds = ray.data.from_items([{"index": i, "path": str(p)} for i, p in enumerate(paths)])
+    answered = ds.map_batches(
+        actor,
+        fn_constructor_kwargs=arguments,
+        batch_size=batch_size,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=pool_size(ray, engine)),
+        num_cpus=1 if engine.gpus_per_worker == 0 else 0,
+        num_gpus=engine.gpus_per_worker,
+    )
+    yield from answered.iter_batches(batch_size=None, batch_format="numpy")
