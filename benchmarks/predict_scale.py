@@ -1,13 +1,15 @@
 """The hidden cost of the Ray engine on one machine: `scenes predict` local against
-`--engine ray`, on the Intel training images.
+`--engine ray`, on the Intel training images; and what decoding the next batch ahead gains
+the local engine.
 
-    python benchmarks/predict_scale.py --run RUN [--images 14034] [--rounds 3] [--workers 2]
+    python benchmarks/predict_scale.py --run RUN [--images 14034] [--rounds 5] [--workers 2]
 
-Both sides predict the same files into a fresh output (local: the CSV writer; Ray: the Parquet
-parts), alternated --rounds times, the order swapped each round. Ray's rate counts from its
-first row to its last ("once started"); its startup (the actors starting and loading the
-bundle, until the first row) is reported on its own, as is `ray.init`. The ratio is Ray's rate
-over the local rate of the same round: median and range.
+Three sides predict the same files into a fresh output, in an order rotated each round:
+"local" (`scenes predict`'s loop and CSV writer), "local, in turn" (the same loop with each
+batch decoded only once the previous one is answered, as before the decoding thread) and "ray"
+(the engine's actors and Parquet parts). Ray's rate counts from its first row to its last
+("once started"); its startup (the actors starting and loading the bundle, until the first
+row) is reported on its own, as is `ray.init`. Ratios are per round: median and range.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 
 from scenes.data.files import list_files
+from scenes.serve import predictor as predictor_module
 from scenes.serve.predict import write_csv
 from scenes.serve.prediction_files import PredictionSink, bundle_digest
 from scenes.serve.predictor import Predictor
@@ -27,12 +30,25 @@ from scenes.serve.predictor import Predictor
 from _common import INTEL
 
 
-def local_rate(run: str, files: list[Path], out: Path, batch: int) -> float:
+def decoded_in_turn(load_images, sources, batch_size):
+    """The baseline: each chunk decoded when its turn comes, none ahead."""
+    for start in range(0, len(sources), batch_size):
+        chunk = sources[start : start + batch_size]
+        yield (chunk, *load_images(chunk))
+
+
+def local_rate(run: str, files: list[Path], out: Path, batch: int, ahead: bool) -> float:
     predictor = Predictor.load(run, device="cpu")
-    started = time.perf_counter()
-    rows = predictor.iter_predictions(files, 3, batch)
-    count = write_csv(rows, out, predictor.meta, 3, predictor.reference is not None)
-    return count / (time.perf_counter() - started)
+    real = predictor_module.decoded_batches
+    if not ahead:
+        predictor_module.decoded_batches = decoded_in_turn
+    try:
+        started = time.perf_counter()
+        rows = predictor.iter_predictions(files, 3, batch)
+        count = write_csv(rows, out, predictor.meta, 3, predictor.reference is not None)
+        return count / (time.perf_counter() - started)
+    finally:
+        predictor_module.decoded_batches = real
 
 
 def ray_rate(ray, run: str, files: list[Path], out: Path, batch: int, workers: int):
@@ -73,7 +89,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True)
     parser.add_argument("--images", type=int, default=14034)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args()
@@ -84,18 +100,14 @@ def main() -> None:
     ray.init(include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     init_s = time.perf_counter() - started
-    local, remote, startup, ratios = [], [], [], []
+    sides = ["local", "local, in turn", "ray"]
+    rates: dict[str, list[float]] = {side: [] for side in sides}
+    startup = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            sides = ["local", "ray"] if r % 2 == 0 else ["ray", "local"]
-            got = {}
-            for side in sides:
-                out = Path(tmp) / f"{side}-{r}"
-                if side == "local":
-                    got[side] = local_rate(
-                        args.run, files, out.with_suffix(".csv"), args.batch_size
-                    )
-                else:
+            for side in sides[r % 3 :] + sides[: r % 3]:
+                out = Path(tmp) / f"{sides.index(side)}-{r}"
+                if side == "ray":
                     rate, first = ray_rate(
                         ray,
                         args.run,
@@ -104,19 +116,28 @@ def main() -> None:
                         args.batch_size,
                         args.workers,
                     )
-                    got[side] = rate
                     startup.append(first)
-                print(f"round {r + 1} {side}: {got[side]:.1f} images/s", flush=True)
-            local.append(got["local"])
-            remote.append(got["ray"])
-            ratios.append(got["ray"] / got["local"])
+                else:
+                    rate = local_rate(
+                        args.run, files, out.with_suffix(".csv"), args.batch_size, side == "local"
+                    )
+                rates[side].append(rate)
+                print(f"round {r + 1} {side}: {rate:.1f} images/s", flush=True)
     ray.shutdown()
+
+    def ratio(over: str, under: str) -> str:
+        each = [a / b for a, b in zip(rates[over], rates[under])]
+        return f"**{statistics.median(each):.3f}** ({min(each):.3f}-{max(each):.3f})"
+
     print(
-        f"\n{len(files)} images, {args.workers} Ray workers, batch {args.batch_size}\n"
-        f"| engine | images/s (median) | ray / local (median, range) |\n|---|---|---|\n"
-        f"| local | {statistics.median(local):.1f} | 1 |\n"
-        f"| ray, once started | {statistics.median(remote):.1f} | "
-        f"**{statistics.median(ratios):.3f}** ({min(ratios):.3f}-{max(ratios):.3f}) |\n"
+        f"\n{len(files)} images, {args.workers} Ray workers, batch {args.batch_size}, "
+        f"{args.rounds} rounds\n"
+        "| engine | images/s (median) | ratio per round (median, range) |\n|---|---|---|\n"
+        f"| local, in turn | {statistics.median(rates['local, in turn']):.1f} | |\n"
+        f"| local (decoding ahead) | {statistics.median(rates['local']):.1f} | "
+        f"{ratio('local', 'local, in turn')} of in turn |\n"
+        f"| ray, once started | {statistics.median(rates['ray']):.1f} | "
+        f"{ratio('ray', 'local')} of local |\n"
         f"startup: ray.init {init_s:.1f} s; first row after {statistics.median(startup):.1f} s "
         "(median; actors starting and loading the bundle)"
     )

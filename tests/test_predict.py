@@ -131,3 +131,24 @@ def test_device_option(trained_run, tmp_path, capsys):
         assert "no CUDA GPU is available here; use --device cpu" in capsys.readouterr().err
     assert main(["predict", "--run", str(trained_run), str(image), "--device", "tpu9"]) == 2
     assert "unknown device 'tpu9'" in capsys.readouterr().err
+
+
+def test_the_next_batch_decodes_while_this_one_is_used():
+    import threading
+
+    from scenes.serve.decoding import decoded_batches
+
+    second_started = threading.Event()
+
+    def load_images(chunk):
+        if chunk[0] == 2:
+            second_started.set()
+        return np.zeros((len(chunk), 1, 1, 3), np.uint8), list(range(len(chunk))), {}
+
+    batches = decoded_batches(load_images, [0, 1, 2, 3, 4], 2)
+    chunk, pixels, ok, errors = next(batches)
+    assert list(chunk) == [0, 1] and pixels.shape == (2, 1, 1, 3) and ok == [0, 1]
+    # while the caller still holds the first batch, the second is already being decoded
+    assert second_started.wait(5)
+    assert [list(c) for c, *_ in batches] == [[2, 3], [4]]
+    assert list(decoded_batches(load_images, [], 2)) == []

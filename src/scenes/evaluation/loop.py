@@ -21,6 +21,7 @@ from ..models.bundle import bundle_run_dir
 from ..models.probabilities import softmax
 from ..outputs import output_dir
 from ..serve.answers import Answers
+from ..serve.decoding import decoded_batches
 from ..serve.predictor import Predictor
 from ..serve.ray_jobs import RayEngine, engine_from_options
 from .multilabel import (
@@ -40,9 +41,9 @@ def predict_files(
     them), their indices in ``paths``, and the unreadable ones."""
     chunks, feature_chunks, kept, skipped = [], [], [], {}
     with stage("evaluating", len(paths)) as bar:
-        for start in range(0, len(paths), batch_size):
-            batch = paths[start : start + batch_size]
-            pixels, ok, errors = model.load_images(batch)
+        for start, (batch, pixels, ok, errors) in zip(
+            range(0, len(paths), batch_size), decoded_batches(model.load_images, paths, batch_size)
+        ):
             for i, message in errors.items():
                 skipped[str(batch[i])] = message
             if ok:

@@ -23,6 +23,7 @@ from ..errors import UsageError
 from ..models.bundle import load_reference, read_meta, resolve_bundle_dir
 from ..models.meta import BundleMeta
 from .answers import Answers, Prediction, PredictionRow, Source, best_classes, source_name
+from .decoding import decoded_batches
 from .runners import Runner, TorchRunner, export_runner
 
 if TYPE_CHECKING:
@@ -283,9 +284,7 @@ class Predictor:
     ) -> Iterator[PredictionRow]:
         """``predict_many``'s rows, yielded batch by batch as they are computed."""
         with stage("predicting", len(sources), show=progress) as bar:
-            for start in range(0, len(sources), batch_size):
-                chunk = sources[start : start + batch_size]
-                images, ok, errors = self.load_images(chunk)
+            for chunk, images, ok, errors in decoded_batches(self.load_images, sources, batch_size):
                 found = self.answers(images, tta) if ok else None
                 row_of = {i: row for row, i in enumerate(ok)}
                 for i, source in enumerate(chunk):
