@@ -35,16 +35,7 @@ def read_local(path: Path) -> dict[str, dict]:
         return {r["path"]: r for r in csv.DictReader(fh)}
 
 
-def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsys):
-    folder = photos(tmp_path / "in", 10)
-    (folder / "broken.jpg").write_text("not an image")
-    local, remote = tmp_path / "local.csv", tmp_path / "preds.parquet"
-    assert main(["predict", "--run", str(trained_run), str(folder), "--out", str(local)]) == 1
-    argv = ["predict", "--run", str(trained_run), str(folder), "--out", str(remote)]
-    assert main([*argv, "--engine", "ray", "--workers", "2", "--batch-size", "3"]) == 1
-    assert "wrote 11 predictions" in capsys.readouterr().out
-    expected = read_local(local)
-    table = pd.read_parquet(remote)
+def assert_same_rows(table, expected: dict[str, dict]) -> None:
     assert sorted(table["path"]) == sorted(expected)  # each file once
     for row in table.to_dict("records"):
         want = expected[row["path"]]
@@ -58,6 +49,18 @@ def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsy
         assert str(row["accepted"]) == want["accepted"]
         assert row["unknown_score"] == pytest.approx(float(want["unknown_score"]), abs=1e-4)
 
+
+def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsys):
+    folder = photos(tmp_path / "in", 10)
+    (folder / "broken.jpg").write_text("not an image")
+    local, remote = tmp_path / "local.csv", tmp_path / "preds.parquet"
+    assert main(["predict", "--run", str(trained_run), str(folder), "--out", str(local)]) == 1
+    argv = ["predict", "--run", str(trained_run), str(folder), "--out", str(remote)]
+    assert main([*argv, "--engine", "ray", "--workers", "2", "--batch-size", "3"]) == 1
+    assert "wrote 11 predictions" in capsys.readouterr().out
+    expected = read_local(local)
+    assert_same_rows(pd.read_parquet(remote), expected)
+
     # the same command again: nothing to do (the broken file is the same bytes), nothing twice
     assert main([*argv, "--engine", "ray", "--workers", "2"]) == 0
     assert "wrote 0 predictions to" in capsys.readouterr().out
@@ -70,6 +73,25 @@ def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsy
     table = pd.read_parquet(remote)
     assert sorted(table["path"]) == sorted(expected)
     assert table.loc[table["path"].str.endswith("003.jpg"), "digest"].nunique() == 1
+
+
+def test_decoding_apart_as_for_gpu_workers_gives_the_same_rows(trained_run, tmp_path):
+    from scenes.serve.predict import collect_images
+    from scenes.serve.ray_engine import predict_with_ray
+    from scenes.serve.ray_jobs import RayEngine
+
+    folder = photos(tmp_path / "in", 8)
+    (folder / "broken.jpg").write_text("not an image")
+    local, remote = tmp_path / "local.csv", tmp_path / "apart.parquet"
+    assert main(["predict", "--run", str(trained_run), str(folder), "--out", str(local)]) == 1
+    files = collect_images([str(folder)])
+    # one decoding worker and one model worker on the 2 CPUs, as a GPU job splits them
+    engine = RayEngine(workers=1, split_decoding=True)
+    arguments = (3, "torch", 3, "cpu", False, False, engine)
+    assert predict_with_ray(str(trained_run), files, str(remote), *arguments) == (9, 0, 1)
+    assert_same_rows(pd.read_parquet(remote), read_local(local))
+    # the decoders skip what is written: a rerun writes nothing
+    assert predict_with_ray(str(trained_run), files, str(remote), *arguments) == (0, 9, 0)
 
 
 def test_a_killed_job_resumes_with_every_file_once(trained_run, tmp_path):

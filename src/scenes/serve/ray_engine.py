@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import console
+from ..data.images import Preprocess
 from ..models.bundle import read_meta, resolve_bundle_dir
 from .answers import Prediction, PredictionRow
 from .csv_rows import csv_cells, csv_header
@@ -30,8 +31,50 @@ from .predictor import Predictor
 from .ray_jobs import RayEngine, map_paths, ray_session
 
 
+def decode_batch(batch: dict, preprocess: Preprocess, done: dict[str, str]) -> dict:
+    """Paths in; each file's digest, its pixels or its error out. A file an earlier run of the
+    same command already wrote (same path, same SHA-256) is left out."""
+    size = preprocess.size
+    paths, digests, errors, pixels = [], [], [], []
+    for path in (str(p) for p in batch["path"]):
+        digest, image, error = "", None, ""
+        try:
+            data = Path(path).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if done.get(path) == digest:
+                continue
+            image = preprocess.load(io.BytesIO(data))
+        except Exception as exc:  # an unusable file is a row, never a failed job
+            error = f"{type(exc).__name__}: {exc}"
+        paths.append(path)
+        digests.append(digest)
+        errors.append(error)
+        pixels.append(np.zeros((size, size, 3), np.uint8) if image is None else image)
+    empty = np.empty((0, size, size, 3), np.uint8)
+    return {
+        "path": paths,
+        "digest": digests,
+        "error": errors,
+        "pixels": np.stack(pixels) if pixels else empty,
+    }
+
+
+class DecodeBatch:
+    """Decoding on its own, as Ray tasks on CPUs ahead of GPU workers (``decode_batch``)."""
+
+    def __init__(self, preprocess: Preprocess, done):
+        import ray
+
+        self.preprocess = preprocess
+        self.done = ray.get(done) if isinstance(done, ray.ObjectRef) else done
+
+    def __call__(self, batch: dict) -> dict:
+        return decode_batch(batch, self.preprocess, self.done)
+
+
 class BatchPredictor:
-    """A Ray Data actor: the bundle loaded once; a batch of paths in, their rows out."""
+    """A Ray Data actor: the bundle loaded once; a batch of paths (or, with ``decoded``, of
+    ``decode_batch``'s pixels) in, their rows out."""
 
     def __init__(
         self,
@@ -42,42 +85,31 @@ class BatchPredictor:
         top_k: int,
         tta: bool,
         done: dict[str, str],
+        decoded: bool = False,
     ):
         import ray
 
         self.predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
-        self.top_k, self.tta = top_k, tta
+        self.top_k, self.tta, self.decoded = top_k, tta, decoded
         self.done = ray.get(done) if isinstance(done, ray.ObjectRef) else done
         self.accepting = self.predictor.reference is not None
 
     def __call__(self, batch: dict) -> dict:
         meta = self.predictor.meta
-        rows: list[tuple[PredictionRow, str]] = []
-        images, waiting = [], []
-        for path in (str(p) for p in batch["path"]):
-            try:
-                data = Path(path).read_bytes()
-            except OSError as exc:
-                rows.append((PredictionRow(path, Prediction(), f"{type(exc).__name__}: {exc}"), ""))
-                continue
-            digest = hashlib.sha256(data).hexdigest()
-            if self.done.get(path) == digest:
-                continue  # written by an earlier run of the same command
-            try:
-                images.append(meta.preprocess.load(io.BytesIO(data)))
-            except Exception as exc:  # an unusable file is a row, never a failed job
-                rows.append(
-                    (PredictionRow(path, Prediction(), f"{type(exc).__name__}: {exc}"), digest)
-                )
-                continue
-            waiting.append((path, digest))
-        if images:
-            found = self.predictor.answers(np.stack(images), self.tta)
-            for i, (path, digest) in enumerate(waiting):
-                rows.append((PredictionRow(path, found.prediction(i, self.top_k)), digest))
-        cells = [
-            [*csv_cells(row, meta, self.top_k, self.accepting), digest] for row, digest in rows
-        ]
+        if not self.decoded:
+            batch = decode_batch(batch, meta.preprocess, self.done)
+        ok = [i for i, error in enumerate(batch["error"]) if not error]
+        found = self.predictor.answers(batch["pixels"][ok], self.tta) if ok else None
+        row_of = {i: row for row, i in enumerate(ok)}
+        cells = []
+        for i, (path, digest, error) in enumerate(
+            zip(batch["path"], batch["digest"], batch["error"])
+        ):
+            if i in row_of:
+                row = PredictionRow(str(path), found.prediction(row_of[i], self.top_k))
+            else:
+                row = PredictionRow(str(path), Prediction(), str(error))
+            cells.append([*csv_cells(row, meta, self.top_k, self.accepting), str(digest)])
         return {"row": [json_row(c) for c in cells]}
 
 
@@ -114,10 +146,15 @@ def predict_with_ray(
             "top_k": top_k,
             "tta": tta,
             "done": ray.put(sink.done),
+            "decoded": engine.decode_apart,
         }
+        decode = None
+        if engine.decode_apart:
+            decode = (DecodeBatch, {"preprocess": meta.preprocess, "done": arguments["done"]})
         failed = 0
         with console.stage("predicting (ray)", len(files)) as bar:
-            for block in map_paths(ray, files, BatchPredictor, arguments, batch_size, engine):
+            blocks = map_paths(ray, files, BatchPredictor, arguments, batch_size, engine, decode)
+            for block in blocks:
                 rows = [json.loads(text) for text in block["row"]]
                 failed += sum(1 for r in rows if r[-2])
                 sink.write(rows)

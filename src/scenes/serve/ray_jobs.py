@@ -27,6 +27,15 @@ class RayEngine:
     address: str | None = None
     workers: int | None = None  # None: one per CPU, or per ``gpus_per_worker`` share of GPUs
     gpus_per_worker: float = 0.0
+    # Decode on CPU workers of their own, ahead of the model's workers (None: when these are
+    # on GPUs, which would otherwise wait while their worker decodes on one core).
+    split_decoding: bool | None = None
+
+    @property
+    def decode_apart(self) -> bool:
+        if self.split_decoding is None:
+            return self.gpus_per_worker > 0
+        return self.split_decoding
 
 
 def engine_from_options(
@@ -84,12 +93,35 @@ def pool_size(ray, engine: RayEngine) -> int:
     return max(1, int(resources.get("GPU", 0) / engine.gpus_per_worker))
 
 
+def decoder_count(ray, engine: RayEngine) -> int:
+    """The CPUs the model's workers leave free: each decoder holds one."""
+    taken = pool_size(ray, engine) if engine.gpus_per_worker == 0 else 0
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) - taken)
+
+
 def map_paths(
-    ray, paths: list[Path], actor: type, arguments: dict, batch_size: int, engine: RayEngine
+    ray,
+    paths: list[Path],
+    actor: type,
+    arguments: dict,
+    batch_size: int,
+    engine: RayEngine,
+    before: tuple[type, dict] | None = None,
 ) -> Iterator[dict]:
     """Blocks (dicts of numpy columns) of ``actor(**arguments)(batch)`` over ``paths``; each
-    batch in has the columns ``index`` (into ``paths``) and ``path``."""
+    batch in has the columns ``index`` (into ``paths``) and ``path``. ``before`` is another
+    (actor, arguments) whose batches go to ``actor`` instead, on a pool of one-CPU workers
+    of its own (the decoding, ahead of GPU workers)."""
     ds = ray.data.from_items([{"index": i, "path": str(p)} for i, p in enumerate(paths)])
+    if before is not None:
+        ds = ds.map_batches(
+            before[0],
+            fn_constructor_kwargs=before[1],
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=decoder_count(ray, engine)),
+            num_cpus=1,
+        )
     answered = ds.map_batches(
         actor,
         fn_constructor_kwargs=arguments,
