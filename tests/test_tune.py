@@ -198,6 +198,37 @@ def test_ctrl_c_stops_the_study_and_the_rerun_retries_that_trial(data, space, tm
     assert retried["augment.preset"] == first["augment.preset"]
 
 
+def test_a_killed_process_trial_is_failed_by_its_heartbeat_and_retried(
+    data, space, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "study"
+    args = ["tune", "--data", str(data), "--space", str(space), "--out", str(out), "--trials", "1"]
+    argv = [sys.executable, "-m", "scenes", *args, *sets("train.epochs=200")]
+    env = {**os.environ, "SCENES_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    metrics = out / "trials" / "000" / "metrics.csv"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the trial did not finish an epoch: {proc.communicate()}")
+        time.sleep(0.2)
+    proc.kill()  # SIGKILL: no handler runs, the trial stays "running" in the study
+    proc.wait()
+
+    # The next run finds its heartbeat stale (the grace period shortened from 3 minutes).
+    monkeypatch.setattr(study_module, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(study_module, "GRACE_S", 2)
+    time.sleep(3)
+    monkeypatch.setenv("SCENES_CACHE", str(tmp_path / "cache"))
+    assert main([*args, *sets()]) == 0
+    killed, retried = read_trials(out)
+    assert killed["state"] == "fail" and retried["state"] == "complete"
+    assert retried["train.lr"] == killed["train.lr"]
+    assert retried["augment.preset"] == killed["augment.preset"]
+    assert len(read_trials(out)) == 2  # retried once, nothing else ran
+
+
 def test_trials_of_two_processes_each_run_once_in_step(data, space, tmp_path):
     """Lightning starts a trial's second process by running `scenes tune` again: it joins
     each trial of the first process through the study, and stops when the study does."""

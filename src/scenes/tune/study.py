@@ -113,6 +113,11 @@ def run_tune(
     return status
 
 
+# A running trial's process writes a heartbeat this often; a trial whose last one is older
+# than the grace period belongs to a killed process (noticed when a trial next starts).
+HEARTBEAT_S, GRACE_S = 60, 180
+
+
 def open_study(out_dir: Path, storage: str | None, name: str, objective: str, seed: int, prune):
     import optuna
 
@@ -122,9 +127,11 @@ def open_study(out_dir: Path, storage: str | None, name: str, objective: str, se
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         rdb = optuna.storages.RDBStorage(
             url,
-            heartbeat_interval=60,
-            grace_period=180,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
+            heartbeat_interval=HEARTBEAT_S,
+            grace_period=GRACE_S,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=1
+            ),
         )
     study = optuna.create_study(
         storage=rdb,
