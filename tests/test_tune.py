@@ -247,3 +247,41 @@ def test_trials_of_two_processes_each_run_once_in_step(data, space, tmp_path):
             assert [r["epoch"] for r in csv.DictReader(fh)] == ["1", "2"]
         assert (Path(t["run_dir"]) / "model" / "model.json").is_file()
     assert sorted(p.name for p in (out / "trials").iterdir()) == ["000", "001"]
+
+
+@pytest.mark.parametrize("mode, judged_from", [("fine_tune", 2), ("full", 1)])
+def test_the_head_epochs_of_fine_tune_are_reported_but_never_pruned(mode, judged_from):
+    from types import SimpleNamespace
+
+    from scenes.tune.pruning import TrialPruning, unjudged_epochs
+
+    class AlwaysPrune:
+        def __init__(self):
+            self.reported = []
+
+        def report(self, value, step):
+            self.reported.append((step, value))
+
+        def should_prune(self):
+            return True
+
+    cfg = load_config(sets=[f"train.mode={mode}", "train.head_epochs=1"])
+    trial = AlwaysPrune()
+    callback = TrialPruning(trial, "val_f1", unjudged_epochs(cfg))
+    module = SimpleNamespace(epoch_summary={"val_f1": 0.5})
+    stopped_at = None
+    for epoch in range(3):
+        trainer = SimpleNamespace(
+            sanity_checking=False,
+            current_epoch=epoch,
+            is_global_zero=True,
+            strategy=SimpleNamespace(broadcast=lambda value: value),
+            max_epochs=3,
+            should_stop=False,
+        )
+        callback.on_validation_end(trainer, module)
+        if trainer.should_stop:
+            stopped_at = epoch + 1
+            break
+    assert stopped_at == judged_from == callback.pruned_epoch
+    assert trial.reported == [(e, 0.5) for e in range(1, judged_from + 1)]  # head epoch too

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..config import Config
-from .pruning import TrialPruning
+from .pruning import TrialPruning, unjudged_epochs
 from .space import Dimension
 from .trials import GROUP_ENV, trial_config, trial_dir
 
@@ -43,7 +43,7 @@ def follow_trials(
             ran.add(trial.number)
             params = {d.field: trial.params[d.field] for d in dimensions}
             cfg = trial_config(base, params, trial_dir(out_dir, trial.number), objective)
-            train(cfg, extra_callbacks=[TrialPruning(None, objective)])
+            train(cfg, extra_callbacks=[TrialPruning(None, objective, unjudged_epochs(cfg))])
         elif study.user_attrs.get(f"finished-{group}"):
             return 0
         else:

@@ -21,7 +21,7 @@ from ..config import Config, load_config
 from ..errors import ConfigError, TrainingInterrupted, UsageError
 from ..training.hardware import resolve_hardware
 from .outputs import write_outputs
-from .pruning import TrialPruning
+from .pruning import TrialPruning, unjudged_epochs
 from .space import Dimension, apply, load_space
 from .trials import GROUP_ENV, trial_config, trial_dir
 
@@ -221,7 +221,7 @@ class TrialObjective:
         )
         if resolve_hardware(cfg.train).world_size > 1:
             self.share_with_processes(trial)
-        pruning = TrialPruning(trial, self.objective)
+        pruning = TrialPruning(trial, self.objective, unjudged_epochs(cfg))
         try:
             result = train(cfg, extra_callbacks=[pruning])
         except TrainingInterrupted:
