@@ -1,9 +1,9 @@
 """Decoding the next batch while the network runs on this one.
 
-On a CPU, decoding and resizing a batch of photos takes about a third of the time of a
-prediction; done in turn with the forward pass it leaves the network's cores idle. Pillow and
-the backends release the GIL, so one thread decoding a batch ahead overlaps the two. The
-answers are the same: each batch is still ``load_images`` of the same files.
+On a GPU the network and the decoding use different hardware, so one thread decoding a batch
+ahead keeps both busy (Pillow and the backends release the GIL). On a CPU they share the cores:
+measured on 2 cores (``benchmarks/predict_scale.py``), decoding ahead neither gains nor loses.
+The answers are the same either way: each batch is still ``load_images`` of the same files.
 """
 
 from __future__ import annotations
