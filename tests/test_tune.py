@@ -56,6 +56,22 @@ def read_trials(out: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def start_first_trial(argv: list[str], env: dict, out: Path, epochs: int) -> subprocess.Popen:
+    """``scenes tune`` started in a process, returned once its first trial has ``epochs``
+    rows in metrics.csv."""
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    metrics = out / "trials" / "000" / "metrics.csv"
+    deadline = time.monotonic() + 300
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) > epochs):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the trial did not finish {epochs} epoch(s): {proc.communicate()}")
+        time.sleep(0.2)
+    return proc
+
+
 @pytest.mark.parametrize(
     "text, says",
     [
@@ -169,17 +185,8 @@ def test_ctrl_c_stops_the_study_and_the_rerun_retries_that_trial(data, space, tm
     argv = [sys.executable, "-m", "scenes", "tune", "--data", str(data), "--space", str(space)]
     argv += ["--out", str(out), "--trials", "1", *sets("train.epochs=200", "train.patience=1000")]
     env = {**os.environ, "SCENES_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
-    )
-    metrics = out / "trials" / "000" / "metrics.csv"
-    deadline = time.monotonic() + 300
     # two epochs done: the first one's best checkpoint is surely on disk
-    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the trial did not finish two epochs: {proc.communicate()}")
-        time.sleep(0.2)
+    proc = start_first_trial(argv, env, out, epochs=2)
     proc.send_signal(signal.SIGINT)
     printed, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -205,16 +212,9 @@ def test_a_killed_process_trial_is_failed_by_its_heartbeat_and_retried(
     args = ["tune", "--data", str(data), "--space", str(space), "--out", str(out), "--trials", "1"]
     argv = [sys.executable, "-m", "scenes", *args, *sets("train.epochs=200")]
     env = {**os.environ, "SCENES_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    metrics = out / "trials" / "000" / "metrics.csv"
-    deadline = time.monotonic() + 300
-    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 2):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the trial did not finish an epoch: {proc.communicate()}")
-        time.sleep(0.2)
+    proc = start_first_trial(argv, env, out, epochs=1)
     proc.kill()  # SIGKILL: no handler runs, the trial stays "running" in the study
-    proc.wait()
+    proc.communicate()
 
     # The next run finds its heartbeat stale (the grace period shortened from 3 minutes).
     monkeypatch.setattr(study_module, "HEARTBEAT_S", 1)

@@ -247,7 +247,7 @@ def image_features(
     computed = 0
     if missing and compute is not None:
         firsts = {d: p for p, d in zip(paths, digests) if d in missing}
-        fresh_by_digest, undecoded = compute(list(dict.fromkeys(firsts.values())))
+        fresh_by_digest, undecoded = compute(list(firsts.values()))
         failed.update(undecoded)
         fresh_by_digest = {d: f for d, f in fresh_by_digest.items() if d not in known}
         known.update(fresh_by_digest)

@@ -28,7 +28,7 @@ from .answers import Prediction, PredictionRow
 from .csv_rows import csv_cells, csv_header
 from .prediction_files import PredictionSink, bundle_digest
 from .predictor import Predictor
-from .ray_jobs import RayEngine, map_paths, ray_session
+from .ray_jobs import RayEngine, fetched, map_paths, ray_session
 
 
 def decode_batch(batch: dict, preprocess: Preprocess, done: dict[str, str]) -> dict:
@@ -63,10 +63,8 @@ class DecodeBatch:
     """Decoding on its own, as Ray tasks on CPUs ahead of GPU workers (``decode_batch``)."""
 
     def __init__(self, preprocess: Preprocess, done):
-        import ray
-
         self.preprocess = preprocess
-        self.done = ray.get(done) if isinstance(done, ray.ObjectRef) else done
+        self.done = fetched(done)
 
     def __call__(self, batch: dict) -> dict:
         return decode_batch(batch, self.preprocess, self.done)
@@ -87,11 +85,9 @@ class BatchPredictor:
         done: dict[str, str],
         decoded: bool = False,
     ):
-        import ray
-
         self.predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
         self.top_k, self.tta, self.decoded = top_k, tta, decoded
-        self.done = ray.get(done) if isinstance(done, ray.ObjectRef) else done
+        self.done = fetched(done)
         self.accepting = self.predictor.reference is not None
 
     def __call__(self, batch: dict) -> dict:

@@ -84,6 +84,13 @@ def ray_session(engine: RayEngine) -> Iterator:
             ray.shutdown()
 
 
+def fetched(value):
+    """An actor's argument: the object behind a reference put in Ray's store, or the value."""
+    import ray
+
+    return ray.get(value) if isinstance(value, ray.ObjectRef) else value
+
+
 def pool_size(ray, engine: RayEngine) -> int:
     if engine.workers:
         return engine.workers

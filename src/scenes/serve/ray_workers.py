@@ -18,7 +18,7 @@ from ..data.cache import decode_file
 from ..models.bundle import read_meta, resolve_bundle_dir
 from ..models.features import Backbone, embed
 from .predictor import Predictor
-from .ray_jobs import RayEngine, map_paths, ray_session
+from .ray_jobs import RayEngine, fetched, map_paths, ray_session
 
 
 class LogitsWorker:
@@ -91,9 +91,7 @@ class FeatureWorker:
     """A Ray Data actor: a backbone held once; paths in, content digests and features out."""
 
     def __init__(self, backbone: Backbone, device: str):
-        import ray
-
-        self.backbone = ray.get(backbone) if isinstance(backbone, ray.ObjectRef) else backbone
+        self.backbone = fetched(backbone)
         self.device = device
         size = self.backbone.image_size
         probe = np.zeros((1, size, size, 3), np.uint8)
