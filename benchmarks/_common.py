@@ -15,7 +15,10 @@ MOBILENET_FILE = SHARED / "weights" / "mobilenet_v2-b0353104.pth"
 
 def use_offline_weights() -> Path:
     """Point TORCH_HOME at a folder holding the shared ImageNet MobileNetV2 file (unless the
-    user's TORCH_HOME already has it), exactly as the README's offline section says."""
+    user's TORCH_HOME already has it), exactly as the README's offline section says, and
+    SCENES_WEIGHTS_DIR at the shared weights (unless set) so the timm EfficientNet-Lite
+    recipes find theirs offline too."""
+    os.environ.setdefault("SCENES_WEIGHTS_DIR", str(MOBILENET_FILE.parent))
     current = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
     if (current / "hub" / "checkpoints" / MOBILENET_FILE.name).is_file():
         return current
