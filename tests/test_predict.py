@@ -152,3 +152,17 @@ def test_the_next_batch_decodes_while_this_one_is_used():
     assert second_started.wait(5)
     assert [list(c) for c, *_ in batches] == [[2, 3], [4]]
     assert list(decoded_batches(load_images, [], 2)) == []
+
+
+def test_a_part_left_half_written_by_a_kill_does_not_break_reading_the_folder(tmp_path):
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from scenes.serve.prediction_files import writing
+
+    out = tmp_path / "preds.parquet"
+    out.mkdir()
+    pq.write_table(pa.table({"path": ["a.jpg"]}), out / "part-00000.parquet")
+    writing(out / "part-00001.parquet").write_bytes(b"PAR1 cut short")  # killed mid-write
+    assert pd.read_parquet(out)["path"].tolist() == ["a.jpg"]

@@ -26,6 +26,12 @@ from ..errors import UsageError
 ALWAYS_TEXT = ("path", "digest")
 
 
+def writing(part: Path) -> Path:
+    """Where a part is written before it is renamed into place: a name starting with "_",
+    which pandas and pyarrow skip when they read the folder, even if a kill leaves it behind."""
+    return part.with_name(f"_{part.name}.tmp")
+
+
 def is_parquet(out: str | Path) -> bool:
     return str(out).lower().rstrip("/").endswith(".parquet")
 
@@ -144,7 +150,7 @@ class PredictionSink:
         schema = pa.schema([(name, column_type(name)) for name in self.columns])
         table = pa.Table.from_pydict(data, schema=schema)
         final = self.out / f"part-{self._part:05d}.parquet"
-        tmp = final.with_suffix(".parquet.tmp")
+        tmp = writing(final)
         pq.write_table(table, tmp)
         os.replace(tmp, final)  # a part is there whole or not at all
         self._part += 1
@@ -166,7 +172,7 @@ class PredictionSink:
                 old = [p for p in stale if p in digests and digests[p] == self.done.get(p)]
                 if old:
                     keep = pc.invert(pc.is_in(table.column("path"), value_set=pa_array(old)))
-                    tmp = part.with_suffix(".parquet.tmp")
+                    tmp = writing(part)
                     pq.write_table(table.filter(keep), tmp)
                     os.replace(tmp, part)
             return
