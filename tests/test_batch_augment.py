@@ -18,8 +18,7 @@ from scenes.data.batch_augment import (
     to_unit_float,
 )
 from scenes.data.device_loader import DeviceBatches, images_to_device, resolve_on_device
-from scenes.data.loaders import _Subset
-from scenes.data.samplers import EpochShuffleSampler, ShardSampler
+from scenes.data.samplers import EpochShuffleSampler, LazyRows, ShardSampler
 from scenes.data.transforms import normalize_batch
 
 
@@ -266,7 +265,7 @@ def test_a_lone_last_batch_is_dropped_only_when_asked():
 
 def test_images_reach_the_device_as_channels_first_rows_of_the_cache():
     pixels = np.random.default_rng(0).integers(0, 256, (10, 5, 6, 3), dtype=np.uint8)
-    rows = _Subset(pixels, np.array([9, 2, 4, 0, 7]))
+    rows = LazyRows(pixels, np.array([9, 2, 4, 0, 7]))
     on_device = images_to_device(rows, torch.device("cpu"), chunk=2)
     assert on_device.shape == (5, 3, 5, 6) and on_device.dtype == torch.uint8
     assert torch.equal(on_device, torch.from_numpy(pixels[[9, 2, 4, 0, 7]]).permute(0, 3, 1, 2))

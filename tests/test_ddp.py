@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,6 +124,26 @@ def test_a_killed_two_process_run_resumes_to_the_same_numbers(data, cli_run, tmp
     for a, b in zip(rows(whole), rows(out), strict=True):
         for key in ("lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_f1"):
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
+
+
+def test_two_processes_share_one_pass_of_cached_teacher_answers(data, tmp_path, trained_run):
+    # Both processes need every training image's answer (the shards change each epoch): one
+    # computes and stores them while the other waits on the cache folder's lock, then reads.
+    config = {
+        **SMALL,
+        **TWO_CPU_PROCESSES,
+        "train.epochs": 1,
+        "train.teacher": [str(trained_run)],
+        "train.teacher_outputs": "cached",
+    }
+    overrides = json.dumps({**config, "data.dir": str(data), "out": str(tmp_path / "run")})
+    done = run([sys.executable, str(DRIVER), overrides], tmp_path / "cache")
+    assert done.returncode == 0, done.stderr[-3000:]
+    stored = list((tmp_path / "cache" / "teacher-answers").glob("*.npy"))
+    assert len(stored) == 1
+    answers = np.load(stored[0])
+    assert answers.shape == (34, 3) and np.isfinite(answers).all()  # 45 images less 11 val
+    assert len(rows(tmp_path / "run")) == 1
 
 
 def test_resume_with_another_process_count_is_refused(data, tmp_path):

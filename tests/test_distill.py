@@ -1,19 +1,27 @@
 """Distillation (train.teacher): the student learns from the teacher's soft predictions on the
-same batches; the teacher is checked before any work and recorded, never stored. (Exact resume
-with a teacher: test_train's "distilled" case.)"""
+same batches (live) or on each image un-augmented, answered once (cached); the teacher is
+checked before any work and recorded, never stored. (Exact resume with a teacher, live and
+cached: test_train's "distilled" cases.)"""
 
 from __future__ import annotations
 
 import json
+import logging
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 from test_train import read_metrics
+from torch.utils.data import DataLoader
 
-from scenes.config import load_config
+from scenes.cli import main
+from scenes.config import default_cache_dir, load_config
+from scenes.data.device_loader import DeviceBatches
+from scenes.data.samplers import DecodedDataset, EpochShuffleSampler, LazyRows, WithRows
+from scenes.data.transforms import normalize_batch
 from scenes.errors import ConfigError, DataError, MissingPathError
-from scenes.models.bundle import load_bundle, read_meta
+from scenes.models.bundle import load_bundle, read_meta, resolve_bundle_dir
 from scenes.models.ensemble import averaging
 from scenes.training import train
 from scenes.training.distill import Distiller
@@ -102,3 +110,102 @@ def test_teacher_settings_are_validated(tmp_path):
         load_config(sets=["train.distill_temperature=0"])
     assert load_config(sets=["train.teacher=runs/a,runs/b"]).train.teacher == ["runs/a", "runs/b"]
     assert json.dumps(load_config().train.teacher) == "[]"
+
+
+def test_cached_answers_are_the_teachers_on_each_unaugmented_image(trained_run):
+    module, meta = load_bundle(trained_run)
+    teacher = averaging([module], [meta], meta.mean, meta.std, meta.image_size)
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 256, (90, 32, 32, 3), dtype=np.uint8)
+    pixels = LazyRows(stored, np.arange(3, 90, 2))  # 44 training rows of a larger cache
+    cached = Distiller(teacher, 0.5, 4.0, [], cached=True)
+    cached.answer_once(pixels, meta.mean, meta.std, batch=16)  # three batches, the last short
+    assert cached.teacher is None and cached.answers.shape == (44, 3)
+    rows = torch.tensor([43, 0, 17, 17, 5])
+    images = torch.from_numpy(stored[3 + 2 * rows.numpy()]).permute(0, 3, 1, 2)
+    x = normalize_batch(images, meta.mean, meta.std)
+    logits, label_loss = torch.randn(5, 3), torch.tensor(0.8)
+    live = Distiller(teacher, 0.5, 4.0, [])
+    # row r's answer is the teacher's on image r, un-augmented: the live loss on those images
+    assert torch.allclose(
+        cached.loss(label_loss, logits, x, rows), live.loss(label_loss, logits, x)
+    )
+    flipped = x.flip(-1)  # an augmented view: live answers it, the cache keeps the image's
+    assert torch.allclose(
+        cached.loss(label_loss, logits, flipped, rows), live.loss(label_loss, logits, x)
+    )
+    assert not torch.allclose(
+        live.loss(label_loss, logits, flipped), live.loss(label_loss, logits, x)
+    )
+    with pytest.raises(RuntimeError, match="batch rows"):
+        cached.loss(label_loss, logits, x)
+
+
+def test_training_batches_carry_their_images_rows_on_both_loaders():
+    images = torch.arange(10, dtype=torch.uint8).view(10, 1, 1, 1).expand(10, 3, 2, 2).clone()
+    labels = torch.arange(10) % 3
+    sampler = EpochShuffleSampler(10, seed=3)
+    on_device = list(DeviceBatches(images, labels, sampler, 4, with_rows=True))
+    dataset = WithRows(DecodedDataset(images.permute(0, 2, 3, 1).numpy(), labels.numpy()))
+    loaded = list(DataLoader(dataset, sampler=sampler, batch_size=4))
+    assert [len(b[0]) for b in loaded] == [len(b[0]) for b in on_device] == [4, 4, 2]
+    for (x_a, y_a, rows_a), (x_b, y_b, rows_b) in zip(on_device, loaded, strict=True):
+        assert torch.equal(rows_a, rows_b) and torch.equal(x_a, x_b) and torch.equal(y_a, y_b)
+        assert torch.equal(x_a, images[rows_a]) and torch.equal(y_a, labels[rows_a])
+    assert sorted(torch.cat([b[2] for b in loaded]).tolist()) == list(range(10))
+
+
+def test_a_cached_teacher_trains_differently_and_is_recorded(
+    data, tmp_path, trained_run, caplog, capsys
+):
+    common = {"model.name": "resnet18", "train.epochs": 1, "train.teacher": [str(trained_run)]}
+    with caplog.at_level(logging.INFO, logger="scenes.progress"):
+        cached = train(
+            tiny_train_config(
+                data, tmp_path / "cached", **common, **{"train.teacher_outputs": "cached"}
+            )
+        )
+    # one pass over the 27 training images (36, less the validation split's 9), and it shows
+    passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher ans")]
+    assert len(passes) == 1 and passes[0].startswith("teacher answers: 27 images in ")
+    # another run of the same data and teachers reads them from the cache folder: the same
+    # seed then trains exactly as the run that computed them
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        again = train(
+            tiny_train_config(
+                data, tmp_path / "again", **common, **{"train.teacher_outputs": "cached"}
+            )
+        )
+    passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher ans")]
+    assert len(passes) == 1 and passes[0].startswith("teacher answers: 27 images read from ")
+    untimed = [
+        {k: v for k, v in row.items() if k != "time_s"}
+        for run in (again, cached)
+        for row in read_metrics(run.run_dir)
+    ]
+    assert untimed[0] == untimed[1]
+    # `scenes data cache` lists them beside the decoded images, and clears them
+    cache = default_cache_dir()
+    assert main(["data", "cache", "--dir", str(cache)]) == 0
+    listed = capsys.readouterr().out
+    teacher = resolve_bundle_dir(trained_run)
+    assert listed.count("teacher answers") == 1 and f"27 images answered by {teacher}" in listed
+    assert main(["data", "cache", "--dir", str(cache), "--clear"]) == 0
+    assert not [f for f in (cache / "teacher-answers").iterdir() if f.is_file()]
+    live = train(tiny_train_config(data, tmp_path / "live", **common))
+    assert read_meta(cached.run_dir).training["teacher_outputs"] == "cached"
+    assert read_meta(live.run_dir).training["teacher_outputs"] == "live"
+    assert "teacher_outputs: cached" in (cached.run_dir / "config.yaml").read_text()
+    # the augmented views are taught the un-augmented image's answer: another loss
+    cached_row, live_row = read_metrics(cached.run_dir)[0], read_metrics(live.run_dir)[0]
+    assert cached_row["train_loss"] != live_row["train_loss"]
+
+
+def test_cached_teacher_outputs_refuse_mixed_images(tmp_path):
+    with pytest.raises(ConfigError, match="teacher_outputs=cached .* MixUp/CutMix"):
+        load_config(
+            sets=["train.teacher=runs/a", "train.teacher_outputs=cached", "augment.mixup_alpha=0.2"]
+        )
+    # without a teacher the setting is idle, and mixing stays allowed
+    assert load_config(sets=["train.teacher_outputs=cached", "augment.cutmix_alpha=1"])

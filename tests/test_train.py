@@ -129,6 +129,13 @@ RESUME_CASES = {
         2,
         3,
     ),
+    # the teacher's answers cached per image, looked up by each batch's rows; the resumed run
+    # draws its batches on the device, the uninterrupted one through the DataLoader
+    "distilled-cached": (
+        {"train.epochs": 3, "train.distill_alpha": 0.7, "train.teacher_outputs": "cached"},
+        2,
+        3,
+    ),
 }
 
 
@@ -137,10 +144,10 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case
     overrides, crash_epoch, epochs_run = RESUME_CASES[case]
     # resnet18 at 32 px learns the colours: validation logits differ between images and epochs
     overrides = {"model.name": "resnet18", **overrides}
-    if case == "distilled":
+    if case.startswith("distilled"):
         overrides["train.teacher"] = [str(trained_run)]
     whole = train(tiny_train_config(data, tmp_path / "whole", **overrides))
-    if case == "on-device":
+    if case in ("on-device", "distilled-cached"):
         overrides["data.on_device"] = True
     cfg = tiny_train_config(data, tmp_path / "broken", **overrides)
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -64,6 +64,13 @@ class Config(Section):
                 raise ValueError(f"{key}={value} does not apply to {self.task} data")
         if self.task == "multilabel" and self.train.teacher:
             raise ValueError("train.teacher: distillation is for one label per image (yet)")
+        mixing = self.augment.mixup_alpha > 0 or self.augment.cutmix_alpha > 0
+        if self.train.teacher and self.train.teacher_outputs == "cached" and mixing:
+            raise ValueError(
+                "train.teacher_outputs=cached keeps the teachers' answer for each un-augmented "
+                "image, and a MixUp/CutMix image blends two: set augment.mixup_alpha and "
+                "augment.cutmix_alpha to 0, or use train.teacher_outputs=live"
+            )
         return self
 
     def resolved_data_dir(self) -> Path:

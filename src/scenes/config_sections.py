@@ -183,22 +183,20 @@ class TrainConfig(Section):
     teacher: list[str] = Field(
         default_factory=list,
         description="distillation: trained runs (or model/ bundles, ensembles too) whose "
-        "averaged probabilities on each training batch the model learns from besides the "
-        "labels; []: off",
+        "averaged probabilities on the training images the model learns from besides the "
+        "labels (train.teacher_outputs says when they answer); []: off",
     )
     distill_alpha: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="distillation: the teacher's share of the training loss (the labels' is "
-        "1 - distill_alpha)",
+        0.5, ge=0.0, le=1.0, description="distillation: the teacher's share of the loss"
     )
     distill_temperature: float = Field(
-        4.0,
-        gt=0.0,
-        le=100.0,
-        description="distillation: the temperature that softens the teacher's and the "
-        "model's probabilities in the teacher's part of the loss",
+        4.0, gt=0.0, le=100.0, description="distillation: temperature T softening teacher and model"
+    )
+    teacher_outputs: Literal["live", "cached"] = Field(
+        "live",
+        description="distillation: live: the teachers answer every augmented training batch; "
+        "cached: each training image once, un-augmented, kept in the cache folder for later "
+        "runs (no MixUp/CutMix)",
     )
     scheduler: Literal["cosine", "step", "plateau", "none"] = Field(
         "cosine",

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 # 5: the resize mode and pad colour in the key
 CACHE_VERSION = 5
 FEATURES_DIR = "features"  # backbone features (data/features.py), inside the cache folder
+ANSWERS_DIR = "teacher-answers"  # cached distillation targets (training/teacher_answers.py)
 
 
 @dataclass

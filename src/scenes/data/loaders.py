@@ -28,7 +28,14 @@ from .discover import LabelledFiles, Layout, find_layout, list_labelled_files
 from .exclude import apply_exclusion
 from .images import Preprocess
 from .multilabel import class_totals, label_text, read_labels_csv, split_multilabel
-from .samplers import BalancedSampler, DecodedDataset, EpochShuffleSampler, ShardSampler
+from .samplers import (
+    BalancedSampler,
+    DecodedDataset,
+    EpochShuffleSampler,
+    LazyRows,
+    ShardSampler,
+    WithRows,
+)
 from .split import split_train_val
 
 
@@ -137,8 +144,8 @@ def prepare_data(
             "data.val_fraction or exclude fewer images"
         )
     # Index the memory map lazily through a view: no copy of the pixel array is made.
-    train_ds = DecodedDataset(_Subset(decoded.pixels, train_idx), labels[train_idx])
-    val_ds = DecodedDataset(_Subset(decoded.pixels, val_idx), labels[val_idx])
+    train_ds = DecodedDataset(LazyRows(decoded.pixels, train_idx), labels[train_idx])
+    val_ds = DecodedDataset(LazyRows(decoded.pixels, val_idx), labels[val_idx])
     return PreparedData(
         class_names=files.class_names,
         train=train_ds,
@@ -190,34 +197,6 @@ def reuse_split(
     return train_idx, val_idx, excluded_idx
 
 
-class _Subset:
-    """Rows ``indices`` of an array, read on access (keeps memory maps lazy)."""
-
-    def __init__(self, array: np.ndarray, indices: np.ndarray):
-        self.array = array
-        self.indices = np.asarray(indices)
-
-    def __getstate__(self) -> dict:
-        # A memory map travels to another process (ddp_spawn, DataLoader workers started
-        # with spawn) as its file name, not as a copy of every pixel.
-        state = dict(self.__dict__)
-        if isinstance(self.array, np.memmap) and self.array.filename:
-            state["array"] = (str(self.array.filename), len(self.array))
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        if isinstance(state["array"], tuple):
-            filename, rows = state["array"]
-            state["array"] = np.load(filename, mmap_mode="r")[:rows]
-        self.__dict__.update(state)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        return self.array[self.indices[i]]
-
-
 Loader = DataLoader | DeviceBatches
 
 
@@ -229,7 +208,9 @@ def make_loaders(
     device: torch.device | None = None,
 ) -> tuple[Loader, Loader]:
     """This process's training and validation loaders (``rank`` of ``world_size``): batches
-    drawn on ``device`` when ``data.on_device`` says so, else DataLoaders over the cache."""
+    drawn on ``device`` when ``data.on_device`` says so, else DataLoaders over the cache.
+    Training batches carry their images' rows in ``data.train`` when the teachers' answers are
+    cached per image (``train.teacher_outputs``)."""
     device = device or torch.device("cpu")
     train_sampler = (
         BalancedSampler(data.train.labels, cfg.seed, rank, world_size)
@@ -239,6 +220,7 @@ def make_loaders(
     val_sampler = ShardSampler(len(data.val), rank, world_size)
     # A last batch of one image breaks BatchNorm (one value per channel); drop only that case.
     lone_last = len(train_sampler) % cfg.data.batch_size == 1 and len(train_sampler) > 1
+    with_rows = bool(cfg.train.teacher) and cfg.train.teacher_outputs == "cached"
     if resolve_on_device(cfg.data.on_device, device):
         return tuple(
             DeviceBatches(
@@ -247,10 +229,11 @@ def make_loaders(
                 sampler,
                 cfg.data.batch_size,
                 drop_lone_last=drop,
+                with_rows=rows,
             )
-            for ds, sampler, drop in (
-                (data.train, train_sampler, lone_last),
-                (data.val, val_sampler, False),
+            for ds, sampler, drop, rows in (
+                (data.train, train_sampler, lone_last, with_rows),
+                (data.val, val_sampler, False, False),
             )
         )
     workers = resolve_workers(cfg.data.num_workers)
@@ -260,7 +243,8 @@ def make_loaders(
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
     )
-    train = DataLoader(data.train, sampler=train_sampler, drop_last=lone_last, **common)
+    train_ds = WithRows(data.train) if with_rows else data.train
+    train = DataLoader(train_ds, sampler=train_sampler, drop_last=lone_last, **common)
     val = DataLoader(data.val, sampler=val_sampler, **common)
     return train, val
 

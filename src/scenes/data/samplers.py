@@ -10,6 +10,34 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 
+class LazyRows:
+    """Rows ``indices`` of an array, read on access (keeps memory maps lazy)."""
+
+    def __init__(self, array: np.ndarray, indices: np.ndarray):
+        self.array = array
+        self.indices = np.asarray(indices)
+
+    def __getstate__(self) -> dict:
+        # A memory map travels to another process (ddp_spawn, DataLoader workers started
+        # with spawn) as its file name, not as a copy of every pixel.
+        state = dict(self.__dict__)
+        if isinstance(self.array, np.memmap) and self.array.filename:
+            state["array"] = (str(self.array.filename), len(self.array))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state["array"], tuple):
+            filename, rows = state["array"]
+            state["array"] = np.load(filename, mmap_mode="r")[:rows]
+        self.__dict__.update(state)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.array[self.indices[i]]
+
+
 class DecodedDataset(Dataset):
     """(uint8 CHW tensor, label) from an (N, H, W, 3) uint8 array. Augmentation happens later,
     on whole batches on the training device (``batch_augment``)."""
@@ -27,6 +55,21 @@ class DecodedDataset(Dataset):
         image = torch.from_numpy(np.ascontiguousarray(self.pixels[index].transpose(2, 0, 1)))
         label = self.labels[index]
         return image, torch.from_numpy(label) if label.ndim else int(label)
+
+
+class WithRows(Dataset):
+    """(image, label, row) of ``dataset``: each image's position travels with its batch, where
+    per-image values computed before training are looked up by it (cached teacher answers,
+    ``training.distill``)."""
+
+    def __init__(self, dataset: DecodedDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        return (*self.dataset[index], index)
 
 
 class EpochShuffleSampler(Sampler):

@@ -3,11 +3,19 @@
 ``train.teacher`` names one or more trained runs (or bundles, ensembles included); their
 probabilities are averaged (``models.ensemble.averaging``: each teacher sees the training batch
 as its own weights expect, resized and renormalised from the student's input inside the
-network). The teacher runs on the same augmented (and mixed) batch as the student, frozen, in
-eval mode and without gradients, so it answers exactly what the student is shown; being
-deterministic, an interrupted and resumed run computes the same targets. It is not part of the
-student's weights, checkpoints or bundle: ``config.yaml`` and the bundle's ``training`` record
-which runs taught it.
+network). The teacher is frozen, in eval mode and without gradients; being deterministic, an
+interrupted and resumed run computes the same targets. It is not part of the student's
+weights, checkpoints or bundle: ``config.yaml`` and the bundle's ``training`` record which runs
+taught it and how (``train.teacher_outputs``):
+
+- ``live``: the teacher answers every augmented (and mixed) batch, exactly what the student is
+  shown, at the cost of its forward pass on every training step.
+- ``cached``: it answers each training image once, un-augmented (the student's decoded pixels,
+  normalised as the student's are), before the first epoch; every augmented view of that image
+  is then taught that answer, looked up by the image's row in the training set. The teacher's
+  cost is one pass over the training images, whatever the epochs; its answer is for the whole
+  image, not the crop the student sees. The answers are kept in the cache folder
+  (``teacher_answers``): another seed or a resume with the same teachers and images reads them.
 
 The loss is Hinton et al.'s: ``(1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T ||
 student_T)``, with both distributions softened by the temperature ``T``. Validation loss stays
@@ -16,35 +24,115 @@ plain cross-entropy on the labels, so validation figures mean what they say.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 from torch import nn
 
+from ..console import plural, stage
+from ..data.device_loader import read_rows
+from ..data.transforms import normalize_batch
 from ..errors import DataError
 from ..models.bundle import load_bundle, read_meta, resolve_bundle_dir
 from ..models.ensemble import averaging
 from ..models.meta import BundleMeta
+from .teacher_answers import answers_files, answers_key, load_answers, save_answers
+
+log = logging.getLogger(__name__)
 
 
 class Distiller:
-    def __init__(self, teacher: nn.Module, alpha: float, temperature: float, names: list[str]):
-        self.teacher = teacher.eval().requires_grad_(False)
+    def __init__(
+        self,
+        teacher: nn.Module,
+        alpha: float,
+        temperature: float,
+        names: list[str],
+        cached: bool = False,
+        cache_dir: Path | None = None,
+    ):
+        self.teacher: nn.Module | None = teacher.eval().requires_grad_(False)
         self.alpha = alpha
         self.temperature = temperature
         self.names = names  # the teachers' bundle folders, for the record
+        self.cached = cached
+        self.cache_dir = cache_dir  # where cached answers are kept across runs (None: not kept)
+        # cached: the teacher's output (log of its averaged probabilities) per training image
+        self.answers: torch.Tensor | None = None
 
     def to(self, device) -> Distiller:
-        self.teacher.to(device)
+        if self.teacher is not None:
+            self.teacher.to(device)
+        if self.answers is not None:
+            self.answers = self.answers.to(device)
         return self
 
-    def loss(self, label_loss: torch.Tensor, logits: torch.Tensor, inputs: torch.Tensor):
-        """The training loss: the label loss blended with the teacher's soft targets on the
-        same (normalised, student-sized) ``inputs``."""
+    def answer_once(self, pixels, mean: list[float], std: list[float], batch: int = 64) -> None:
+        """cached: the teacher's answers for every image of ``pixels`` (the training set's
+        (N, H, W, 3) uint8 rows), read from the cache folder when an earlier run stored them,
+        else computed on the teacher's device and stored. The teacher is then let go (its
+        memory is not needed again). Nothing to do when live or when already answered."""
+        if not self.cached or self.answers is not None:
+            return
+        key = None
+        if self.cache_dir is not None:
+            key = answers_key([Path(n) for n in self.names], pixels, mean, std)
+        if key is not None:
+            array_file, _ = answers_files(self.cache_dir, key)
+            try:
+                array_file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError:  # a cache folder that cannot be written: answered, not kept
+                key = None
+        if key is None:
+            self.answers = self._answer(pixels, mean, std, batch)
+        else:
+            # DDP processes ask at once: one answers, the others wait and read its answers
+            with FileLock(f"{array_file}.lock"):
+                self.answers = load_answers(self.cache_dir, key, len(pixels))
+                if self.answers is None:
+                    self.answers = self._answer(pixels, mean, std, batch)
+                    save_answers(self.cache_dir, key, self.answers, self.names)
+                else:
+                    log.info(
+                        "teacher answers: %s read from %s", plural(len(pixels), "image"), array_file
+                    )
+        self.teacher = None
+
+    @torch.no_grad()
+    def _answer(self, pixels, mean: list[float], std: list[float], batch: int):
+        device = next(self.teacher.parameters()).device
+        answers = []
+        with stage("teacher answers", len(pixels)) as bar:
+            for start in range(0, len(pixels), batch):
+                stop = min(start + batch, len(pixels))
+                block = torch.from_numpy(read_rows(pixels, start, stop)).to(device)
+                x = normalize_batch(block.permute(0, 3, 1, 2), mean, std)
+                answers.append(self.teacher(x).float())
+                bar.update(stop - start)
+        return torch.cat(answers)
+
+    def loss(
+        self,
+        label_loss: torch.Tensor,
+        logits: torch.Tensor,
+        inputs: torch.Tensor,
+        rows: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The training loss: the label loss blended with the teacher's soft targets, on the
+        same (normalised, student-sized) ``inputs`` when live, or the cached answers for the
+        batch's ``rows`` of the training set."""
         t = self.temperature
         with torch.no_grad():
-            teacher = torch.softmax(self.teacher(inputs.float()).float() / t, dim=1)
+            if self.cached:
+                if self.answers is None or rows is None:
+                    raise RuntimeError("cached teacher answers need answer_once and batch rows")
+                answers = self.answers[rows.to(self.answers.device)]
+            else:
+                answers = self.teacher(inputs.float()).float()
+            teacher = torch.softmax(answers / t, dim=1)
         student = F.log_softmax(logits.float() / t, dim=1)
         soft = F.kl_div(student, teacher, reduction="batchmean") * (t * t)
         return (1.0 - self.alpha) * label_loss + self.alpha * soft
@@ -83,4 +171,12 @@ def make_distiller(cfg, class_names: list[str], student_meta: BundleMeta) -> Dis
         student_meta.image_size,
     )
     names = [str(bundle) for bundle, _ in teachers]
-    return Distiller(network, tc.distill_alpha, tc.distill_temperature, names)
+    cached = tc.teacher_outputs == "cached"
+    return Distiller(
+        network,
+        tc.distill_alpha,
+        tc.distill_temperature,
+        names,
+        cached,
+        cfg.resolved_cache_dir() if cached else None,
+    )

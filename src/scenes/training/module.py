@@ -121,6 +121,10 @@ class SceneClassifier(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.distiller is not None:
             self.distiller.to(self.device)
+            # cached teacher answers: one pass over the training images, before epoch one
+            train = self.trainer.datamodule.data.train
+            self.distiller.answer_once(train.pixels, self.built.mean, self.built.std)
+            self.distiller.to(self.device)
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or mixed float) batch -> the normalised input of the network."""
@@ -141,18 +145,21 @@ class SceneClassifier(L.LightningModule):
         metrics: MetricCollection,
         loss_targets: torch.Tensor | None = None,
         distil: bool = False,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         x = self.inputs(images)
         logits = self.model(x.to(next(self.model.parameters()).dtype))
         loss = loss_fn(logits, targets if loss_targets is None else loss_targets)
         if distil and self.distiller is not None:
-            loss = self.distiller.loss(loss, logits, x)
+            loss = self.distiller.loss(loss, logits, x, rows)
         loss_meter.update(loss.detach(), weight=len(targets))
         metrics.update(*self.objective.metric_inputs(logits.detach(), targets))
         return loss
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        images, targets = self.augmented(batch, batch_idx)
+        # (images, labels), or (images, labels, rows) when the teachers' answers are cached
+        rows = batch[2] if len(batch) == 3 else None
+        images, targets = self.augmented(batch[:2], batch_idx)
         if self.objective.mixes:
             images, targets = self.objective.mix(images, targets)  # blended, soft targets
         loss_targets = self.objective.training_targets(targets)
@@ -164,6 +171,7 @@ class SceneClassifier(L.LightningModule):
             self.train_metrics,
             loss_targets,
             distil=True,
+            rows=rows,
         )
 
     def augmented(self, batch, batch_idx: int):

@@ -81,10 +81,11 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
     distiller = make_distiller(cfg, files.class_names, student)
     if first and distiller is not None:
         log.info(
-            "teacher: %s (alpha %g, temperature %g)",
+            "teacher: %s (alpha %g, temperature %g, outputs %s)",
             " + ".join(distiller.names),
             cfg.train.distill_alpha,
             cfg.train.distill_temperature,
+            cfg.train.teacher_outputs,
         )
     data = prepare_data(
         cfg, layout, files, preprocess, cfg.train.progress_bar and first, saved_split
@@ -215,6 +216,7 @@ def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> Bundl
                 "teacher": " + ".join(cfg.train.teacher),
                 "distill_alpha": cfg.train.distill_alpha,
                 "distill_temperature": cfg.train.distill_temperature,
+                "teacher_outputs": cfg.train.teacher_outputs,
             }
         )
     return meta
