@@ -25,6 +25,7 @@ from scenes.models.bundle import load_bundle, read_meta, resolve_bundle_dir
 from scenes.models.ensemble import averaging
 from scenes.training import train
 from scenes.training.distill import Distiller
+from scenes.training.teacher_answers import answers_key
 
 from conftest import make_folder, tiny_train_config
 
@@ -209,3 +210,22 @@ def test_cached_teacher_outputs_refuse_mixed_images(tmp_path):
         )
     # without a teacher the setting is idle, and mixing stays allowed
     assert load_config(sets=["train.teacher_outputs=cached", "augment.cutmix_alpha=1"])
+
+
+def test_stored_answers_are_keyed_by_the_teachers_bytes_and_the_rows(tmp_path):
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    (teacher / "model.json").write_text("{}")
+    (teacher / "model.safetensors").write_bytes(b"weights")
+    stored = tmp_path / "decoded.npy"
+    np.save(stored, np.zeros((6, 8, 8, 3), np.uint8))
+    array = np.load(stored, mmap_mode="r")
+    mean, std = [0.5] * 3, [0.5] * 3
+    key = answers_key([teacher], LazyRows(array, np.arange(4)), mean, std)
+    assert key == answers_key([teacher], LazyRows(array, np.arange(4)), mean, std)
+    assert key != answers_key([teacher], LazyRows(array, np.arange(1, 5)), mean, std)
+    assert key != answers_key([teacher], LazyRows(array, np.arange(4)), [0.4] * 3, std)
+    (teacher / "model.safetensors").write_bytes(b"retrained")  # same folder, new weights
+    assert key != answers_key([teacher], LazyRows(array, np.arange(4)), mean, std)
+    # pixels that are no rows of a cache file have no name across runs: nothing is stored
+    assert answers_key([teacher], LazyRows(np.zeros((6, 8, 8, 3)), np.arange(4)), mean, std) is None

@@ -3,9 +3,9 @@
 The cache (``$SCENES_CACHE``, else ``~/.cache/scenes``; a run's ``data.cache_dir`` when set)
 holds decoded images (a ``.npy`` + ``.json`` per list of files and size), backbone features
 (``features/*.npz``), distillation teachers' answers (``teacher-answers/``) and the model-name
-listing (``model-names/``). Nothing removes an entry
-by itself: a dataset that changed, another image size or an older scenes leave theirs behind.
-Only files of these kinds are listed and removed: a folder shared with other files keeps them.
+listing (``model-names/``). Nothing removes an entry by itself: a dataset that changed, another
+image size or an older scenes leave theirs behind. Only files of these kinds are listed and
+removed: a folder shared with other files keeps them.
 """
 
 from __future__ import annotations
