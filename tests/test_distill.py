@@ -188,6 +188,7 @@ def test_a_cached_teacher_trains_differently_and_is_recorded(
     assert untimed[0] == untimed[1]
     # `scenes data cache` lists them beside the decoded images, and clears them
     cache = default_cache_dir()
+    capsys.readouterr()  # the runs' output: only the listing is read below
     assert main(["data", "cache", "--dir", str(cache)]) == 0
     listed = capsys.readouterr().out
     teacher = resolve_bundle_dir(trained_run)
