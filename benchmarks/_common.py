@@ -55,3 +55,10 @@ def alternated_p50(bundles: dict, photos: list[Path], rounds: int, calls: int) -
                 times.append((time.perf_counter() - start) * 1000)
             medians[name].append(statistics.median(times))
     return medians
+
+
+def median_range(values: list[float]) -> str:
+    """``median (min-max)`` of alternated rounds, as the README reports ratios."""
+    import statistics
+
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"

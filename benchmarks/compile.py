@@ -30,13 +30,9 @@ from scenes.models import build_model, save_bundle
 from scenes.models.meta import BundleMeta
 from scenes.serve.predictor import Predictor
 
-from _common import INTEL
+from _common import INTEL, median_range
 
 CLASSES = ["buildings", "forest", "glacier", "mountain", "sea", "street"]
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
 def alternate(sides: dict, rounds: int) -> tuple[dict[str, list[float]], list[float]]:
@@ -82,7 +78,7 @@ def bench_serve(name: str, size: int, photos: list[Path], args, root: Path) -> N
     print(
         f"| serve | {name} | {size} | {compile_s:.0f} s | "
         f"{statistics.median(medians['eager']):.1f} | "
-        f"{statistics.median(medians['compiled']):.1f} | {spread(ratios)} |",
+        f"{statistics.median(medians['compiled']):.1f} | {median_range(ratios)} |",
         flush=True,
     )
 
@@ -126,7 +122,7 @@ def bench_train(name: str, size: int, args) -> None:
     print(
         f"| train step, batch 32 | {name} | {size} | {compile_s:.0f} s | "
         f"{statistics.median(medians['eager']):.0f} | "
-        f"{statistics.median(medians['compiled']):.0f} | {spread(ratios)} |",
+        f"{statistics.median(medians['compiled']):.0f} | {median_range(ratios)} |",
         flush=True,
     )
 

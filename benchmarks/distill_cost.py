@@ -35,13 +35,9 @@ from scenes.models import build_model
 from scenes.training.distill import make_distiller
 from scenes.training.setup import bundle_meta
 
-from _common import INTEL, use_offline_weights
+from _common import INTEL, median_range, use_offline_weights
 
 TRAINING_IMAGES = 12_632  # the shared train split less its stratified 10% validation
-
-
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
 def main() -> None:
@@ -104,10 +100,10 @@ def main() -> None:
     print(f"teachers: {' + '.join(live.names)}")
     print(f"student step (batch {args.batch}, {cfg.data.image_size} px), median of blocks:")
     for mode in modes:
-        print(f"  {mode:<7} {spread([t * 1000 for t in medians[mode]])} ms")
+        print(f"  {mode:<7} {median_range([t * 1000 for t in medians[mode]])} ms")
     for mode in ("live", "cached"):
         ratios = [a / b for a, b in zip(medians[mode], medians["plain"])]
-        print(f"  {mode}/plain {spread(ratios)}")
+        print(f"  {mode}/plain {median_range(ratios)}")
 
     rates = []
     for _ in range(args.rounds):
@@ -118,7 +114,7 @@ def main() -> None:
         rates.append(len(pixels) / (time.perf_counter() - start))
     rate = statistics.median(rates)
     print(
-        f"cached: the teachers' one pass {spread(rates)} images/s, so about "
+        f"cached: the teachers' one pass {median_range(rates)} images/s, so about "
         f"{TRAINING_IMAGES / rate / 60:.1f} min for the {TRAINING_IMAGES:,} training images"
     )
 

@@ -126,9 +126,9 @@ def test_a_killed_two_process_run_resumes_to_the_same_numbers(data, cli_run, tmp
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
 
 
-def test_two_processes_share_one_pass_of_cached_teacher_answers(data, tmp_path, trained_run):
-    # Both processes need every training image's answer (the shards change each epoch): one
-    # computes and stores them while the other waits on the cache folder's lock, then reads.
+def test_two_processes_train_from_one_stored_set_of_teacher_answers(data, tmp_path, trained_run):
+    # Both processes need every training image's answer (the shards change each epoch) and ask
+    # under the cache folder's lock; the run completes with one stored set for all the rows.
     config = {
         **SMALL,
         **TWO_CPU_PROCESSES,

@@ -73,10 +73,11 @@ class Distiller:
     def answer_once(self, pixels, mean: list[float], std: list[float], batch: int = 64) -> None:
         """cached: the teacher's answers for every image of ``pixels`` (the training set's
         (N, H, W, 3) uint8 rows), read from the cache folder when an earlier run stored them,
-        else computed on the teacher's device and stored. The teacher is then let go (its
-        memory is not needed again). Nothing to do when live or when already answered."""
+        else computed and stored; kept on the teacher's device. The teacher is then let go
+        (its memory is not needed again). Nothing to do when live or when already answered."""
         if not self.cached or self.answers is not None:
             return
+        device = next(self.teacher.parameters()).device
         key = None
         if self.cache_dir is not None:
             key = answers_key([Path(n) for n in self.names], pixels, mean, std)
@@ -99,6 +100,7 @@ class Distiller:
                     log.info(
                         "teacher answers: %s read from %s", plural(len(pixels), "image"), array_file
                     )
+        self.answers = self.answers.to(device)
         self.teacher = None
 
     @torch.no_grad()

@@ -124,7 +124,6 @@ class SceneClassifier(L.LightningModule):
             # cached teacher answers: one pass over the training images, before epoch one
             train = self.trainer.datamodule.data.train
             self.distiller.answer_once(train.pixels, self.built.mean, self.built.std)
-            self.distiller.to(self.device)
 
     def inputs(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or mixed float) batch -> the normalised input of the network."""
