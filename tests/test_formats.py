@@ -33,15 +33,17 @@ from conftest import CLASSES, INTEL_TRAIN, MOBILENET_FILE, needs_intel, needs_we
 FP32 = ["onnx", "torchscript", "openvino"]
 INT8 = ["onnx-int8", "openvino-int8"]
 # int8 vs PyTorch on VALIDATION_SAMPLE with the model below (the default recipe on 150 photos
-# per class, 3 epochs), measured: the top class kept on 97.8% (ONNX Runtime) and 98.7%
-# (OpenVINO) of the photos; every flip was a near tie in fp32 (top-2 margin at most 0.35,
-# median margin 0.92); the largest probability difference 0.34, the 99th percentile of each
-# photo's largest difference 0.18. The default recipe's own model keeps the top class on
-# 99.8% of its validation photos (`scenes benchmark`, docs/results.md): a small model has
-# thinner margins, so the bounds here are set for it.
-INT8_SAME_TOP1 = 0.97
+# per class, 3 epochs), measured on an x86 CPU without VNNI (AVX2 only): the top class kept on
+# 96.7% (ONNX Runtime) and 98.0% (OpenVINO) of the photos (97.0% and 97.8% of 4,800); every
+# flip a near tie in fp32 (top-2 margin at most 0.35, median 0.13); the largest probability
+# difference 0.45 and 0.23, the 99th percentile of each photo's largest difference 0.26 and
+# 0.15. (With 8-bit weights, which that CPU's products saturate, ONNX Runtime's kept 93.5%.)
+# The default recipe's own model keeps the top class on 99% of its validation photos
+# (`scenes benchmark`, docs/results.md): a small model has thinner margins, so the bounds here
+# are set for it. The saturation itself is checked on every CPU by the weights' width.
+INT8_SAME_TOP1 = 0.95
 INT8_FLIP_MARGIN = 0.5  # int8 never changes an answer fp32 gives by more than this margin
-INT8_MAX_DIFF, INT8_P99_DIFF = 0.5, 0.25
+INT8_MAX_DIFF, INT8_P99_DIFF = 0.6, 0.35
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +97,44 @@ def test_every_format_exports_stamped_and_answers_like_pytorch(real_run, validat
     diff = np.abs(found.probs - expected.probs).max(axis=1)
     assert diff.max() < INT8_MAX_DIFF and np.quantile(diff, 0.99) < INT8_P99_DIFF
     assert path.stat().st_size < 0.4 * (real_run / "model" / WEIGHTS_FILE).stat().st_size
+
+
+def widest_int8_weights(path: Path, fmt: str) -> dict[str, int]:
+    """The largest |int8 weight| of depthwise convolutions and of every other layer in an int8
+    export. x86 CPUs without VNNI add pairs of uint8 x int8 products in 16 bits, which 8-bit
+    weights overflow (255 x 127 x 2 > 32767); depthwise kernels add in 32 bits."""
+    widest = {"depthwise": 0, "other": 0}
+    if fmt == "onnx-int8":
+        import onnx
+        from onnx.numpy_helper import to_array
+
+        graph = onnx.load(str(path)).graph
+        weights = {
+            t.name: to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8
+        }
+        dequantized = {
+            n.output[0]: weights[n.input[0]]
+            for n in graph.node
+            if n.op_type == "DequantizeLinear" and n.input[0] in weights
+        }
+        for node in graph.node:
+            if node.op_type in ("Conv", "Gemm", "MatMul") and node.input[1] in dequantized:
+                w = dequantized[node.input[1]]
+                group = next((a.i for a in node.attribute if a.name == "group"), 1)
+                kind = "depthwise" if group > 1 and w.shape[1] == 1 else "other"
+                widest[kind] = max(widest[kind], int(np.abs(w.astype(int)).max()))
+        return widest
+    import openvino as ov
+
+    for op in ov.Core().read_model(str(path)).get_ops():
+        if op.get_type_name() != "Constant" or op.get_element_type() != ov.Type.i8:
+            continue
+        user = op
+        while user.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+            user = next(iter(user.output(0).get_target_inputs())).get_node()  # Convert, Multiply...
+        kind = "depthwise" if user.get_type_name() == "GroupConvolution" else "other"
+        widest[kind] = max(widest[kind], int(np.abs(op.get_data().astype(int)).max()))
+    return widest
 
 
 @needs_intel
