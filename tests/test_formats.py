@@ -19,6 +19,7 @@ from scenes.models.bundle import WEIGHTS_FILE
 from scenes.serve.formats import (
     DIGEST_KEY,
     FORMATS,
+    VERSION_KEY,
     StaleExportError,
     current_export,
     export,
@@ -174,6 +175,22 @@ def test_a_torchscript_file_from_elsewhere_is_never_loaded(real_run, tmp_path, m
     before = path.stat().st_mtime_ns
     Predictor.load(run, backend="torchscript", device="cpu")
     assert path.stat().st_mtime_ns != before  # rewritten, then loaded
+
+
+def test_a_file_from_an_older_exporter_is_exported_again(trained_run, tmp_path):
+    """A file an older scenes wrote (e.g. int8 with 8-bit weights, which overflow on CPUs
+    without VNNI) is not current, though made from the same weights."""
+    import onnx
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    path = export(run, "onnx")
+    assert is_current(path, run, "onnx")
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {**recorded(path, "onnx"), VERSION_KEY: "2"})
+    onnx.save(graph, str(path))
+    assert not is_current(path, run, "onnx")
+    assert current_export(run / "model", "onnx") == path and is_current(path, run, "onnx")
 
 
 def test_int8_needs_the_runs_training_images(trained_run, tmp_path, capsys):

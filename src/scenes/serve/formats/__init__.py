@@ -36,7 +36,8 @@ DIGEST_KEY = "scenes.weights_sha256"
 VERSION_KEY = "scenes.export_version"
 FORMAT_KEY = "scenes.format"
 # 2: a second output, the penultimate features (the acceptance of unknown photos needs them)
-EXPORT_VERSION = "2"
+# 3: int8 weights in 7 bits but depthwise ones (8-bit ones overflow on x86 CPUs without VNNI)
+EXPORT_VERSION = "3"
 OPENVINO_INSTALL = "pip install 'scenes[openvino]' (OpenVINO and NNCF)"
 
 
@@ -170,7 +171,9 @@ def current_export(directory: Path, fmt: str) -> Path:
     if not path.is_file():
         log.warning("no %s yet: exporting it now", path)
     elif not is_current(path, directory, fmt):
-        log.warning("%s was made from other weights: exporting it again", path)
+        log.warning(
+            "%s was made from other weights or by an older scenes: exporting it again", path
+        )
     elif fmt == "torchscript" and not _module(FORMATS[fmt]).trusted(path):
         log.warning("%s was not written by scenes here: exporting it again", path)
     else:
