@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from scenes.cli import main
 from scenes.data.files import file_sha256
@@ -279,6 +280,23 @@ def test_the_hub_folder_carries_weights_configs_and_a_card_from_the_run(
     assert (folder / "figures" / "val-confusion_matrix.png").is_file()
     assert "No label-issue scan was run" in card
     assert "torchvision.models.mobilenet_v2(num_classes=6)" in card
+    # the metrics in the Hub's own terms: the front matter's model-index, spelled out in prose
+    front = yaml.safe_load(card.split("---")[1])
+    results = {r["dataset"]["split"]: r for r in front["model-index"][0]["results"]}
+    evaluated = json.loads((run / "eval" / "val" / "metrics.json").read_text())
+    scores = {m["type"]: m for m in results["val"]["metrics"]}
+    assert scores["accuracy"]["value"] == round(evaluated["accuracy"], 4)
+    assert scores["f1"] == {
+        "type": "f1",
+        "value": round(evaluated["macro_f1"], 4),
+        "name": "macro F1",
+        "args": {"average": "macro"},
+    }
+    assert results["val"]["task"]["type"] == "image-classification"
+    best = {m["type"]: m["value"] for m in results["validation"]["metrics"]}
+    assert set(best) == {"accuracy", "f1"} and 0 < best["accuracy"]
+    assert f"top-1 accuracy {best['accuracy']:.4f}, macro F1 {best['f1']:.4f}" in card
+    assert " acc 0." not in card
     # the card's torchvision recipe works as written
     import torchvision
     from safetensors.torch import load_file

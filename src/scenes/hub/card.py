@@ -31,6 +31,9 @@ def model_card(run_dir: Path, meta: BundleMeta, out: Path) -> str:
         "pipeline_tag": "image-classification",
         "tags": ["image-classification", "scenes", meta.backend, meta.task],
     }
+    results = _hub_results(run, config or {})
+    if results:
+        front["model-index"] = [{"name": run.path.resolve().name, "results": results}]
     names = ", ".join(meta.class_names)
     lines = [
         "---",
@@ -88,33 +91,91 @@ def _data_section(run: RunDir, meta: BundleMeta, config: dict) -> list[str]:
     return [*lines, ""]
 
 
+# The scores a run records, as the Hub's model-index names them (type, spelled out); the
+# keys are metrics.csv's validation columns and metrics.json's fields.
+HUB_METRICS = {
+    "acc": ("accuracy", "top-1 accuracy"),
+    "accuracy": ("accuracy", "top-1 accuracy"),
+    "f1": ("f1", "macro F1"),
+    "macro_f1": ("f1", "macro F1"),
+    "map": ("map", "mean average precision"),
+    "micro_f1": ("f1", "micro F1"),
+}
+HUB_AVERAGE = {"macro F1": "macro", "micro F1": "micro"}
+
+
+def _best_validation(run: RunDir) -> tuple[int, dict[str, float]] | None:
+    if not (run.metrics_csv.is_file() and run.best_checkpoint.is_file()):
+        return None
+    best = run.metrics_of_epoch(run.best_epoch)
+    return run.best_epoch, {
+        k.removeprefix("val_"): float(v) for k, v in best.items() if k.startswith("val_")
+    }
+
+
+def _evaluations(run: RunDir) -> list[tuple[str, dict]]:
+    paths = sorted(run.eval.glob(f"*/{METRICS_JSON}")) if run.eval.is_dir() else []
+    return [(path.parent.name, json.loads(path.read_text())) for path in paths]
+
+
+def _hub_metrics(scores: dict) -> list[dict]:
+    metrics = []
+    for key, (kind, name) in HUB_METRICS.items():
+        if isinstance(scores.get(key), (int, float)):
+            metric = {"type": kind, "value": round(float(scores[key]), 4), "name": name}
+            if name in HUB_AVERAGE:
+                metric["args"] = {"average": HUB_AVERAGE[name]}
+            metrics.append(metric)
+    return metrics
+
+
+def _hub_results(run: RunDir, config: dict) -> list[dict]:
+    """The front matter's ``model-index`` results: the best epoch's validation scores and
+    each evaluation's, each with its dataset and split, as the Hub reads them."""
+    folder = (config.get("data") or {}).get("dir") or "training folder"
+    dataset = Path(str(folder)).name or str(folder)
+    task = {"type": "image-classification", "name": "Image Classification"}
+    found = []
+    best = _best_validation(run)
+    if best is not None:
+        found.append(("validation", f"{dataset} (validation split)", best[1]))
+    for name, m in _evaluations(run):
+        found.append((name, m.get("source") or name, m))
+    results = []
+    for split, source, scores in found:
+        metrics = _hub_metrics(scores)
+        if metrics:
+            data = {"name": source, "type": "imagefolder", "split": split}
+            results.append({"task": task, "dataset": data, "metrics": metrics})
+    return results
+
+
 def _metrics_section(run: RunDir, out: Path) -> list[str]:
     lines = ["## Metrics", ""]
-    if run.metrics_csv.is_file() and run.best_checkpoint.is_file():
-        best = run.metrics_of_epoch(run.best_epoch)
-        shown = {k: v for k, v in best.items() if k.startswith("val_")}
-        lines.append(
-            f"Validation, best epoch ({run.best_epoch}): "
-            + ", ".join(f"{k.removeprefix('val_')} {v:.4f}" for k, v in shown.items())
-            + "."
-        )
-    results = sorted(run.eval.glob(f"*/{METRICS_JSON}")) if run.eval.is_dir() else []
+    best = _best_validation(run)
+    if best is not None:
+        epoch, scores = best
+        named = [
+            f"{HUB_METRICS[k][1] if k in HUB_METRICS else k.replace('_', ' ')} {v:.4f}"
+            for k, v in scores.items()
+        ]
+        lines.append(f"Validation, best epoch ({epoch}): " + ", ".join(named) + ".")
+    results = _evaluations(run)
     if not results:
         lines += ["", "Not evaluated on a held-out folder yet (`scenes evaluate`)."]
-    for path in results:
-        m = json.loads(path.read_text())
-        lines += ["", f"### `{path.parent.name}`", "", headline(m), ""]
+    for name, m in results:
+        lines += ["", f"### `{name}`", "", headline(m), ""]
         columns = ["precision", "recall", "f1", "support"]
         if m.get("task") == "multilabel":
             columns = ["ap", "precision", "recall", "f1"]
         rows = [[n, *(number_text(c[k]) for k in columns)] for n, c in m["per_class"].items()]
         lines += markdown_table(["class", *columns], rows)
-        figure = path.parent / CONFUSION_MATRIX
+        figure = run.eval / name / CONFUSION_MATRIX
         if figure.is_file():
             (out / "figures").mkdir(exist_ok=True)
-            name = f"{path.parent.name}-{CONFUSION_MATRIX}"
-            shutil.copyfile(figure, out / "figures" / name)
-            lines += ["", f"![confusion matrix, {path.parent.name}](figures/{name})"]
+            copy = f"{name}-{CONFUSION_MATRIX}"
+            shutil.copyfile(figure, out / "figures" / copy)
+            lines += ["", f"![confusion matrix, {name}](figures/{copy})"]
     return [*lines, ""]
 
 
