@@ -1,6 +1,7 @@
 """Write the files that restate facts whose one source is the code: the command reference
 (from the parser, ``src/scenes/cli``), the config reference and ``configs/default.yaml``
-(from the config model, ``src/scenes/config.py``).
+(from the config model, ``src/scenes/config.py``), and the module map (from the tree and each
+module's docstring, ``src/scenes``).
 
     python docs/generate.py           # rewrite them
     python docs/generate.py --check   # exit 1, naming the files, when one is out of date
@@ -12,6 +13,7 @@ or a changed default cannot leave the documentation behind.
 from __future__ import annotations
 
 import argparse
+import ast
 import os
 import sys
 import textwrap
@@ -22,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMANDS_MD = ROOT / "docs" / "reference" / "commands.md"
 CONFIG_MD = ROOT / "docs" / "reference" / "config.md"
 DEFAULT_YAML = ROOT / "configs" / "default.yaml"
+MODULES_MD = ROOT / "docs" / "reference" / "modules.md"
 WIDTH = 96  # argparse wraps at $COLUMNS: fixed, so the output is the same on every machine
 
 
@@ -173,9 +176,42 @@ def tune_space_yaml() -> str:
     )
 
 
+# -- modules --------------------------------------------------------------------------------
+
+
+def first_sentence(path: Path) -> str:
+    """A module's docstring up to its first full stop (read, not imported)."""
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
+
+
+def modules_page() -> str:
+    package = ROOT / "src" / "scenes"
+    lines = [
+        "# Modules",
+        "",
+        "Every module of `src/scenes`, room by room, with the first sentence of its docstring.",
+        "Generated from the tree by `docs/generate.py`, so a new, moved or removed module cannot",
+        "leave this page behind ([Development](../development.md) says how the rooms depend on",
+        "each other).",
+    ]
+    rooms = [package, *sorted(init.parent for init in package.rglob("*/__init__.py"))]
+    for room in rooms:
+        title = "top level" if room == package else f"{room.relative_to(package)}/"
+        lines += ["", f"## {title}", "", "| module | what it is |", "|---|---|"]
+        for path in sorted(room.glob("*.py")):
+            if path.name != "__main__.py":
+                name = path.relative_to(package).as_posix()
+                lines.append(f"| `{name}` | {cell(first_sentence(path))} |")
+    return "\n".join(lines) + "\n"
+
+
 OUTPUTS = {
     COMMANDS_MD: commands_page,
     CONFIG_MD: config_page,
+    MODULES_MD: modules_page,
     DEFAULT_YAML: default_yaml,
     ROOT / "configs" / "tune_space.yaml": tune_space_yaml,
 }

@@ -88,6 +88,7 @@ LAYERS = [
     # shared facts and helpers every layer uses
     {
         "scenes.errors",
+        "scenes.atomic",
         "scenes.console",
         "scenes.csvfile",
         "scenes.outputs",
