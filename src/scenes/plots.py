@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from .atomic import replacing
+
 log = logging.getLogger(__name__)
 
 DPI = 100
@@ -67,7 +69,8 @@ def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # No bbox_inches="tight": it would change the pixel size from one figure to the next.
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    with replacing(path, "wb") as fh:
+        fig.savefig(fh, format=path.suffix.lstrip(".") or "png", dpi=DPI, facecolor="white")
     return path
 
 

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from .. import plots
+from ..atomic import replacing
 from ..choices import INFERENCE_BATCH
 from ..csvfile import SafeWriter
 from ..models.bundle import bundle_run_dir, read_meta
@@ -48,7 +49,7 @@ def write_outputs(results: list[FormatResult], out: Path, score: str) -> tuple[P
     out.mkdir(parents=True, exist_ok=True)
     table = out / BENCHMARK_CSV
     rows = [r.row() for r in results]
-    with table.open("w", newline="") as fh:
+    with replacing(table) as fh:
         writer = SafeWriter(fh)
         writer.writerow(list(rows[0]))
         for row in rows:

@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from .. import console
+from ..atomic import write_text
 from ..errors import RunDirError, UsageError
 from ..overrides import dotted
 from ..plots import draw_safely, plot_compared_classes, plot_compared_curves
@@ -198,6 +199,6 @@ def run_compare(runs: list[str], out: str | None) -> int:
         raise UsageError(f"--out {out}: give a Markdown file name ending in .md")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = compare_markdown(runs, path.with_name(f"{path.stem}_figures"))
-    path.write_text(text)
+    write_text(path, text)
     print(f"comparison written to {path} (figures in {path.with_name(path.stem + '_figures')})")
     return 0

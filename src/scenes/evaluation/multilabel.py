@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .. import plots
+from ..atomic import replacing, write_text
 from ..console import plural
 from ..csvfile import SafeWriter
 from ..data.multilabel import label_text
@@ -140,14 +141,14 @@ def multilabel_result(
 
 def write_multilabel_outputs(result: MultilabelResult, model: Predictor, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_JSON).write_text(json.dumps(result.summary(), indent=2) + "\n")
+    write_text(out_dir / METRICS_JSON, json.dumps(result.summary(), indent=2) + "\n")
     columns = ["ap", "precision", "recall", "f1", *COUNTS, "support"]
-    with (out_dir / PER_CLASS_CSV).open("w", newline="") as fh:
+    with replacing(out_dir / PER_CLASS_CSV) as fh:
         writer = SafeWriter(fh)
         writer.writerow(["class", "threshold", *columns])
         for name, threshold in zip(result.class_names, result.thresholds):
             writer.writerow([name, threshold, *(result.per_class[name][c] for c in columns)])
-    with (out_dir / PREDICTIONS_CSV).open("w", newline="") as fh:
+    with replacing(out_dir / PREDICTIONS_CSV) as fh:
         writer = SafeWriter(fh)
         writer.writerow(["path", "true", "predicted", *(f"prob_{n}" for n in result.class_names)])
         for p in result.predictions:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import plots
+from ..atomic import replacing, write_text
 from ..console import plural
 from ..csvfile import SafeWriter
 from ..models.probabilities import softmax
@@ -90,18 +91,18 @@ def write_outputs(
     result: EvalResult, model: Predictor, out_dir: Path, explain: bool = False
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_JSON).write_text(json.dumps(result.summary(), indent=2) + "\n")
-    with (out_dir / PER_CLASS_CSV).open("w", newline="") as fh:
+    write_text(out_dir / METRICS_JSON, json.dumps(result.summary(), indent=2) + "\n")
+    with replacing(out_dir / PER_CLASS_CSV) as fh:
         writer = SafeWriter(fh)
         writer.writerow(["class", "precision", "recall", "f1", "support"])
         for name, m in result.per_class.items():
             writer.writerow([name, m["precision"], m["recall"], m["f1"], m["support"]])
-    with (out_dir / CONFUSION_CSV).open("w", newline="") as fh:
+    with replacing(out_dir / CONFUSION_CSV) as fh:
         writer = SafeWriter(fh)
         writer.writerow(["true\\predicted", *result.class_names])
         for name, row in zip(result.class_names, result.confusion):
             writer.writerow([name, *row])
-    with (out_dir / PREDICTIONS_CSV).open("w", newline="") as fh:
+    with replacing(out_dir / PREDICTIONS_CSV) as fh:
         writer = SafeWriter(fh)
         accepting = result.accepted_share is not None
         writer.writerow(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import write_text
 from ..errors import RunDirError
 from ..models.bundle import META_FILE, read_meta
 from ..rundir import FIGURE_TITLES, RunDir
@@ -216,7 +217,7 @@ def write_report(run_dir: str | Path) -> Path:
         *_evaluation_section(run_dir),
     ]
     report = run.report
-    report.write_text("\n".join(lines).rstrip() + "\n")
+    write_text(report, "\n".join(lines).rstrip() + "\n")
     return report
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import plots
+from ..atomic import replacing
 from ..choices import DEFAULT_CAM_METHOD, EXPLAIN_BATCH
 from ..console import plural, stage
 from ..csvfile import SafeWriter, restore
@@ -163,7 +164,7 @@ def explain_files(
     used = set(grid_names(len(files)))
     layer = predictor.explainer(method, target_layer).target.layer
     with (
-        (out_dir / INDEX_CSV).open("w", newline="") as fh,
+        replacing(out_dir / INDEX_CSV) as fh,
         stage("explaining", len(files)) as bar,
     ):
         index = SafeWriter(fh)

@@ -22,6 +22,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..atomic import write_text
 from ..errors import UsageError
 from ..models.bundle import (
     ACCEPTANCE_FILE,
@@ -71,7 +72,7 @@ def export_hub(run_or_bundle: str | Path, out: Path) -> Path:
         shutil.copyfile(directory / WEIGHTS_FILE, out / WEIGHTS_FILE)
         _write_own_config(meta, out)
     run_dir = bundle_run_dir(directory)
-    (out / "README.md").write_text(model_card(run_dir, meta, out))
+    write_text(out / "README.md", model_card(run_dir, meta, out))
     return out
 
 
@@ -140,4 +141,4 @@ def _write_own_config(meta: BundleMeta, out: Path) -> None:
         "mean": meta.mean,
         "std": meta.std,
     }
-    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    write_text(out / CONFIG_FILE, json.dumps(config, indent=2) + "\n")

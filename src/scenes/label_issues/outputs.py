@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
 from ..console import plural
 from ..csvfile import SafeWriter
 from .ranking import LabelIssues
@@ -21,7 +22,7 @@ SUMMARY_MD = "summary.md"
 def write_issues_csv(issues: LabelIssues, indices: np.ndarray, path: Path) -> Path:
     """path, given, suggested, score: the file ``data.exclude`` reads (its path column)."""
     names, suggested = issues.class_names, issues.suggested
-    with path.open("w", newline="") as fh:
+    with replacing(path) as fh:
         writer = SafeWriter(fh)
         writer.writerow(["path", "given", "suggested", "score"])
         for i in indices:
@@ -40,7 +41,7 @@ def write_quality_csv(issues: LabelIssues, path: Path) -> Path:
     """Every image: its label quality, cleanlab's rank when flagged, and all probabilities."""
     names, suggested = issues.class_names, issues.suggested
     rank = {int(i): r + 1 for r, i in enumerate(issues.ranked)}
-    with path.open("w", newline="") as fh:
+    with replacing(path) as fh:
         writer = SafeWriter(fh)
         writer.writerow(["path", "given", "suggested", "score", "rank", *names])
         for i, p in enumerate(issues.paths):
