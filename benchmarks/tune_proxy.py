@@ -52,7 +52,7 @@ def main() -> None:
     data = stratified_third(INTEL / "train", out / "data", args.fraction, args.fraction_seed)
     code = run_tune(
         config=None,
-        data=str(data),
+        overrides={"data.dir": str(data)},
         space=args.space,
         trials=args.trials,
         timeout=args.timeout,

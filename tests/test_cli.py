@@ -91,7 +91,6 @@ def test_train_flags_become_config_fields(tmp_path):
     assert parse_train("--weights", "missing/other.safetensors") == {
         "model.weights_file": "missing/other.safetensors"  # a file's name: refused as missing
     }
-    assert parse_train("--freeze-backbone") == {"train.mode": "head"}
     assert parse_train("--mode", "full", "--epochs", "3") == {
         "train.mode": "full",
         "train.epochs": 3,
@@ -100,6 +99,26 @@ def test_train_flags_become_config_fields(tmp_path):
         "train.devices": [0, 2],
         "train.progress_bar": False,
     }
+
+
+def test_a_train_command_line_copied_into_tune_builds_the_same_recipe(tmp_path, monkeypatch):
+    from scenes.tune import study
+
+    recipe = ["--data", str(tmp_path), "--model", "resnet18", "--epochs", "3"]
+    recipe += ["--image-size", "64", "--lr", "0.01", "--no-pretrained", "--no-progress"]
+    called = {}
+    monkeypatch.setattr(study, "run_tune", lambda **kwargs: called.update(kwargs) or 0)
+    assert main(["tune", *recipe, "--out", str(tmp_path / "study"), "--trials", "2"]) == 0
+    assert called["overrides"] == parse_train(*recipe)
+    assert called["overrides"]["model.name"] == "resnet18"
+    assert called["out"] == str(tmp_path / "study") and called["trials"] == 2
+    assert "out" not in called["overrides"]  # a trial's folder is the study's, not --out
+
+
+def test_the_removed_freeze_backbone_flag_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--freeze-backbone"])
+    assert "unrecognized arguments: --freeze-backbone" in capsys.readouterr().err
 
 
 def test_data_download_takes_out_like_every_other_command():

@@ -14,6 +14,7 @@ import traceback
 
 from .parser import build_parser
 from .train_args import train_options
+from .tune_args import tune_options
 
 __all__ = ["build_parser", "dispatch", "main"]
 
@@ -30,9 +31,12 @@ def _call(target: str, **kwargs) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Call the command's ``run_*`` function (named by its parser) with the parsed options,
-    whose names are its parameters; ``train`` turns its flags into config overrides first."""
+    whose names are its parameters; ``train`` and ``tune`` turn their recipe flags into
+    config overrides first."""
     if args.command == "train":
         return _call(args.target, **train_options(args))
+    if args.command == "tune":
+        return _call(args.target, **tune_options(args, NOT_PASSED))
     options = {k: v for k, v in vars(args).items() if k not in NOT_PASSED}
     return _call(args.target, **options)
 

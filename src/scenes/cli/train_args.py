@@ -1,63 +1,11 @@
-"""``scenes train``'s options. Each flag is a config field (``FLAGS``): its help and default
-come from the field in ``config.py``, the one place where defaults live, and the flags
-become config overrides through the same table."""
+"""``scenes train``'s options: the recipe's flags (``recipe_args.py``, shared with ``scenes
+tune``) and those of a run alone (resume, the learning-rate finder)."""
 
 from __future__ import annotations
 
 import argparse
-import typing
-from pathlib import Path
 
-from ..config import Config
-from ..errors import UsageError
-from .types import devices, positive, positive_float, positive_or_auto
-
-# flag -> (config field, parser type, metavar)
-FLAGS: dict[str, tuple[str, typing.Callable | None, str | None]] = {
-    "--data": ("data.dir", str, "DIR"),
-    "--model": ("model.name", str, "NAME"),
-    "--epochs": ("train.epochs", positive, "N"),
-    "--image-size": ("data.image_size", positive, "PX"),
-    "--batch-size": ("data.batch_size", positive_or_auto, "N|auto"),
-    "--lr": ("train.lr", positive_float, "LR"),
-    "--mode": ("train.mode", None, None),
-    "--out": ("out", str, "RUN_DIR"),
-    "--accelerator": ("train.accelerator", None, None),
-    "--devices": ("train.devices", devices, "N|IDS|auto"),
-    "--num-nodes": ("train.num_nodes", positive, "N"),
-    "--strategy": ("train.strategy", str, "NAME"),
-}
-# A --weights value that names a file (by its extension, or by existing) is model.weights_file;
-# anything else is the name of a model's pretrained weights (model.weights).
-WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
-
-
-def field(key: str):
-    section, _, name = key.rpartition(".")
-    model = getattr(Config(), section) if section else Config()
-    return type(model).model_fields[name]
-
-
-def field_help(key: str, extra: str = "") -> str:
-    """The field's description and default: ``maximum epochs (default: 4)``."""
-    info = field(key)
-    default = info.default
-    shown = (
-        "null"
-        if default is None
-        else str(default).lower()
-        if isinstance(default, bool)
-        else default
-    )
-    return f"{info.description} (config {key}; default: {shown}){extra}"
-
-
-def choices_of(key: str) -> list[str] | None:
-    literals = [a for a in typing.get_args(field(key).annotation) or [field(key).annotation]]
-    values = [v for a in literals for v in typing.get_args(a) if isinstance(v, str)]
-    if typing.get_origin(field(key).annotation) is typing.Literal:
-        values = list(typing.get_args(field(key).annotation))
-    return values or None
+from .recipe_args import add_recipe_flags, recipe_overrides
 
 
 def add_train_parser(sub, common) -> None:
@@ -72,28 +20,7 @@ def add_train_parser(sub, common) -> None:
     p.add_argument(
         "--config", metavar="FILE", help="a YAML recipe, e.g. configs/resnet50.yaml (default: none)"
     )
-    for flag, (key, kind, metavar) in FLAGS.items():
-        options = {"choices": choices_of(key)} if kind is None else {"type": kind}
-        p.add_argument(flag, dest=key, metavar=metavar, help=field_help(key), **options)
-    weights = p.add_mutually_exclusive_group()
-    weights.add_argument(
-        "--weights",
-        metavar="NAME|FILE",
-        help="the pretrained weights to start from: a name (DEFAULT: the best ImageNet weights "
-        "this machine has; IMAGENET1K_V1; a timm tag) or a local state-dict file "
-        f"({', '.join(WEIGHT_FILE_SUFFIXES)}); the config fields model.weights / "
-        "model.weights_file (default: DEFAULT)",
-    )
-    weights.add_argument(
-        "--no-pretrained",
-        action="store_true",
-        help="start from random weights (model.pretrained=false)",
-    )
-    p.add_argument(
-        "--freeze-backbone",
-        action="store_true",
-        help="the same as --mode head (train the head only), kept for older scripts",
-    )
+    add_recipe_flags(p)
     p.add_argument(
         "--resume",
         metavar="CKPT",
@@ -119,27 +46,9 @@ def add_train_parser(sub, common) -> None:
     p.set_defaults(target=".training.command:run_train")
 
 
-def is_weights_file(value: str) -> bool:
-    return value.lower().endswith(WEIGHT_FILE_SUFFIXES) or Path(value).is_file()
-
-
 def train_options(args: argparse.Namespace) -> dict:
     """The parsed train flags as ``run_train``'s arguments: config overrides by field."""
-    overrides = {key: getattr(args, key) for key, _, _ in FLAGS.values()}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    if args.weights is not None:
-        key = "model.weights_file" if is_weights_file(args.weights) else "model.weights"
-        overrides[key] = args.weights
-    if args.no_pretrained:
-        overrides["model.pretrained"] = False
-    if args.freeze_backbone:
-        if overrides.get("train.mode", "head") != "head":
-            raise UsageError(
-                f"--freeze-backbone means --mode head, not --mode {overrides['train.mode']}"
-            )
-        overrides["train.mode"] = "head"
-    if not args.progress:
-        overrides["train.progress_bar"] = False
+    overrides = recipe_overrides(args)
     return {
         "config_path": args.config,
         "overrides": overrides,

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 
+from .recipe_args import FLAGS, add_recipe_flags, recipe_overrides
 from .types import positive
 
+# A trial's folder is the study's DIR/trials/NNN: tune's --out is the study's folder.
+NOT_RECIPE = ("--out",)
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -39,7 +43,7 @@ def add_tune_parser(sub, common) -> None:
     p.add_argument(
         "--config", metavar="FILE", help="the recipe each trial starts from (default: none)"
     )
-    p.add_argument("--data", metavar="DIR", help="the labelled folder (default: the config's)")
+    add_recipe_flags(p, skip=NOT_RECIPE)  # the same recipe flags as scenes train's
     p.add_argument(
         "--space",
         metavar="FILE",
@@ -97,6 +101,19 @@ def add_tune_parser(sub, common) -> None:
         help="any config field for every trial, e.g. --set train.epochs=2 (default: none)",
     )
     p.set_defaults(target=".tune.study:run_tune")
+
+
+# What the parser keeps besides run_tune's own options: the recipe flags, read by
+# recipe_overrides.
+RECIPE_DESTS = {key for flag, (key, _, _) in FLAGS.items() if flag not in NOT_RECIPE}
+RECIPE_DESTS |= {"weights", "no_pretrained"}
+
+
+def tune_options(args: argparse.Namespace, not_passed: set[str]) -> dict:
+    """The parsed tune flags as ``run_tune``'s arguments: the recipe flags as config
+    overrides every trial starts from, as ``scenes train`` reads them."""
+    options = {k: v for k, v in vars(args).items() if k not in not_passed and k not in RECIPE_DESTS}
+    return {**options, "overrides": recipe_overrides(args, skip=NOT_RECIPE)}
 
 
 def add_compare_parser(sub, common) -> None:

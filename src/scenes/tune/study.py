@@ -37,7 +37,7 @@ def direction_of(objective: str) -> str:
 
 def run_tune(
     config: str | None,
-    data: str | None,
+    overrides: dict,
     space: str | None,
     trials: int,
     timeout: float | None,
@@ -51,7 +51,7 @@ def run_tune(
     import optuna
 
     out_dir = Path(out)
-    base = load_config(config, {"data.dir": data} if data else {}, sets)
+    base = load_config(config, overrides, sets)
     base = apply(base, {}, **{"train.monitor": objective})  # refuses val_map on one-label data
     dimensions = load_space(space, base)
     if base.train.num_nodes != 1:
