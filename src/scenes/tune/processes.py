@@ -11,7 +11,7 @@ from pathlib import Path
 from ..config import Config
 from .pruning import TrialPruning, unjudged_epochs
 from .space import Dimension
-from .trials import GROUP_ENV, trial_config, trial_dir
+from .trials import GROUP_ENV, study_url, trial_config, trial_dir
 
 
 def follow_trials(
@@ -29,7 +29,7 @@ def follow_trials(
     from ..training import train
 
     group = os.environ[GROUP_ENV]
-    url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
+    url = study_url(out_dir, storage)
     study = optuna.load_study(study_name=study_name, storage=url)
     parent, ran = os.getppid(), set()
     while os.getppid() == parent:

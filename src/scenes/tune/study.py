@@ -23,7 +23,7 @@ from ..training.hardware import resolve_hardware
 from .outputs import write_outputs
 from .pruning import TrialPruning, unjudged_epochs
 from .space import Dimension, apply, load_space
-from .trials import GROUP_ENV, trial_config, trial_dir
+from .trials import GROUP_ENV, study_url, trial_config, trial_dir
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ HEARTBEAT_S, GRACE_S = 60, 180
 def open_study(out_dir: Path, storage: str | None, name: str, objective: str, seed: int, prune):
     import optuna
 
-    url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
+    url = study_url(out_dir, storage)
     # A heartbeat marks the trials of a killed process as failed; they are then retried once.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

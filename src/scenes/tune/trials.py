@@ -18,3 +18,8 @@ def trial_dir(out_dir: Path, number: int) -> Path:
 
 def trial_config(base: Config, params: dict[str, Any], run: Path, objective: str) -> Config:
     return apply(base, params, **{"out": str(run), "train.monitor": objective})
+
+
+def study_url(out_dir: Path, storage: str | None) -> str:
+    """Where a study lives: the shared ``--storage`` database, else ``DIR/study.db``."""
+    return storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
