@@ -40,7 +40,7 @@ def test_training_compiles_when_asked_and_keeps_the_state_dict_keys(tmp_path, mo
     )
     result = train(cfg)
     assert calls == ["ResNet"]
-    assert result.epochs_run == 2 and 0.0 <= result.best["val_acc"] <= 1.0
+    assert result.epochs_run == 2
     keys = read_checkpoint(RunDir(result.run_dir).best_checkpoint)["state_dict"]
     assert not any("_orig_mod" in k for k in keys)
     photo = make_image(tmp_path / "red.jpg", (220, 40, 40))

@@ -1,3 +1,4 @@
+import importlib
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,7 @@ def test_every_public_name_resolves():
 
     assert sorted(scenes.__all__) == sorted(scenes._EXPORTS)
     for name in scenes.__all__:
-        assert getattr(scenes, name) is not None
+        home = importlib.import_module(scenes._EXPORTS[name], "scenes")
+        assert getattr(scenes, name) is getattr(home, name)  # the object its module defines
     with pytest.raises(AttributeError):
         scenes.not_a_thing  # noqa: B018

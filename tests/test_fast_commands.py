@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -50,6 +51,7 @@ def test_models_package_names_resolve_lazily():
 
     assert sorted(scenes.models.__all__) == sorted(scenes.models._EXPORTS)
     for name in scenes.models.__all__:
-        assert getattr(scenes.models, name) is not None
+        home = importlib.import_module(scenes.models._EXPORTS[name], "scenes.models")
+        assert getattr(scenes.models, name) is getattr(home, name)  # the object its module defines
     with pytest.raises(AttributeError):
         scenes.models.not_a_thing  # noqa: B018

@@ -3,6 +3,7 @@ confidence that means what it says."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from importlib.util import find_spec
@@ -16,6 +17,7 @@ from scenes.cli import main
 from scenes.data.images import Preprocess, to_square
 from scenes.data.samplers import BalancedSampler
 from scenes.evaluation.loop import evaluate
+from scenes.metrics import ECE_BINS
 from scenes.models.acceptance import knn_distance, normalise, reference_rows, threshold_for
 from scenes.models.probabilities import softmax
 from scenes.serve.predictor import Predictor
@@ -218,7 +220,19 @@ def test_evaluate_reports_calibration_error_and_a_reliability_diagram(
     printed = capsys.readouterr().out
     assert "expected calibration error" in printed and "temperature" in printed
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["ece"] <= 1.0 and 0.0 <= metrics["ece_uncalibrated"] <= 1.0
+    # the ECE of the confidences served, recomputed from the written predictions: equal-width
+    # bins of the top-class confidence, |accuracy - confidence| weighted by each bin's share
+    rows = list(csv.DictReader((out / "predictions.csv").open(newline="")))
+    confidence = np.array([float(r["confidence"]) for r in rows])
+    correct = np.array([r["true"] == r["predicted"] for r in rows])
+    bins = np.clip(np.floor(confidence * ECE_BINS).astype(int), 0, ECE_BINS - 1)
+    gaps = [
+        abs(correct[bins == b].mean() - confidence[bins == b].mean()) * (bins == b).mean()
+        for b in range(ECE_BINS)
+        if (bins == b).any()
+    ]
+    assert metrics["ece"] == pytest.approx(sum(gaps), abs=1e-5)
+    assert metrics["ece_uncalibrated"] != metrics["ece"]  # the temperature changed the answers
     with Image.open(out / "reliability.png") as figure:
         assert figure.format == "PNG"
 
