@@ -229,3 +229,40 @@ def test_the_app_explain_and_report_follow(ml_run, tmp_path):
     )
     assert main(["report", "--run", str(run)]) == 0
     assert "multilabel" in (run / "report.md").read_text()
+
+
+@needs_intel
+@needs_weights
+def test_every_class_has_its_probability_with_fewer_label_columns(ml_run, tmp_path, capsys):
+    """--top-k 1 on 3 classes: CSV, stdout and Parquet rows still carry all 3 probabilities."""
+    pd = pytest.importorskip("pandas")
+    from scenes.serve.csv_rows import csv_header
+    from scenes.serve.prediction_files import PredictionSink
+    from scenes.serve.ray_engine import BatchPredictor
+
+    run = ml_run["run"]
+    images = ml_run["test"].parent / "images"
+    pairs = [images / "000.jpg", images / "003.jpg"]
+    model = Predictor.load(run, device="cpu")
+    want = {str(p): model.probabilities(model.load_image(p)[None])[0] for p in pairs}
+    argv = ["predict", "--run", str(run), *map(str, pairs), "--top-k", "1", "--out"]
+
+    def check(rows: list[dict]) -> None:
+        assert sorted(r["path"] for r in rows) == sorted(want)
+        for row in rows:
+            got = [float(row[f"prob_{name}"]) for name in CLASSES]
+            np.testing.assert_allclose(got, want[row["path"]], atol=1e-5)
+
+    assert main([*argv, str(tmp_path / "p.csv")]) == 0
+    check(list(csv.DictReader((tmp_path / "p.csv").open())))
+    capsys.readouterr()
+    assert main([*argv, "-"]) == 0
+    check(list(csv.DictReader(capsys.readouterr().out.splitlines())))
+    # Parquet: a Ray worker's rows (its actor called here, without starting Ray), written
+    # as `predict --engine ray` writes them
+    worker = BatchPredictor(str(run), "torch", "cpu", False, 1, False, {})
+    rows = [json.loads(text) for text in worker({"path": list(map(str, pairs))})["row"]]
+    parquet = tmp_path / "p.parquet"
+    columns = [*csv_header(model.meta, 1, worker.accepting), "digest"]
+    PredictionSink(parquet, columns, "bundle").write(rows)
+    check(pd.read_parquet(parquet).to_dict("records"))
