@@ -21,7 +21,13 @@ from scenes.data.device_loader import DeviceBatches
 from scenes.data.samplers import DecodedDataset, EpochShuffleSampler, LazyRows, WithRows
 from scenes.data.transforms import normalize_batch
 from scenes.errors import ConfigError, DataError, MissingPathError
-from scenes.models.bundle import load_bundle, read_meta, resolve_bundle_dir
+from scenes.models.bundle import (
+    load_bundle,
+    read_meta,
+    resolve_bundle_dir,
+    save_bundle,
+    save_meta,
+)
 from scenes.models.ensemble import averaging
 from scenes.training import train
 from scenes.training.distill import Distiller
@@ -213,20 +219,39 @@ def test_cached_teacher_outputs_refuse_mixed_images(tmp_path):
     assert load_config(sets=["train.teacher_outputs=cached", "augment.cutmix_alpha=1"])
 
 
-def test_stored_answers_are_keyed_by_the_teachers_bytes_and_the_rows(tmp_path):
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    (teacher / "model.json").write_text("{}")
-    (teacher / "model.safetensors").write_bytes(b"weights")
+def test_stored_answers_are_keyed_by_the_teachers_weights_and_the_rows(fresh_run, tmp_path):
+    teacher = resolve_bundle_dir(fresh_run)
     stored = tmp_path / "decoded.npy"
     np.save(stored, np.zeros((6, 8, 8, 3), np.uint8))
     array = np.load(stored, mmap_mode="r")
     mean, std = [0.5] * 3, [0.5] * 3
-    key = answers_key([teacher], LazyRows(array, np.arange(4)), mean, std)
-    assert key == answers_key([teacher], LazyRows(array, np.arange(4)), mean, std)
-    assert key != answers_key([teacher], LazyRows(array, np.arange(1, 5)), mean, std)
-    assert key != answers_key([teacher], LazyRows(array, np.arange(4)), [0.4] * 3, std)
-    (teacher / "model.safetensors").write_bytes(b"retrained")  # same folder, new weights
-    assert key != answers_key([teacher], LazyRows(array, np.arange(4)), mean, std)
+
+    def key_of(rows=np.arange(4), mean=mean):
+        return answers_key([teacher], LazyRows(array, rows), mean, std)
+
+    key = key_of()
+    assert key == key_of()
+    assert key != key_of(np.arange(1, 5))
+    assert key != key_of(mean=[0.4] * 3)
+    # exports written into the teacher's model/ (and a refitted acceptance) keep the key
+    assert main(["export", "--run", str(fresh_run), "--format", "onnx"]) == 0
+    assert (teacher / "model.onnx").is_file()
+    meta = read_meta(teacher)
+    meta.acceptance.threshold /= 2
+    save_meta(meta, teacher)
+    assert key_of() == key
+    # what changes its answers changes it: its temperature, or its weights (retrained in place)
+    fitted = meta.temperature
+    meta.temperature = fitted * 2
+    save_meta(meta, teacher)
+    assert key_of() != key
+    meta.temperature = fitted
+    save_meta(meta, teacher)
+    assert key_of() == key
+    module, _ = load_bundle(teacher)
+    with torch.no_grad():
+        next(module.parameters()).add_(0.01)
+    save_bundle(module, meta, teacher)
+    assert key_of() != key
     # pixels that are no rows of a cache file have no name across runs: nothing is stored
     assert answers_key([teacher], LazyRows(np.zeros((6, 8, 8, 3)), np.arange(4)), mean, std) is None

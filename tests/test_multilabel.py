@@ -76,6 +76,49 @@ def test_the_labels_csv_is_read_and_its_mistakes_named(tmp_path):
         read_labels_csv(csv_file)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "path, labels\nimages/a.jpg, sea forest\nimages/b.jpg,\nimages/c.jpg, sea\n",
+        "\ufeffpath,labels\nimages/a.jpg,sea forest\nimages/b.jpg,\nimages/c.jpg,sea\n",
+        'Path , LABELS\n images/a.jpg ," sea forest "\n\nimages/b.jpg\nimages/c.jpg,sea \n',
+        "labels,path,note\r\nsea forest,images/a.jpg,x\r\n,images/b.jpg,\r\nsea,images/c.jpg,y\r\n",
+    ],
+    ids=["spaces", "bom", "case-quotes-short-row", "other-order-crlf"],
+)
+def test_a_labels_csv_written_by_a_person_is_read(tmp_path, text):
+    folder = tmp_path / "d"
+    (folder / "images").mkdir(parents=True)
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        Image.new("RGB", (8, 8)).save(folder / "images" / name)
+    (folder / "labels.csv").write_bytes(text.encode("utf-8"))
+    files = read_labels_csv(folder / "labels.csv")
+    assert files.class_names == ["forest", "sea"]
+    assert [p.name for p in files.paths] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert files.labels.tolist() == [[1, 1], [0, 0], [0, 1]]
+
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        (b"path,label\nimages/a.jpg,sea\n", "found: path, label"),
+        (b"path,labels,Labels\nimages/a.jpg,sea,sea\n", "twice: labels"),
+        (b"path,labels\nimages/\xe9.jpg,sea\n", "not UTF-8"),
+        (b"", "found: no header"),
+    ],
+)
+def test_a_labels_csv_that_cannot_be_read_is_refused_by_name(tmp_path, capsys, data, says):
+    labels = tmp_path / "labels.csv"
+    labels.write_bytes(data)
+    with pytest.raises(DataError, match=says) as refused:
+        read_labels_csv(labels)
+    assert str(labels) in str(refused.value)
+    assert "columns path and labels" in str(refused.value) or "UTF-8" in str(refused.value)
+    argv = ["train", "--data", str(tmp_path), "--set", "data.labels=labels.csv"]
+    assert main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert str(labels) in capsys.readouterr().err
+
+
 def test_the_split_keeps_every_label_on_both_sides():
     rng = np.random.default_rng(0)
     labels = (rng.random((200, 4)) < [0.5, 0.3, 0.1, 0.05]).astype(np.uint8)
@@ -229,3 +272,40 @@ def test_the_app_explain_and_report_follow(ml_run, tmp_path):
     )
     assert main(["report", "--run", str(run)]) == 0
     assert "multilabel" in (run / "report.md").read_text()
+
+
+@needs_intel
+@needs_weights
+def test_every_class_has_its_probability_with_fewer_label_columns(ml_run, tmp_path, capsys):
+    """--top-k 1 on 3 classes: CSV, stdout and Parquet rows still carry all 3 probabilities."""
+    pd = pytest.importorskip("pandas")
+    from scenes.serve.csv_rows import csv_header
+    from scenes.serve.prediction_files import PredictionSink
+    from scenes.serve.ray_engine import BatchPredictor
+
+    run = ml_run["run"]
+    images = ml_run["test"].parent / "images"
+    pairs = [images / "000.jpg", images / "003.jpg"]
+    model = Predictor.load(run, device="cpu")
+    want = {str(p): model.probabilities(model.load_image(p)[None])[0] for p in pairs}
+    argv = ["predict", "--run", str(run), *map(str, pairs), "--top-k", "1", "--out"]
+
+    def check(rows: list[dict]) -> None:
+        assert sorted(r["path"] for r in rows) == sorted(want)
+        for row in rows:
+            got = [float(row[f"prob_{name}"]) for name in CLASSES]
+            np.testing.assert_allclose(got, want[row["path"]], atol=1e-5)
+
+    assert main([*argv, str(tmp_path / "p.csv")]) == 0
+    check(list(csv.DictReader((tmp_path / "p.csv").open())))
+    capsys.readouterr()
+    assert main([*argv, "-"]) == 0
+    check(list(csv.DictReader(capsys.readouterr().out.splitlines())))
+    # Parquet: a Ray worker's rows (its actor called here, without starting Ray), written
+    # as `predict --engine ray` writes them
+    worker = BatchPredictor(str(run), "torch", "cpu", False, 1, False, {})
+    rows = [json.loads(text) for text in worker({"path": list(map(str, pairs))})["row"]]
+    parquet = tmp_path / "p.parquet"
+    columns = [*csv_header(model.meta, 1, worker.accepting), "digest"]
+    PredictionSink(parquet, columns, "bundle").write(rows)
+    check(pd.read_parquet(parquet).to_dict("records"))

@@ -345,3 +345,28 @@ def test_evaluate_reports_the_share_accepted(real_run, tmp_path):
     # The threshold accepted 95% of these very photos when it was set.
     assert result.accepted_share == pytest.approx(0.95, abs=0.06)
     assert evaluate(real_run, split="val", out=False, accept_all=True).accepted_share is None
+
+
+@needs_intel
+@needs_weights
+def test_tta_accepts_the_share_the_threshold_was_fitted_for(real_run, tmp_path):
+    """The threshold is fitted on single views (here at the median, where a drift shows most);
+    --tta averages the photo's and its mirror's answers, and accepts the same share."""
+    from scenes.evaluation.sources import split_files
+    from scenes.models.bundle import read_meta, save_meta
+
+    run = tmp_path / "run"
+    shutil.copytree(real_run, run)
+    model = Predictor.load(run, device="cpu")
+    paths, _ = split_files(run, "val", model.class_names, False)
+    pixels = np.stack([model.load_image(p) for p in paths])
+    meta = read_meta(run)
+    meta.acceptance = meta.acceptance.model_copy(
+        update={"threshold": threshold_for(model.answers(pixels).scores, 0.5), "accept_rate": 0.5}
+    )
+    save_meta(meta, run / "model")
+    plain = evaluate(run, split="val", out=False)
+    mirrored = evaluate(run, split="val", out=False, tta=True)
+    assert plain.accepted_share == pytest.approx(0.5, abs=0.03)
+    assert mirrored.accepted_share == pytest.approx(plain.accepted_share, abs=0.01)
+    assert mirrored.tta and not np.allclose(mirrored.probs, plain.probs)  # TTA still averages

@@ -28,15 +28,7 @@ def read_labels_csv(csv_path: str | Path, classes: list[str] | None = None) -> L
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"data.labels: file not found: {csv_path}")
-    with csv_path.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in reader.fieldnames or []]
-        if "path" not in header or "labels" not in header:
-            raise DataError(
-                f"{csv_path} must have the columns path and labels (class names separated by "
-                f"spaces), found: {', '.join(header) or 'no header'}"
-            )
-        rows = [(restore(r["path"].strip()), restore(r["labels"] or "").split()) for r in reader]
+    rows = _read_rows(csv_path)
     folder = csv_path.parent
     paths = [Path(p) if Path(p).is_absolute() else folder / p for p, _ in rows]
     _check_paths(csv_path, paths)
@@ -54,6 +46,32 @@ def read_labels_csv(csv_path: str | Path, classes: list[str] | None = None) -> L
     for r, (_, names) in enumerate(rows):
         labels[r, [index[n] for n in names]] = 1
     return LabelledFiles(paths, labels, class_names)
+
+
+def _read_rows(csv_path: Path) -> list[tuple[str, list[str]]]:
+    """(path, class names) per row of a CSV as people write it: a UTF-8 BOM (Excel), spaces
+    around commas and cells, headers in any case and order, blank lines skipped."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+            table = [row for row in csv.reader(fh, skipinitialspace=True) if any(row)]
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{csv_path} is not UTF-8 text ({exc.reason}): save it as UTF-8 CSV"
+        ) from exc
+    header = [name.strip().lower() for name in table[0]] if table else []
+    twice = sorted({name for name in header if header.count(name) > 1} & {"path", "labels"})
+    if "path" not in header or "labels" not in header or twice:
+        found = ", ".join(name.strip() for name in table[0]) if table else "no header"
+        raise DataError(
+            f"{csv_path} must have the columns path and labels once each (class names separated "
+            f"by spaces), found: {found}" + (f" (twice: {', '.join(twice)})" if twice else "")
+        )
+    at_path, at_labels = header.index("path"), header.index("labels")
+
+    def cell(row: list[str], i: int) -> str:
+        return restore(row[i].strip()) if i < len(row) else ""
+
+    return [(cell(row, at_path), cell(row, at_labels).split()) for row in table[1:]]
 
 
 def _check_paths(csv_path: Path, paths: list[Path]) -> None:

@@ -22,13 +22,15 @@ class Prediction(list):
     """[(label, probability), ...] best first (a list, as before), and what else is known:
     ``accepted`` (is it one of the known classes at all; None when the model does not say),
     ``score`` (its k-NN distance to the training images: larger is stranger), ``labels``
-    (multi-label: the classes at or above their thresholds, best first)."""
+    (multi-label: the classes at or above their thresholds, best first), ``every`` (multi-label:
+    every class's probability, whatever the top k, as each row of predictions carries them)."""
 
-    def __init__(self, top=(), accepted=None, score=None, labels=None):
+    def __init__(self, top=(), accepted=None, score=None, labels=None, every=None):
         super().__init__(top)
         self.accepted: bool | None = accepted
         self.score: float | None = score
         self.labels: list[str] | None = labels
+        self.every: dict[str, float] | None = every
 
 
 @dataclass
@@ -78,12 +80,13 @@ class Answers:
         """Image ``i``'s answer: its top ``k``, acceptance and (multi-label) labels."""
         meta = self.meta
         top = best_classes(self.probs[i], meta.class_names, k)
-        labels = None
+        labels = every = None
         if meta.task == "multilabel":
             thresholds = meta.thresholds or [0.5] * len(meta.class_names)
             over = [j for j, p in enumerate(self.probs[i]) if p >= thresholds[j]]
             labels = [meta.class_names[j] for j in sorted(over, key=lambda j: -self.probs[i][j])]
+            every = dict(zip(meta.class_names, map(float, self.probs[i])))
         if self.scores is None:
-            return Prediction(top, labels=labels)
+            return Prediction(top, labels=labels, every=every)
         score = float(self.scores[i])
-        return Prediction(top, score <= meta.acceptance.threshold, score, labels)
+        return Prediction(top, score <= meta.acceptance.threshold, score, labels, every)

@@ -23,7 +23,8 @@ def csv_cells(row: PredictionRow, meta: BundleMeta, top_k: int, accepting: bool)
     cells: list[object] = [row.source]
     found = row.top
     if meta.task == "multilabel":
-        probs = dict(found)
+        # every class's probability, not only the top k's (an error row has none)
+        probs = found.every or {}
         cells.append(" ".join(found.labels or []) if not row.error else "")
         cells += [probs.get(name, "") for name in meta.class_names]
     else:

@@ -177,14 +177,14 @@ class Predictor:
         self, images: np.ndarray, tta: bool = False
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits (B, classes) of a uint8 (B, H, W, 3) batch from this predictor's backend, and
-        the features when the acceptance needs them; with ``tta`` the mean of the image's and
-        its mirror's."""
+        the features when the acceptance needs them; with ``tta`` the logits are the mean of the
+        image's and its mirror's. The features stay the plain image's: the acceptance threshold
+        was fitted on single views, and the mean of two views' features is another quantity
+        (on real photos it lay nearer the training images: 58% accepted at a 50% threshold)."""
         logits, features = self.runner.run(images)
         if tta:
-            mirrored, mirrored_features = self.runner.run(np.ascontiguousarray(images[:, :, ::-1]))
+            mirrored, _ = self.runner.run(np.ascontiguousarray(images[:, :, ::-1]))
             logits = (logits + mirrored) / 2
-            if features is not None:
-                features = (features + mirrored_features) / 2
         return logits, features
 
     def logits(self, images: np.ndarray, tta: bool = False) -> np.ndarray:

@@ -6,27 +6,35 @@ normalisation), not on the seed or any training setting, so another seed, a tune
 a resume of the same data and teachers read them from ``<cache>/teacher-answers/`` instead of
 running the teachers again.
 
-The key names the teachers' bundle files by their bytes (a retrained teacher in the same folder
-is another key), the decoded-image cache file the pixels come from (itself keyed by the files
-and the decoding), the training rows taken from it, the student's mean/std and the torch
-version. Stored as ``.npy`` (read with ``allow_pickle=False``: data, never code) and a ``.json``
-that says what it holds (``scenes data cache`` lists it).
+The key names each teacher by its weights digest (the SHA-256 of ``model.safetensors``, as
+export stamps do: a retrained teacher in the same folder is another key) and the fields of its
+``model.json`` that change its answers (network, classes, input size, normalisation,
+temperature; not the acceptance of unknown photos or the training record), so an export or
+``--backend onnx`` writing into the teacher's ``model/`` keeps the key. It also names the
+decoded-image cache file the pixels come from (itself keyed by the files and the decoding),
+the training rows taken from it, the student's mean/std and the torch version. Stored as
+``.npy`` (read with ``allow_pickle=False``: data, never code) and a ``.json`` that says what it
+holds (``scenes data cache`` lists it), each written whole (``scenes.atomic``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..atomic import replacing, write_text
 from ..data.cache import ANSWERS_DIR, mark_used
+from ..models.bundle import read_meta
+from ..serve.formats import weights_digest
 
-ANSWERS_VERSION = 1
+ANSWERS_VERSION = 2  # 2: teachers named by weights and answer-shaping model.json fields
+
+# model.json fields that do not change a teacher's logits: left out of the key
+NOT_ANSWERING = {"acceptance", "thresholds", "training", "format"}
 
 
 def answers_key(teachers: list[Path], pixels, mean: list[float], std: list[float]) -> str | None:
@@ -40,10 +48,19 @@ def answers_key(teachers: list[Path], pixels, mean: list[float], std: list[float
     digest = hashlib.sha256(header.encode())
     digest.update(np.ascontiguousarray(rows, dtype=np.int64).tobytes())
     for bundle in teachers:
-        for f in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
-            digest.update(f"|{f.relative_to(bundle).as_posix()}|".encode())
-            digest.update(hashlib.sha256(f.read_bytes()).digest())
+        digest.update(f"|{teacher_identity(bundle)}".encode())
     return digest.hexdigest()[:24]
+
+
+def teacher_identity(bundle: Path) -> str:
+    """A teacher as its answers see it: its weights digest and the ``model.json`` fields that
+    shape its logits (an ensemble's members' too), never the export files beside them."""
+    meta = read_meta(bundle)
+    members = {"members": {"__all__": NOT_ANSWERING}} if meta.members else {}
+    described = meta.model_dump(
+        mode="json", exclude={**dict.fromkeys(NOT_ANSWERING, True), **members}
+    )
+    return f"{weights_digest(bundle)}|{json.dumps(described, sort_keys=True)}"
 
 
 def answers_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
@@ -71,13 +88,9 @@ def save_answers(cache_dir: Path, key: str, answers: torch.Tensor, teachers: lis
     saving."""
     array_file, meta_file = answers_files(cache_dir, key)
     try:
-        array_file.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(
-            dir=array_file.parent, prefix=f"{key}.", suffix=".tmp", delete=False
-        ) as fh:
+        with replacing(array_file, "wb") as fh:
             np.save(fh, answers.cpu().numpy().astype(np.float32))
-        os.replace(fh.name, array_file)
         meta = {"version": ANSWERS_VERSION, "count": len(answers), "teachers": teachers}
-        meta_file.write_text(json.dumps(meta, indent=1))
+        write_text(meta_file, json.dumps(meta, indent=1))
     except OSError:
         pass
