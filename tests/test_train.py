@@ -1,4 +1,7 @@
 import csv
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -10,12 +13,12 @@ from scenes.config import load_config
 from scenes.errors import ConfigError, DataError
 from scenes.models import load_bundle
 from scenes.rundir import METRICS_COLUMNS as COLUMNS
-from scenes.rundir import RunDir
+from scenes.rundir import RunDir, SplitRow
 from scenes.serve.predictor import Predictor
 from scenes.training import train
 from scenes.training.schedules import lr_multiplier, warmup_cosine
 
-from conftest import make_folder, tiny_train_config
+from conftest import PALETTE, make_folder, make_image, tiny_train_config
 
 
 def read_metrics(run_dir):
@@ -117,7 +120,9 @@ RESUME_CASES = {
         2,
         4,
     ),
-    # a stop inside early stopping's patience window: the counter must survive the resume
+    # a stop inside early stopping's patience window: the counter must survive the resume;
+    # the crashed run is moved to another folder first (a copied run): the best score so far
+    # must survive it too, or the first epoch after the resume would count as the best
     "early-stop-window": (
         {"train.epochs": 6, "train.lr": 1e-9, "train.monitor": "val_acc", "train.patience": 2},
         3,  # best epoch 2, epoch 3 no better: the crash comes with the counter at 1 of 2
@@ -157,7 +162,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, extra_callbacks=[CrashAtEpoch(crash_epoch)])
     assert len(read_metrics(tmp_path / "broken")) == crash_epoch
-    resumed = train(cfg, resume=tmp_path / "broken" / "checkpoints" / "last.ckpt")
+    run = tmp_path / "broken"
+    if case == "early-stop-window":
+        run = shutil.move(run, tmp_path / "moved")
+        cfg = tiny_train_config(data, run, **overrides)
+    resumed = train(cfg, resume=run / "checkpoints" / "last.ckpt")
     rows_whole, rows_resumed = read_metrics(whole.run_dir), read_metrics(resumed.run_dir)
     assert len(rows_whole) == epochs_run
     assert [r["epoch"] for r in rows_resumed] == [str(e) for e in range(1, epochs_run + 1)]
@@ -192,16 +201,134 @@ def test_resume_reads_the_split_instead_of_recomputing_it(data, tmp_path):
         train(cfg, extra_callbacks=[CrashAtEpoch(1)])
     before = (tmp_path / "run" / "split.csv").read_text()
     # New images would change a recomputed split; the resumed run leaves them out.
-    make_folder(data, ["cat_a", "cat_b", "cat_c"], 14, seed=5)
+    for name, color in zip(["cat_a", "cat_b", "cat_c"], PALETTE):
+        make_image(data / name / "new.jpg", color, seed=5)
     with pytest.warns(UserWarning, match="added to the data since the run started"):
         train(cfg, resume=tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert (tmp_path / "run" / "split.csv").read_text() == before
-    # An image the run trained on that is gone: refused, naming the way out.
-    gone = next(data.rglob("000.jpg"))
+    # An image the run trained on that changed since (same name, other pixels), or is gone:
+    # refused before any work, naming each file and the way out.
+    listed = [row.path for row in RunDir(tmp_path / "run").read_split()]
+    changed, gone = listed[0], listed[-1]
+    make_image(changed, (0, 0, 0), seed=7)
     gone.unlink()
     cfg3 = tiny_train_config(data, tmp_path / "run", **{"train.epochs": 3})
-    with pytest.raises(DataError, match="the data changed since the run started"):
+    with pytest.raises(DataError, match="the data changed since the run started") as refused:
         train(cfg3, resume=tmp_path / "run" / "checkpoints" / "last.ckpt")
+    assert f"{changed} (changed)" in str(refused.value)
+    assert f"{gone} (vanished)" in str(refused.value)
+    assert len(read_metrics(tmp_path / "run")) == 2  # nothing was trained
+
+
+def test_split_csv_records_size_and_time_and_reads_older_files(tmp_path):
+    from scenes.training.resume import check_same_files
+
+    files = [make_image(tmp_path / "data" / f"{i}.jpg", (9, 9, 9), seed=i) for i in range(6)]
+    run = RunDir(tmp_path / "run")
+    run.write_split(SplitRow(p, "a", "train") for p in files)
+    rows = run.read_split()
+    assert [(r.size, r.mtime_ns) for r in rows] == [
+        (p.stat().st_size, p.stat().st_mtime_ns) for p in files
+    ]
+    check_same_files(rows, run.split_csv)  # nothing changed: no error
+    for p in files[:5]:
+        p.write_bytes(p.read_bytes() + b"more")
+    with pytest.raises(DataError, match=r"5 files listed .* changed .*\(changed\) and 2 more"):
+        check_same_files(rows, run.split_csv)
+    # A split.csv written before sizes were recorded: read, and checked by path and label only.
+    run.split_csv.write_text(f"path,label,split\n{files[0]},a,train\n")
+    older = run.read_split()
+    assert older == [SplitRow(files[0], "a", "train")]
+    check_same_files(older, run.split_csv)
+
+
+def test_run_files_are_replaced_whole_when_a_writer_fails(tmp_path, monkeypatch):
+    """Trimming metrics.csv on resume, or writing split.csv, that fails half-way leaves the
+    old file whole and no temporary file behind."""
+    import scenes.rundir as rundir
+
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    for epoch in (1, 2, 3):
+        run.append_metrics({"epoch": epoch, "val_loss": 0.5})
+    run.write_split([SplitRow(tmp_path / "a.jpg", "a", "train")])
+    metrics, split = run.metrics_csv.read_text(), run.split_csv.read_text()
+
+    def full_disk(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr(rundir.csv.DictWriter, "writerows", full_disk)
+    monkeypatch.setattr(rundir.SafeWriter, "writerow", full_disk)
+    with pytest.raises(OSError):
+        run.trim_metrics(last_epoch=2)
+    with pytest.raises(OSError):
+        run.write_split([SplitRow(tmp_path / "b.jpg", "b", "val")])
+    assert run.metrics_csv.read_text() == metrics and run.split_csv.read_text() == split
+    assert sorted(p.name for p in run.path.iterdir()) == ["metrics.csv", "split.csv"]
+    monkeypatch.undo()
+    run.trim_metrics(last_epoch=2)
+    assert [row["epoch"] for row in run.read_metrics()] == [1.0, 2.0]
+
+
+@pytest.fixture(scope="module")
+def crashed_run(tmp_path_factory):
+    """One run stopped by a crash after its first epoch of two, shared by the resume tests
+    that are refused before any work (they leave it as it was) or copy it."""
+    root = tmp_path_factory.mktemp("crashed")
+    data = make_folder(root / "data", ["cat_a", "cat_b", "cat_c"], 8)
+    cfg = tiny_train_config(data, root / "run", **{"data.cache_dir": str(root / "cache")})
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, extra_callbacks=[CrashAtEpoch(1)])
+    return RunDir(root / "run")
+
+
+def test_resume_refuses_a_changed_recipe_naming_both_values(crashed_run, tmp_path, capsys):
+    recipe = crashed_run.config.read_bytes()
+    last = str(crashed_run.last_checkpoint)
+    assert main(["train", "--resume", last, "--set", "train.label_smoothing=0.3"]) == 2
+    err = capsys.readouterr().err
+    assert "train.label_smoothing: 0.0 in the run, 0.3 now" in err
+    # another recipe file: each field that differs is named
+    other = tmp_path / "other.yaml"
+    other.write_text(crashed_run.config.read_text().replace("mobilenet_v2", "resnet18"))
+    other.write_text(other.read_text().replace("seed: 42", "seed: 7", 1))
+    assert main(["train", "--resume", last, "--config", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "model.name: 'mobilenet_v2' in the run, 'resnet18' now" in err
+    assert "seed: 42 in the run, 7 now" in err
+    # the Python API refuses it too
+    cfg = load_config(crashed_run.config, sets=["augment.p=0.9"])
+    with pytest.raises(ConfigError, match="augment.p: 0.25 in the run, 0.9 now"):
+        train(cfg, resume=crashed_run.path)
+    assert crashed_run.config.read_bytes() == recipe
+    assert len(read_metrics(crashed_run.path)) == 1
+
+
+def test_resume_of_a_run_folder_moved_elsewhere_with_more_epochs(crashed_run, tmp_path):
+    """What a person types: `scenes train --resume RUN`, here for a run copied to another
+    folder and given one more epoch (allowed: it does not change what the epochs compute).
+    The console stays free of Lightning's "dirpath has changed" warning."""
+    run = shutil.copytree(crashed_run.path, tmp_path / "copied")
+    argv = ["train", "--resume", str(run), "--epochs", "3"]
+    done = subprocess.run(
+        [sys.executable, "-m", "scenes", *argv], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    console = done.stdout + done.stderr
+    assert "dirpath" not in console and "downloading" not in console.lower()
+    assert f"weights: from the checkpoint {run / 'checkpoints' / 'last.ckpt'}" in console
+    assert [r["epoch"] for r in read_metrics(run)] == ["1", "2", "3"]
+    assert load_config(run / "config.yaml").train.epochs == 3
+
+
+def test_resume_names_what_is_missing(tmp_path, capsys):
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert f"{tmp_path / 'checkpoints' / 'last.ckpt'} not found" in captured.err
+    assert main(["train", "--resume", str(tmp_path / "nowhere")]) == 2
+    captured = capsys.readouterr()
+    assert "no such checkpoint or run folder" in captured.err
+    assert "download" not in captured.out
 
 
 class BlowUpLastEpoch(L.Callback):

@@ -1,8 +1,10 @@
 """The run directory, one fact: where each file of a run lives, and the two files several
 commands read and write, ``split.csv`` and ``metrics.csv``.
 
-``split.csv`` lists every training image with its label and the side of the split it was on
-(``train``, ``val``; other values, e.g. ``excluded``, are kept as written). Paths are stored
+``split.csv`` lists every training image with its label, the side of the split it was on
+(``train``, ``val``; other values, e.g. ``excluded``, are kept as written), and its size and
+modification time (``size``, ``mtime_ns``) when the run started, so a resume can tell that a
+file changed since (older files without those columns are still read). Paths are stored
 resolved, so the file means the same from any working directory. ``metrics.csv`` holds one
 row per epoch (``METRICS_COLUMNS``); the best epoch is the one ``checkpoints/best.ckpt``
 records, chosen during training by ``train.monitor``.
@@ -12,10 +14,12 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import atomic
 from .csvfile import SafeWriter, restore
 from .errors import MissingPathError, RunDirError, UnsafeFileError
 
@@ -59,6 +63,22 @@ class SplitRow:
     path: Path
     label: str
     split: str
+    # The file as it was when the run started (None: gone then, or an older split.csv).
+    size: int | None = None
+    mtime_ns: int | None = None
+
+
+def _stat(path: Path) -> tuple[int | str, int | str]:
+    """(size, mtime_ns) of a file; empty cells for one that is gone (an excluded file may be)."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return "", ""
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _int_or_none(cell: str | None) -> int | None:
+    return int(cell) if cell else None
 
 
 class RunDir:
@@ -86,13 +106,13 @@ class RunDir:
 
     # -- split.csv ----------------------------------------------------------------------------
     def write_split(self, rows: Iterable[SplitRow]) -> Path:
-        tmp = self.split_csv.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="") as fh:
+        """split.csv, each file's size and modification time read from the disk now."""
+        with atomic.replacing(self.split_csv, "w") as fh:
             writer = SafeWriter(fh)
-            writer.writerow(["path", "label", "split"])
+            writer.writerow(["path", "label", "split", "size", "mtime_ns"])
             for row in rows:
-                writer.writerow([str(Path(row.path).resolve()), row.label, row.split])
-        tmp.replace(self.split_csv)
+                path = Path(row.path).resolve()
+                writer.writerow([str(path), row.label, row.split, *_stat(path)])
         return self.split_csv
 
     def read_split(self) -> list[SplitRow]:
@@ -103,7 +123,13 @@ class RunDir:
             )
         with self.split_csv.open(newline="") as fh:
             return [
-                SplitRow(Path(restore(r["path"])), restore(r["label"]), r["split"])
+                SplitRow(
+                    Path(restore(r["path"])),
+                    restore(r["label"]),
+                    r["split"],
+                    _int_or_none(r.get("size")),
+                    _int_or_none(r.get("mtime_ns")),
+                )
                 for r in csv.DictReader(fh)
             ]
 
@@ -138,13 +164,14 @@ class RunDir:
         return next((r for r in self.read_metrics() if int(r["epoch"]) == epoch), {})
 
     def trim_metrics(self, last_epoch: int) -> None:
-        """Drop rows a crashed run wrote after its last checkpoint; the resumed run redoes them."""
+        """Drop rows a crashed run wrote after its last checkpoint; the resumed run redoes them.
+        The kept rows replace the file in one step: a kill here leaves the old file whole."""
         if not self.metrics_csv.exists():
             return
         with self.metrics_csv.open(newline="") as fh:
             reader = csv.DictReader(fh)
             rows, columns = list(reader), reader.fieldnames or METRICS_COLUMNS
-        with self.metrics_csv.open("w", newline="") as fh:
+        with atomic.replacing(self.metrics_csv, "w") as fh:
             writer = csv.DictWriter(fh, fieldnames=columns)
             writer.writeheader()
             writer.writerows(r for r in rows if int(r["epoch"]) <= last_epoch)

@@ -1,14 +1,17 @@
-"""Callbacks: the per-epoch table + metrics.csv, and per-epoch reseeding for exact resume."""
+"""Callbacks: the per-epoch table + metrics.csv, per-epoch reseeding for exact resume, and
+checkpoints whose state follows their run folder."""
 
 from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EMAWeightAveraging, TQDMProgressBar
+from lightning.pytorch.callbacks import EMAWeightAveraging, ModelCheckpoint, TQDMProgressBar
 from tqdm.auto import tqdm
 
 from ..rundir import METRICS_COLUMNS, RunDir
@@ -157,3 +160,42 @@ class WeightEMA(EMAWeightAveraging):
     def on_train_end(self, trainer, pl_module) -> None:
         if self.started():
             super().on_train_end(trainer, pl_module)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, whose saved state follows the run folder.
+
+    Its state names the folder it wrote to. Resumed from a run that was moved or copied (or
+    reached through another path), Lightning would warn that "the dirpath has changed" and
+    drop the best score so far, so that the first epoch after the resume became the best
+    one whatever its score. The files keep their names inside ``RUN/checkpoints``: the state
+    is read as the same files in the folder the run is in now.
+    """
+
+    @property
+    def state_key(self) -> str:
+        # ModelCheckpoint's own key, so that its checkpoints and ours read each other's state.
+        return super().state_key.replace(type(self).__qualname__, "ModelCheckpoint", 1)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            state_dict = moved_state(state_dict, str(old), str(self.dirpath))
+        super().load_state_dict(state_dict)
+
+
+def moved_state(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """A ModelCheckpoint state with its file paths in folder ``old`` moved to ``new``."""
+
+    def move(path: Any) -> Any:
+        if isinstance(path, str) and path and Path(path).parent == Path(old):
+            return str(Path(new) / Path(path).name)
+        return path
+
+    state = dict(state, dirpath=new)
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in state:
+            state[key] = move(state[key])
+    if "best_k_models" in state:
+        state["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
+    return state

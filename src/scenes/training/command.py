@@ -10,6 +10,7 @@ from .. import console
 from ..config import load_config
 from ..errors import MissingPathError, TrainingInterrupted, UsageError
 from ..rundir import RunDir
+from .resume import checkpoint_to_resume
 
 
 def run_train(
@@ -26,7 +27,9 @@ def run_train(
         raise UsageError("--find-lr starts from the recipe, not a checkpoint: drop --resume")
     if resume is not None:
         # A resumed run continues in its own folder (from any working directory), with the
-        # config it was started with unless another is given.
+        # config it was started with; what else is given may change only what
+        # training/resume.py allows (checked by train()).
+        resume = str(checkpoint_to_resume(resume))
         run = RunDir.of_checkpoint(resume)
         overrides = {"out": str(run.path), **overrides}
         if config_path is None and run.config.is_file():
@@ -34,6 +37,11 @@ def run_train(
     cfg = load_config(config_path, overrides, sets)
     data_dir = cfg.resolved_data_dir()
     if not data_dir.exists():
+        if resume is not None:  # the run's images are the ones split.csv lists, not a download
+            raise MissingPathError(
+                f"data folder not found: {data_dir}; the resumed run needs the images its "
+                f"split.csv lists: give their folder with --data"
+            )
         if not cfg.uses_default_data_dir():
             raise MissingPathError(
                 f"data folder not found: {data_dir}; check the path given by --data (data.dir "

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import lightning as L
 
-from .. import console
+from .. import atomic, console
 from ..config import Config
 from ..data.loaders import SceneDataModule
 from ..errors import ConfigError
@@ -81,12 +81,13 @@ def find_lr(cfg: Config, steps: int = 100) -> LrFinding:
     figures.mkdir(parents=True, exist_ok=True)
     figure = finding.plot(suggest=True, show=False)
     figure.axes[0].set_title(f"Learning-rate range test ({len(finding.results['lr'])} steps)")
-    figure.savefig(figures / "lr_find.png", dpi=100)
+    with atomic.replacing_path(figures / "lr_find.png") as tmp:
+        figure.savefig(tmp, dpi=100, format="png")
     import matplotlib.pyplot as plt
 
     plt.close(figure)
     table = setup.run.path / "lr_find.csv"
-    with table.open("w", newline="") as fh:
+    with atomic.replacing(table, "w") as fh:
         writer = csv.writer(fh)
         writer.writerow(["lr", "loss"])
         writer.writerows(zip(finding.results["lr"], finding.results["loss"]))

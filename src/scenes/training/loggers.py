@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from .. import atomic
 from ..config import Config
 from ..errors import ConfigError
 from ..overrides import dotted
@@ -97,7 +98,7 @@ def remember_ids(run: RunDir, loggers: list) -> None:
         elif kind == "WandbLogger":
             ids["wandb"] = logger.experiment.id
     run.path.mkdir(parents=True, exist_ok=True)
-    run.trackers.write_text(json.dumps(ids, indent=2) + "\n")
+    atomic.write_text(run.trackers, json.dumps(ids, indent=2) + "\n")
 
 
 def publish_bundle(loggers: list, run: RunDir) -> None:

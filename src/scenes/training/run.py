@@ -49,7 +49,9 @@ def train(
     resume: str | Path | None = None,
     extra_callbacks: list[L.Callback] | None = None,
 ) -> TrainResult:
-    """Train as ``cfg`` says; with ``resume``, continue that run exactly where it stopped.
+    """Train as ``cfg`` says; with ``resume`` (a checkpoint, or a run folder: its
+    ``checkpoints/last.ckpt``), continue that run exactly where it stopped. A resume that
+    would compute another recipe (``training/resume.py``) or on changed files is refused.
 
     With several processes (``train.devices``/``num_nodes``) every process runs this; the
     first one alone writes the run directory's files and the model bundle.
@@ -69,7 +71,7 @@ def train(
             trainer.fit(
                 module,
                 datamodule=SceneDataModule(setup.data, cfg),
-                ckpt_path=str(resume) if resume else None,
+                ckpt_path=str(setup.resume) if setup.resume else None,
                 weights_only=True,  # data only, as read_checkpoint: it may come from elsewhere
             )
         except SystemExit:  # Lightning's answer to Ctrl-C: keep what was done, then stop

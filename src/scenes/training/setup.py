@@ -9,11 +9,11 @@ from pathlib import Path
 
 import lightning as L
 
-from .. import console
+from .. import atomic, console
 from ..config import Config
 from ..data.loaders import PreparedData, prepare_data, training_files
 from ..data.multilabel import class_totals, label_text
-from ..errors import ConfigError, DataError, MissingPathError, UsageError
+from ..errors import ConfigError, DataError, UsageError
 from ..models.base import BuiltModel
 from ..models.meta import BundleMeta
 from ..models.registry import build_model
@@ -23,6 +23,7 @@ from .figures import write_data_figures
 from .hardware import Hardware, process_rank, resolve_hardware
 from .imbalance import imbalance_notice
 from .module import SceneClassifier
+from .resume import check_same_files, check_same_recipe, checkpoint_to_resume
 from .run_folder import new_run_dir, resume_run_dir
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,13 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
     hardware = resolve_hardware(cfg.train)  # refuse an impossible setup before any work
     rank = process_rank(hardware.devices_per_node)
     first = rank == 0
-    resume_meta = None
+    resume_meta = saved_split = None
     if resume is not None:
-        resume = Path(resume)
-        if not resume.is_file():
-            raise MissingPathError(f"checkpoint to resume not found: {resume}")
+        resume = checkpoint_to_resume(resume)
         run_dir = resume_run_dir(cfg, resume)
         resume_meta = _checkpoint_meta(resume)
         check_same_world_size(resume_meta, hardware)
+        saved_split = _checked_split(RunDir(run_dir), cfg)
     else:
         run_dir = new_run_dir(cfg, rank, hardware.world_size)
     run = RunDir(run_dir)
@@ -72,8 +72,6 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
         )
         log.info("weights: %s", describe_weights(built, resume))
         log.info("device: %s", hardware.describe())
-    # A resumed run trains and validates on the images it started with, listed in split.csv.
-    saved_split = run.read_split() if resume is not None else None
     # Decoded as the bundle will tell every serving path to decode (BundleMeta.preprocess).
     student = bundle_meta(built, cfg, files.class_names)
     preprocess = student.preprocess
@@ -101,6 +99,16 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
     module = SceneClassifier(built, cfg, data.class_names, counts, distiller)
     meta = bundle_meta(built, cfg, data.class_names)
     return RunSetup(run, hardware, data, module, meta, resume)
+
+
+def _checked_split(run: RunDir, cfg: Config) -> list[SplitRow]:
+    """A resumed run's split.csv rows, once it is checked that the resume computes the same
+    recipe on the same files (before any image is decoded). A resumed run trains and
+    validates on the images it started with, listed in split.csv."""
+    check_same_recipe(run, cfg)
+    saved_split = run.read_split()
+    check_same_files(saved_split, run.split_csv)
+    return saved_split
 
 
 def _checkpoint_meta(path: Path) -> dict:
@@ -191,7 +199,7 @@ def write_run_files(
     run_dir.mkdir(parents=True, exist_ok=True)
     run = RunDir(run_dir)
     run.figures.mkdir(exist_ok=True)
-    run.config.write_text(cfg.to_yaml())
+    atomic.write_text(run.config, cfg.to_yaml())
     run.write_split(_split_rows(data))
     write_data_figures(run.figures, data, cfg.augment.preset, cfg.seed)
     if resume_meta is not None:

@@ -5,24 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 
 from .. import console
 from ..config import Config
 from ..rundir import RunDir, metrics_columns
-from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, WeightEMA
+from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, RunCheckpoint, WeightEMA
 from .hardware import Hardware, process_rank
 from .loggers import make_loggers
 
 
 def make_trainer(
     cfg: Config, hardware: Hardware, run_dir: Path, extra_callbacks: list[L.Callback] | None
-) -> tuple[L.Trainer, tuple[ModelCheckpoint, ModelCheckpoint]]:
+) -> tuple[L.Trainer, tuple[RunCheckpoint, RunCheckpoint]]:
     """The Trainer, and its (best, last) checkpoint callbacks."""
     tc = cfg.train
     mode = "min" if tc.monitor == "val_loss" else "max"
     checkpoint_dir = RunDir(run_dir).checkpoints
-    checkpoints = ModelCheckpoint(
+    checkpoints = RunCheckpoint(
         dirpath=checkpoint_dir,
         filename="best",
         monitor=tc.monitor,
@@ -32,7 +32,7 @@ def make_trainer(
     )
     # Lightning's save_last only refreshes last.ckpt when a new best is saved; resuming needs
     # the latest epoch whatever its score, so "last" is a checkpoint of its own, every epoch.
-    last_checkpoint = ModelCheckpoint(
+    last_checkpoint = RunCheckpoint(
         dirpath=checkpoint_dir,
         filename="last",
         monitor=None,
