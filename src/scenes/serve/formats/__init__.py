@@ -174,7 +174,9 @@ def current_export(directory: Path, fmt: str) -> Path:
         log.warning(
             "%s was made from other weights or by an older scenes: exporting it again", path
         )
-    elif fmt == "torchscript" and not _module(FORMATS[fmt]).trusted(path):
+    elif fmt == "torchscript" and not _module(FORMATS[fmt]).trusted(
+        path, weights_digest(directory)
+    ):
         log.warning("%s was not written by scenes here: exporting it again", path)
     else:
         return path
