@@ -248,12 +248,10 @@ def torchscript_answer(program) -> torch.Tensor:
         return program(torch.ones(1, 3, 32, 32))[0]
 
 
-def a_program_from_other_weights(tmp_path) -> bytes:
+def bundle_of_other_weights(tmp_path) -> Path:
+    """A bundle like ``bundle`` (same classes, size and architecture), other weights."""
     other = build_model("resnet18", 3, pretrained=False)
-    bundle = save_bundle(other.module, BundleMeta.of(other, ["a", "b", "c"], 32), tmp_path / "o")
-    from scenes.serve.formats import export
-
-    return export(bundle, "torchscript").read_bytes()
+    return save_bundle(other.module, BundleMeta.of(other, ["a", "b", "c"], 32), tmp_path / "o")
 
 
 def test_torchscript_loads_the_very_bytes_it_checked(bundle, tmp_path, monkeypatch):
@@ -262,7 +260,7 @@ def test_torchscript_loads_the_very_bytes_it_checked(bundle, tmp_path, monkeypat
 
     path = export(bundle, "torchscript")
     expected = torchscript_answer(torchscript.load(path, "cpu", weights_digest(bundle)))
-    planted = a_program_from_other_weights(tmp_path)
+    planted = export(bundle_of_other_weights(tmp_path), "torchscript").read_bytes()
     checked = trust.known
 
     def known_then_swapped(*args):
@@ -323,3 +321,59 @@ def test_a_trust_record_others_can_write_or_own_is_refused(bundle, tmp_path, mon
     monkeypatch.setattr(os, "getuid", lambda: record.stat().st_uid + 1)
     with pytest.raises(UnsafeFileError, match="owned by another user"):
         Predictor.load(bundle, backend="torchscript", device="cpu")
+
+
+# -- ONNX and OpenVINO: a stamp is the file's own word ----------------------------------------
+def test_a_stamped_onnx_file_from_other_weights_is_not_served(bundle, tmp_path, monkeypatch):
+    """A model.onnx exported from other weights, its stamp copied from this bundle's: named,
+    it is refused; by default it is exported again, and the new file answers like PyTorch."""
+    import numpy as np
+    import onnx
+
+    from scenes.serve.formats import (
+        DIGEST_KEY,
+        StaleExportError,
+        export,
+        is_current,
+        recorded,
+        weights_digest,
+    )
+    from scenes.serve.predictor import Predictor
+
+    elsewhere = bundle_of_other_weights(tmp_path)
+    planted = bundle / "model.onnx"
+    graph = onnx.load(str(export(elsewhere, "onnx")))
+    stamp = {**recorded(elsewhere / "model.onnx", "onnx"), DIGEST_KEY: weights_digest(bundle)}
+    onnx.helper.set_model_props(graph, stamp)
+    onnx.save(graph, str(planted))
+    assert is_current(planted, bundle, "onnx")  # the stamp alone would be believed
+
+    with pytest.raises(StaleExportError, match=rf"{planted}(.|\n)*probe images"):
+        Predictor.load(bundle, backend="onnx", device="cpu", export_path=planted)
+    served = Predictor.load(bundle, backend="onnx", device="cpu")  # exported again
+    pixels = np.stack([served.load_image(make_image(tmp_path / "p.jpg", (200, 40, 40)))])
+    expected = Predictor.load(bundle, device="cpu").answers(pixels).probs
+    np.testing.assert_allclose(served.answers(pixels).probs, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_a_genuine_export_from_elsewhere_is_checked_once_then_served(
+    bundle, tmp_path, monkeypatch, fmt
+):
+    """An export made on another machine (another cache here) answers like PyTorch: it is
+    served as it is, and recorded, so it is not checked again."""
+    from scenes.serve.formats import FORMATS, export, export_digest, probe, trust, weights_digest
+    from scenes.serve.predictor import Predictor
+
+    if FORMATS[fmt].missing():
+        pytest.skip(FORMATS[fmt].missing())
+    path = export(bundle, fmt)
+    before = path.read_bytes()
+    monkeypatch.setenv("SCENES_CACHE", str(tmp_path / "this-machine"))
+    key = (fmt, export_digest(path, fmt), weights_digest(bundle))
+    assert not trust.known(*key)
+    Predictor.load(bundle, backend=fmt, device="cpu", export_path=path)
+    assert path.read_bytes() == before and trust.known(*key)
+    monkeypatch.setattr(probe, "disagreement", lambda *a: pytest.fail("checked twice"))
+    Predictor.load(bundle, backend=fmt, device="cpu")
+    assert path.read_bytes() == before
