@@ -240,3 +240,140 @@ def test_label_issue_lists_hold_no_formulas_and_still_exclude_their_paths(tmp_pa
     assert_no_formula(listed)
     assert_no_formula(quality)
     assert [Path(p) for p in read_path_list(listed)] == issues.paths
+
+
+# -- TorchScript: a program, loaded only when scenes wrote it here from these weights ----------
+def torchscript_answer(program) -> torch.Tensor:
+    with torch.no_grad():
+        return program(torch.ones(1, 3, 32, 32))[0]
+
+
+def bundle_of_other_weights(tmp_path) -> Path:
+    """A bundle like ``bundle`` (same classes, size and architecture), other weights."""
+    other = build_model("resnet18", 3, pretrained=False)
+    return save_bundle(other.module, BundleMeta.of(other, ["a", "b", "c"], 32), tmp_path / "o")
+
+
+def test_torchscript_loads_the_very_bytes_it_checked(bundle, tmp_path, monkeypatch):
+    """A file swapped in after the check is never what runs: the checked bytes are loaded."""
+    from scenes.serve.formats import export, torchscript, trust, weights_digest
+
+    path = export(bundle, "torchscript")
+    expected = torchscript_answer(torchscript.load(path, "cpu", weights_digest(bundle)))
+    planted = export(bundle_of_other_weights(tmp_path), "torchscript").read_bytes()
+    checked = trust.known
+
+    def known_then_swapped(*args):
+        answer = checked(*args)
+        path.write_bytes(planted)  # the swap, right after the check
+        return answer
+
+    monkeypatch.setattr(trust, "known", known_then_swapped)
+    program = torchscript.load(path, "cpu", weights_digest(bundle))
+    assert path.read_bytes() == planted
+    assert torch.equal(torchscript_answer(program), expected)
+
+
+def test_torchscript_from_other_weights_is_not_trusted(bundle):
+    from scenes.errors import UsageError
+    from scenes.serve.formats import export, torchscript, weights_digest
+
+    path = export(bundle, "torchscript")
+    assert torchscript.trusted(path, weights_digest(bundle))
+    assert not torchscript.trusted(path, "0" * 64)
+    with pytest.raises(UsageError, match="current weights"):
+        torchscript.load(path, "cpu", "0" * 64)
+
+
+def test_a_symbolic_link_in_a_bundle_is_never_followed(bundle, tmp_path):
+    """A link to a file scenes did write (elsewhere) gets nothing from it: named, it is
+    refused; by default, the link is replaced by a new export and the target is untouched."""
+    from scenes.errors import UsageError
+    from scenes.serve.formats import FORMATS, export
+    from scenes.serve.predictor import Predictor
+
+    elsewhere = export(bundle, "torchscript", tmp_path / "elsewhere" / "model.torchscript.pt")
+    before = elsewhere.read_bytes()
+    link = bundle / FORMATS["torchscript"].file
+    link.symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="symbolic link"):
+        Predictor.load(bundle, backend="torchscript", device="cpu", export_path=link)
+    Predictor.load(bundle, backend="torchscript", device="cpu")
+    assert not link.is_symlink() and link.is_file()
+    assert elsewhere.read_bytes() == before
+
+
+def test_a_trust_record_others_can_write_or_own_is_refused(bundle, tmp_path, monkeypatch, capsys):
+    from scenes.serve.formats import export, trust
+    from scenes.serve.predictor import Predictor
+
+    export(bundle, "torchscript")
+    record = trust.record_path()
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    Predictor.load(bundle, backend="torchscript", device="cpu")  # ours, private: loads
+    record.chmod(0o666)
+    with pytest.raises(UnsafeFileError, match=rf"{record}(.|\n)*mode 0o666(.|\n)*chmod 600"):
+        Predictor.load(bundle, backend="torchscript", device="cpu")
+    photo = make_image(tmp_path / "photo.jpg", (200, 40, 40))
+    assert main(["predict", "--run", str(bundle), "--backend", "torchscript", str(photo)]) == 2
+    assert str(record) in capsys.readouterr().err
+    record.chmod(0o600)
+    monkeypatch.setattr(os, "getuid", lambda: record.stat().st_uid + 1)
+    with pytest.raises(UnsafeFileError, match="owned by another user"):
+        Predictor.load(bundle, backend="torchscript", device="cpu")
+
+
+# -- ONNX and OpenVINO: a stamp is the file's own word ----------------------------------------
+def test_a_stamped_onnx_file_from_other_weights_is_not_served(bundle, tmp_path, monkeypatch):
+    """A model.onnx exported from other weights, its stamp copied from this bundle's: named,
+    it is refused; by default it is exported again, and the new file answers like PyTorch."""
+    import numpy as np
+    import onnx
+
+    from scenes.serve.formats import (
+        DIGEST_KEY,
+        StaleExportError,
+        export,
+        is_current,
+        recorded,
+        weights_digest,
+    )
+    from scenes.serve.predictor import Predictor
+
+    elsewhere = bundle_of_other_weights(tmp_path)
+    planted = bundle / "model.onnx"
+    graph = onnx.load(str(export(elsewhere, "onnx")))
+    stamp = {**recorded(elsewhere / "model.onnx", "onnx"), DIGEST_KEY: weights_digest(bundle)}
+    onnx.helper.set_model_props(graph, stamp)
+    onnx.save(graph, str(planted))
+    assert is_current(planted, bundle, "onnx")  # the stamp alone would be believed
+
+    with pytest.raises(StaleExportError, match=rf"{planted}(.|\n)*probe images"):
+        Predictor.load(bundle, backend="onnx", device="cpu", export_path=planted)
+    served = Predictor.load(bundle, backend="onnx", device="cpu")  # exported again
+    pixels = np.stack([served.load_image(make_image(tmp_path / "p.jpg", (200, 40, 40)))])
+    expected = Predictor.load(bundle, device="cpu").answers(pixels).probs
+    np.testing.assert_allclose(served.answers(pixels).probs, expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_a_genuine_export_from_elsewhere_is_checked_once_then_served(
+    bundle, tmp_path, monkeypatch, fmt
+):
+    """An export made on another machine (another cache here) answers like PyTorch: it is
+    served as it is, and recorded, so it is not checked again."""
+    from scenes.serve.formats import FORMATS, export, export_digest, probe, trust, weights_digest
+    from scenes.serve.predictor import Predictor
+
+    if FORMATS[fmt].missing():
+        pytest.skip(FORMATS[fmt].missing())
+    path = export(bundle, fmt)
+    before = path.read_bytes()
+    monkeypatch.setenv("SCENES_CACHE", str(tmp_path / "this-machine"))
+    key = (fmt, export_digest(path, fmt), weights_digest(bundle))
+    assert not trust.known(*key)
+    Predictor.load(bundle, backend=fmt, device="cpu", export_path=path)
+    assert path.read_bytes() == before and trust.known(*key)
+    monkeypatch.setattr(probe, "disagreement", lambda *a: pytest.fail("checked twice"))
+    Predictor.load(bundle, backend=fmt, device="cpu")
+    assert path.read_bytes() == before

@@ -100,7 +100,7 @@ class Predictor:
             else:
                 found = Path(export_path)
                 check_current(found, directory, backend)
-            runner = export_runner(backend, found, meta, str(device))
+            runner = export_runner(backend, found, meta, str(device), directory)
         predictor = cls(meta, directory, runner, backend, device, accept_all)
         if compile:
             predictor.compile_now()

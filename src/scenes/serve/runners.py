@@ -115,18 +115,19 @@ class OnnxRunner:
 
 
 class TorchScriptRunner:
-    """An exported TorchScript program (one scenes wrote here: ``formats/torchscript.py``),
-    on the CPU or a CUDA GPU."""
+    """An exported TorchScript program (one scenes wrote here from ``bundle``'s current
+    weights: ``formats/torchscript.py``), on the CPU or a CUDA GPU."""
 
-    def __init__(self, path: Path, meta: BundleMeta, device: str = "auto"):
+    def __init__(self, path: Path, meta: BundleMeta, device: str, bundle: Path):
         import torch
 
         from ..models.devices import resolve_device
+        from .formats import weights_digest
         from .formats.torchscript import load
 
         self.torch_device = resolve_device(device)
         self.device = str(self.torch_device)
-        self.program = load(path, self.torch_device)
+        self.program = load(path, self.torch_device, weights_digest(bundle))
         self.meta = meta
         self.want_features = False
         self._compiled = None  # torch.compile of _forward(), once compile() ran
@@ -159,10 +160,10 @@ class OpenVinoRunner:
         return logits, np.asarray(found[self.compiled.output("features")], dtype=np.float32)
 
 
-def export_runner(backend: str, path: Path, meta: BundleMeta, device: str) -> Runner:
-    """The runner of an exported file of format ``backend``."""
+def export_runner(backend: str, path: Path, meta: BundleMeta, device: str, bundle: Path) -> Runner:
+    """The runner of an exported file of format ``backend``, made from ``bundle``."""
     if backend.startswith("onnx"):
         return OnnxRunner(path, meta, device)
     if backend == "torchscript":
-        return TorchScriptRunner(path, meta, device)
+        return TorchScriptRunner(path, meta, device, bundle)
     return OpenVinoRunner(path, meta, device)

@@ -1,30 +1,32 @@
 """TorchScript: the bundle's network traced (with its features output), frozen, saved.
 
 A TorchScript file is a program, not data: loading one runs the code inside it. So the
-``torchscript`` backend loads only a file scenes itself wrote on this machine: each export
-records the file's SHA-256 in ``trusted_exports.json`` of the scenes cache folder
-(``$SCENES_CACHE``, default ``~/.cache/scenes``), outside the bundle. A file that arrived with a
-bundle from elsewhere, or was changed since, is exported again from the weights instead.
-The stamp is an extra file inside the archive (``extra/scenes.json``), read with ``zipfile``
-without loading the program.
+``torchscript`` backend loads only a file scenes itself wrote on this machine from the
+bundle's current weights (``trust.py`` says exactly what that means). The bytes are hashed in
+memory before they are written, and the bytes that were hashed are the bytes that are loaded:
+no file can be swapped in between. A symbolic link is never followed. A file that arrived
+with a bundle from elsewhere, or was changed since, is exported again from the weights
+instead. The stamp is an extra file inside the archive (``extra/scenes.json``), read with
+``zipfile`` without loading the program.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import warnings
 import zipfile
 from pathlib import Path
 
-from filelock import FileLock
-
-from ...config import default_cache_dir
-from ...data.files import file_sha256
+from ... import atomic
+from ...errors import UsageError
 from ...models.bundle import load_bundle
+from . import trust
 
+FORMAT = "torchscript"
 STAMP_NAME = "scenes.json"
-TRUST_FILE = "trusted_exports.json"
 
 
 def read_stamp(path: Path) -> dict[str, str]:
@@ -40,63 +42,59 @@ def write(directory: Path, out: Path, stamp: dict, **_) -> None:
     import torch
 
     from ...models.base import WithFeatures
+    from . import DIGEST_KEY
 
     module, meta = load_bundle(directory, "cpu")
     module = WithFeatures(module.to(memory_format=torch.contiguous_format), meta.head).eval()
     example = torch.zeros(2, 3, meta.image_size, meta.image_size)
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    program = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
+        warnings.simplefilter("ignore", FutureWarning)  # "TorchScript is deprecated": see docs
+        traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
+        torch.jit.save(traced, program, _extra_files={STAMP_NAME: json.dumps(stamp)})
+    data = program.getvalue()
+    # Recorded before the file exists under its name: what is recorded is what was written.
+    trust.remember(FORMAT, trust.sha256(data), stamp[DIGEST_KEY])
+    atomic.write_bytes(out, data)
+
+
+def read_file_itself(path: Path) -> bytes:
+    """The bytes of ``path``, refusing a symbolic link rather than following it (out of the
+    bundle, say, to a file that is not the bundle's)."""
     try:
-        with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
-            warnings.simplefilter("ignore", FutureWarning)  # "TorchScript is deprecated": see docs
-            traced = torch.jit.freeze(torch.jit.trace(module, example, check_trace=False))
-            torch.jit.save(traced, str(tmp), _extra_files={STAMP_NAME: json.dumps(stamp)})
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    remember(out)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise UsageError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); a TorchScript file is a "
+            "program and is loaded only from the file itself: export it again with "
+            "`scenes export --format torchscript`"
+        ) from None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read()
 
 
-def _trust_file() -> Path:
-    return default_cache_dir() / TRUST_FILE
-
-
-def _read_trust() -> dict[str, str]:
-    try:
-        found = json.loads(_trust_file().read_text())
-        return found if isinstance(found, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def remember(path: Path) -> None:
-    """Record ``path``'s content as written by scenes on this machine."""
-    record = _trust_file()
-    record.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(record) + ".lock"):
-        trusted = _read_trust()
-        trusted[str(path.resolve())] = file_sha256(path)
-        tmp = record.with_name(f".{record.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(trusted, indent=1))
-        tmp.replace(record)
-
-
-def trusted(path: Path) -> bool:
-    """Written by scenes on this machine, and unchanged since."""
-    recorded = _read_trust().get(str(path.resolve()))
-    return recorded is not None and recorded == file_sha256(path)
-
-
-def load(path: Path, device):
-    """The program at ``path``, which must be one scenes wrote here (see the module note)."""
+def load(path: Path, device, weights_sha256: str):
+    """The program at ``path``, which must be one scenes wrote here from the weights whose
+    SHA-256 is ``weights_sha256`` (see the module note); loaded from the bytes checked."""
     import torch
 
-    from ...errors import UsageError
-
-    if not trusted(path):
+    data = read_file_itself(path)
+    if not trust.known(FORMAT, trust.sha256(data), weights_sha256):
         raise UsageError(
-            f"{path} was not written by scenes on this machine; a TorchScript file is a program "
-            "and is loaded only then: export it again with `scenes export --format torchscript`"
+            f"{path} was not written by scenes on this machine from the bundle's current "
+            "weights; a TorchScript file is a program and is loaded only then: export it "
+            "again with `scenes export --format torchscript`"
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return torch.jit.load(str(path), map_location=device).eval()
+        return torch.jit.load(io.BytesIO(data), map_location=device).eval()
+
+
+def trusted(path: Path, weights_sha256: str) -> bool:
+    """Written by scenes on this machine from these weights, and unchanged since (a symbolic
+    link never is)."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    return trust.known(FORMAT, trust.sha256(path.read_bytes()), weights_sha256)
