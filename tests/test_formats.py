@@ -194,6 +194,22 @@ def test_a_file_from_an_older_exporter_is_exported_again(trained_run, tmp_path):
     assert current_export(run / "model", "onnx") == path and is_current(path, run, "onnx")
 
 
+def test_an_openvino_export_is_published_as_one_folder(trained_run, tmp_path):
+    """The .xml and its .bin arrive together: the format's folder is built beside the old one
+    and takes its place in one rename (nothing of the old folder is left in it)."""
+    pytest.importorskip("openvino")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    path = export(run, "openvino")
+    folder = path.parent
+    (folder / "from-the-old-export.txt").write_text("old")
+    old_folder = folder.stat().st_ino
+    assert export(run, "openvino") == path
+    assert folder.stat().st_ino != old_folder  # a new folder, not new files in the old one
+    assert sorted(f.name for f in folder.iterdir()) == ["model.bin", "model.xml"]
+    assert is_current(path, run, "openvino") and not list(folder.parent.glob(".openvino*"))
+
+
 def test_int8_needs_the_runs_training_images(trained_run, tmp_path, capsys):
     alone = tmp_path / "bundle"
     shutil.copytree(trained_run / "model", alone)  # a bundle without its run folder

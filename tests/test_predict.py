@@ -159,10 +159,11 @@ def test_a_part_left_half_written_by_a_kill_does_not_break_reading_the_folder(tm
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from scenes.serve.prediction_files import writing
+    from scenes.atomic import temporary_sibling
 
     out = tmp_path / "preds.parquet"
     out.mkdir()
     pq.write_table(pa.table({"path": ["a.jpg"]}), out / "part-00000.parquet")
-    writing(out / "part-00001.parquet").write_bytes(b"PAR1 cut short")  # killed mid-write
+    # where scenes.atomic writes a part before its rename: a kill can leave it half written
+    temporary_sibling(out / "part-00001.parquet").write_bytes(b"PAR1 cut short")
     assert pd.read_parquet(out)["path"].tolist() == ["a.jpg"]

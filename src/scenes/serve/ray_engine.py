@@ -1,12 +1,15 @@
 """``scenes predict --engine ray``: batch inference on Ray Data, on this machine or a cluster.
 
 The files are listed once, here (``collect_images``: the same walker and rules as the local
-engine). Ray Data hands their paths to a pool of actors; each actor loads the bundle once
-(``Predictor.load``) and, per batch, reads each file's bytes, skips those an earlier run of the
-same command already wrote (same path, same SHA-256), decodes the rest with the bundle's own
-preprocessing and answers with ``Predictor.answers``: the local engine's probabilities. An
-unreadable file is a row with its error. Rows stream back to this process, which writes them
-as they come (``prediction_files``), so a killed job loses at most what was in flight.
+engine), each file once. An exported format is exported here, once, before any worker starts
+(``export_for_workers``). Ray Data hands the paths to a pool of actors; each loads the bundle
+once (``load_in_worker``: it never exports) and, per batch, reads each file's bytes, skips
+those an earlier run of the same command already wrote without an error (same path, same
+SHA-256), decodes the rest with the bundle's own preprocessing and answers with
+``Predictor.answers``: the local engine's probabilities. An unreadable file is a row with its
+error. Rows stream back to this process, which writes them as they come
+(``prediction_files``, which holds the lock on ``--out``), so a killed job loses at most what
+was in flight.
 
 The Ray instance and the actor pool are ``ray_jobs``'s, shared with ``evaluate`` and ``data
 issues``.
@@ -27,8 +30,14 @@ from ..models.bundle import read_meta, resolve_bundle_dir
 from .answers import Prediction, PredictionRow
 from .csv_rows import csv_cells, csv_header
 from .prediction_files import PredictionSink, bundle_digest
-from .predictor import Predictor
-from .ray_jobs import RayEngine, fetched, map_paths, ray_session
+from .ray_jobs import (
+    RayEngine,
+    export_for_workers,
+    fetched,
+    load_in_worker,
+    map_paths,
+    ray_session,
+)
 
 
 def decode_batch(batch: dict, preprocess: Preprocess, done: dict[str, str]) -> dict:
@@ -84,8 +93,9 @@ class BatchPredictor:
         tta: bool,
         done: dict[str, str],
         decoded: bool = False,
+        export_path: str | None = None,
     ):
-        self.predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
+        self.predictor = load_in_worker(run, backend, device, accept_all, export_path)
         self.top_k, self.tta, self.decoded = top_k, tta, decoded
         self.done = fetched(done)
         self.accepting = self.predictor.reference is not None
@@ -127,13 +137,13 @@ def predict_with_ray(
     engine: RayEngine,
 ) -> tuple[int, int, int]:
     """(rows written now, files skipped as already written, unreadable files)."""
+    files = list({str(f): f for f in files}.values())  # a file named twice is one row
     bundle = resolve_bundle_dir(run)
     meta = read_meta(bundle)
     top_k = min(top_k, len(meta.class_names))
     accepting = meta.acceptance is not None and not accept_all
     columns = [*csv_header(meta, top_k, accepting), "digest"]
-    sink = PredictionSink(out, columns, bundle_digest(bundle))
-    with ray_session(engine) as ray:
+    with PredictionSink(out, columns, bundle_digest(bundle)) as sink:
         arguments = {
             "run": str(bundle),
             "backend": backend,
@@ -141,13 +151,26 @@ def predict_with_ray(
             "accept_all": accept_all,
             "top_k": top_k,
             "tta": tta,
-            "done": ray.put(sink.done),
+            "done": sink.done,
             "decoded": engine.decode_apart,
+            "export_path": export_for_workers(bundle, backend),
         }
+        failed = _answer_into(sink, files, arguments, batch_size, engine)
+        sink.finish()
+    return sink.written, len(files) - sink.written, failed
+
+
+def _answer_into(
+    sink: PredictionSink, files: list[Path], arguments: dict, batch_size: int, engine: RayEngine
+) -> int:
+    """``files``' rows from a pool of ``BatchPredictor``s into ``sink``; the unreadable count."""
+    failed = 0
+    with ray_session(engine) as ray:
+        arguments = {**arguments, "done": ray.put(arguments["done"])}
         decode = None
         if engine.decode_apart:
-            decode = (DecodeBatch, {"preprocess": meta.preprocess, "done": arguments["done"]})
-        failed = 0
+            preprocess = read_meta(Path(arguments["run"])).preprocess
+            decode = (DecodeBatch, {"preprocess": preprocess, "done": arguments["done"]})
         with console.stage("predicting (ray)", len(files)) as bar:
             blocks = map_paths(ray, files, BatchPredictor, arguments, batch_size, engine, decode)
             for block in blocks:
@@ -155,6 +178,4 @@ def predict_with_ray(
                 failed += sum(1 for r in rows if r[-2])
                 sink.write(rows)
                 bar.update(len(rows))
-        sink.finish()
-    skipped = len(files) - sink.written
-    return sink.written, skipped, failed
+    return failed

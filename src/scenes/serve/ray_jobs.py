@@ -84,6 +84,32 @@ def ray_session(engine: RayEngine) -> Iterator:
             ray.shutdown()
 
 
+def export_for_workers(run: str | Path, backend: str) -> str | None:
+    """``backend``'s file, exported here (when missing or made from other weights) once,
+    before any worker starts; the workers only load it (``load_in_worker``). Were each to
+    export, 8 workers would calibrate int8 8 times at once and race on the same files. None
+    for the torch backend, which has no file."""
+    if backend == "torch":
+        return None
+    from ..models.bundle import resolve_bundle_dir
+    from .formats import current_export, get_format, require
+
+    require(get_format(backend))
+    return str(current_export(resolve_bundle_dir(run), backend))
+
+
+def load_in_worker(run: str, backend: str, device: str, accept_all: bool, export_path: str | None):
+    """A worker's Predictor, loaded only: the file ``export_for_workers`` made; one that is
+    missing or stale is refused (``StaleExportError``), never exported again here."""
+    from .predictor import Predictor
+
+    if backend != "torch" and export_path is None:
+        raise ValueError(f"a Ray worker loads the {backend} file its driver exported: none given")
+    return Predictor.load(
+        run, backend=backend, device=device, accept_all=accept_all, export_path=export_path
+    )
+
+
 def fetched(value):
     """An actor's argument: the object behind a reference put in Ray's store, or the value."""
     import ray

@@ -2,7 +2,8 @@
 
 Each actor computes what the local engine computes, with the local engine's own functions
 (``Predictor.load_images`` and ``Predictor.forward``; ``decode_file`` and ``embed``), so the
-answers are the same. A batch answers every path it was given, with its index into the job's
+answers are the same. An exported format is exported once, before the workers start
+(``ray_jobs.export_for_workers``); they only load it. A batch answers every path it was given, with its index into the job's
 list and an error for an unreadable file; the caller puts the rows back in its own order.
 Every block has the same columns (a failed row holds zeros), as Ray Data needs.
 """
@@ -17,15 +18,29 @@ from ..console import stage
 from ..data.cache import decode_file
 from ..models.bundle import read_meta, resolve_bundle_dir
 from ..models.features import Backbone, embed
-from .predictor import Predictor
-from .ray_jobs import RayEngine, fetched, map_paths, ray_session
+from .ray_jobs import (
+    RayEngine,
+    export_for_workers,
+    fetched,
+    load_in_worker,
+    map_paths,
+    ray_session,
+)
 
 
 class LogitsWorker:
     """A Ray Data actor: the bundle loaded once; paths in, logits (and features) out."""
 
-    def __init__(self, run: str, backend: str, device: str, accept_all: bool, tta: bool):
-        self.model = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
+    def __init__(
+        self,
+        run: str,
+        backend: str,
+        device: str,
+        accept_all: bool,
+        tta: bool,
+        export_path: str | None = None,
+    ):
+        self.model = load_in_worker(run, backend, device, accept_all, export_path)
         self.tta = tta
         size = self.model.meta.image_size
         _, features = self.model.forward(np.zeros((1, size, size, 3), np.uint8))
@@ -69,6 +84,7 @@ def logits_with_ray(
         "device": device,
         "accept_all": accept_all,
         "tta": tta,
+        "export_path": export_for_workers(run, backend),
     }
     with ray_session(engine) as ray, stage("evaluating (ray)", len(paths)) as bar:
         for block in map_paths(ray, paths, LogitsWorker, arguments, batch_size, engine):

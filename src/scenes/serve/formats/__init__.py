@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from importlib.util import find_spec
 from pathlib import Path
 
+from ...atomic import replacing_folder
 from ...choices import CALIBRATION_IMAGES
 from ...data.files import file_sha256
 from ...errors import UsageError
@@ -161,11 +163,21 @@ def export(
     require(fmt_)
     directory = resolve_bundle_dir(run_or_bundle)
     out = Path(out) if out else default_path(directory, fmt)
-    out.parent.mkdir(parents=True, exist_ok=True)
     stamp = {DIGEST_KEY: weights_digest(directory), VERSION_KEY: EXPORT_VERSION, FORMAT_KEY: fmt}
     if fmt_.calibrated:
         stamp["scenes.calibration"] = f"{calibration} training images, seed {seed}"
-    _module(fmt_).write(directory, out, stamp, fmt=fmt, calibration=calibration, seed=seed)
+    write = partial(
+        _module(fmt_).write, directory, stamp=stamp, fmt=fmt, calibration=calibration, seed=seed
+    )
+    own = default_path(directory, fmt)
+    if out.resolve() == own.resolve() and own.parent != directory:
+        # A format's own folder (OpenVINO's .xml with its .bin) is published whole, in one
+        # rename: a reader never pairs one export's .xml with another's .bin.
+        with replacing_folder(out.parent) as folder:
+            write(folder / out.name)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write(out)
     if fmt != "torchscript":  # which records its bytes itself, before they are written
         trust.remember(fmt, export_digest(out, fmt), stamp[DIGEST_KEY])
     return out

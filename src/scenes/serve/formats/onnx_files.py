@@ -11,13 +11,13 @@ The stamp is kept in the model's metadata properties.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
+from ...atomic import replacing_path
 from ...models.bundle import load_bundle
 from ...models.meta import BundleMeta
 
@@ -31,21 +31,14 @@ def read_stamp(path: Path) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def _temporary(out: Path) -> Path:
-    return out.with_name(f".{out.name}.tmp{os.getpid()}.onnx")
-
-
 def write(directory: Path, out: Path, stamp: dict, fmt: str, calibration: int, seed: int) -> None:
-    tmp = _temporary(out)
-    try:
+    # written beside ``out`` and renamed into place whole; a failed export leaves nothing
+    with replacing_path(out) as tmp:
         if fmt == "onnx":
             write_fp32(directory, tmp)
         else:
             write_int8(directory, tmp, calibration, seed)
         _stamp_and_check(tmp, stamp)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)  # an interrupted or failed export leaves nothing behind
 
 
 def write_fp32(directory: Path, out: Path) -> None:

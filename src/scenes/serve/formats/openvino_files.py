@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import shutil
 import tempfile
 import warnings
 from pathlib import Path
+
+from ...atomic import replacing_path
 
 SECTION = "scenes"
 
@@ -36,12 +37,15 @@ def read_stamp(path: Path) -> dict[str, str]:
 
 
 def write(directory: Path, out: Path, stamp: dict, fmt: str, calibration: int, seed: int) -> None:
+    """The IR (``out`` and its ``.bin``), made and checked to load in a hidden folder beside
+    ``out``, then renamed into place, the weights first (a reader keys on the ``.xml``). The
+    format's own folder (``openvino/``) is published whole by ``formats.export``."""
     _telemetry_off()
     import openvino as ov
 
     from .onnx_files import write_fp32
 
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.stem}.") as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         write_fp32(directory, fp32)
         model = ov.convert_model(str(fp32))
@@ -52,8 +56,9 @@ def write(directory: Path, out: Path, stamp: dict, fmt: str, calibration: int, s
         staged = Path(tmp) / out.name
         ov.save_model(model, str(staged), compress_to_fp16=False)
         compile_model(staged, "cpu")  # it loads, or the export fails here
-        for suffix in (".bin", ".xml"):  # the weights first: a reader keys on the .xml
-            shutil.move(str(staged.with_suffix(suffix)), str(out.with_suffix(suffix)))
+        for suffix in (".bin", ".xml"):
+            with replacing_path(out.with_suffix(suffix)) as target:
+                os.replace(staged.with_suffix(suffix), target)  # a move: no second copy
 
 
 def _quantize(model, directory: Path, calibration: int, seed: int):
