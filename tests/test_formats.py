@@ -22,12 +22,12 @@ from scenes.serve.formats import (
     FORMATS,
     VERSION_KEY,
     StaleExportError,
-    current_export,
     export,
     is_current,
     recorded,
 )
 from scenes.serve.predictor import Predictor
+from scenes.serve.served_exports import current_export
 from scenes.training import train
 
 from conftest import CLASSES, INTEL_TRAIN, MOBILENET_FILE, needs_intel, needs_weights, real_subset

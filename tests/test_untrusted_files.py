@@ -362,7 +362,8 @@ def test_a_genuine_export_from_elsewhere_is_checked_once_then_served(
 ):
     """An export made on another machine (another cache here) answers like PyTorch: it is
     served as it is, and recorded, so it is not checked again."""
-    from scenes.serve.formats import FORMATS, export, export_digest, probe, trust, weights_digest
+    from scenes.serve import export_probe as probe
+    from scenes.serve.formats import FORMATS, export, export_digest, trust, weights_digest
     from scenes.serve.predictor import Predictor
 
     if FORMATS[fmt].missing():

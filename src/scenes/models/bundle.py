@@ -55,6 +55,14 @@ def _write_atomically(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def weights_digest(run_or_bundle: str | Path) -> str:
+    """SHA-256 of the bundle's ``model.safetensors``: which model it is, the one way scenes
+    says it (an export's stamp, the key of cached teacher answers)."""
+    from ..data.files import file_sha256
+
+    return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
+
+
 def save_bundle(module: nn.Module, meta: BundleMeta, directory: str | Path) -> Path:
     from safetensors.torch import save as safetensors_bytes
 

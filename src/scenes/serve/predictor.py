@@ -92,7 +92,8 @@ class Predictor:
         if backend == "torch":
             runner: Runner = TorchRunner(directory, meta, str(device))
         else:
-            from .formats import check_current, current_export, get_format, require
+            from .formats import get_format, require
+            from .served_exports import check_current, current_export
 
             require(get_format(backend))
             if export_path is None:

@@ -92,7 +92,8 @@ def export_for_workers(run: str | Path, backend: str) -> str | None:
     if backend == "torch":
         return None
     from ..models.bundle import resolve_bundle_dir
-    from .formats import current_export, get_format, require
+    from .formats import get_format, require
+    from .served_exports import current_export
 
     require(get_format(backend))
     return str(current_export(resolve_bundle_dir(run), backend))

@@ -18,9 +18,8 @@ photos stay in ``model.json`` and the Python that reads it, shared by every back
 int8 formats are calibrated on images of the run's own training split (``calibration.py``).
 
 A stamp is the file's own word. Each export made here is recorded (``trust.py``: the file's and
-the weights' digests); a file that is not (it came with a bundle from elsewhere) is served only
-once it has answered like PyTorch on a fixed probe batch (``probe.py``), and a TorchScript file
-only when it was written here.
+the weights' digests); which file a backend may serve is decided above the runners, in
+``serve/served_exports.py``.
 """
 
 from __future__ import annotations
@@ -35,12 +34,12 @@ from ...atomic import replacing_folder
 from ...choices import CALIBRATION_IMAGES
 from ...data.files import file_sha256
 from ...errors import UsageError
-from ...models.bundle import WEIGHTS_FILE, resolve_bundle_dir
-from . import probe, trust
+from ...models.bundle import resolve_bundle_dir, weights_digest
+from . import trust
 
 log = logging.getLogger(__name__)
 
-DIGEST_KEY = "scenes.weights_sha256"
+DIGEST_KEY = trust.WEIGHTS_KEY
 VERSION_KEY = "scenes.export_version"
 FORMAT_KEY = "scenes.format"
 # 2: a second output, the penultimate features (the acceptance of unknown photos needs them)
@@ -108,11 +107,6 @@ def require(fmt: Format) -> None:
     reason = fmt.missing()
     if reason:
         raise UsageError(f"the {fmt.name} format needs {reason}")
-
-
-def weights_digest(run_or_bundle: str | Path) -> str:
-    """SHA-256 of the bundle's ``model.safetensors``: what an export is made from."""
-    return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
 
 
 def default_path(run_or_bundle: str | Path, fmt: str) -> Path:
@@ -189,62 +183,3 @@ def export_digest(path: Path, fmt: str) -> str:
         both = file_sha256(path) + file_sha256(Path(path).with_suffix(".bin"))
         return trust.sha256(both.encode())
     return file_sha256(path)
-
-
-def unbelieved(path: Path, directory: Path, fmt: str) -> str | None:
-    """Why ``path``'s stamp is not believed, or None: a file exported here from the bundle's
-    current weights is; an ONNX or OpenVINO file from elsewhere is once it has answered like
-    PyTorch on the probe batch (then it is recorded); a TorchScript program from elsewhere
-    never is (it is not run to be checked)."""
-    weights = weights_digest(directory)
-    if fmt == "torchscript":
-        if _module(FORMATS[fmt]).trusted(path, weights):
-            return None
-        return "it was not written by scenes on this machine from these weights"
-    digest = export_digest(path, fmt)
-    if trust.known(fmt, digest, weights):
-        return None
-    why = probe.disagreement(path, directory, fmt, FORMATS[fmt].calibrated)
-    if why is None:
-        trust.remember(fmt, digest, weights)
-        return None
-    return f"it was not exported by scenes here and {why}"
-
-
-def current_export(directory: Path, fmt: str) -> Path:
-    """``fmt``'s file in the bundle folder, exported first when it is missing, was made
-    from other weights than the bundle's current ones, or its stamp is not believed
-    (``unbelieved``: an ONNX or OpenVINO file from elsewhere that answers otherwise than
-    PyTorch, a TorchScript program scenes did not write here)."""
-    path = default_path(directory, fmt)
-    if not path.is_file():
-        log.warning("no %s yet: exporting it now", path)
-    elif not is_current(path, directory, fmt):
-        log.warning(
-            "%s was made from other weights or by an older scenes: exporting it again", path
-        )
-    elif why := unbelieved(path, directory, fmt):
-        log.warning(
-            "%s is stamped with the bundle's weights, but %s: exporting it again", path, why
-        )
-    else:
-        return path
-    return export(directory, fmt, path)
-
-
-def check_current(path: Path, directory: Path, fmt: str) -> None:
-    """Refuse a file the caller named that was not made from the bundle's current weights,
-    or whose stamp is not believed (``unbelieved``)."""
-    if not is_current(path, directory, fmt):
-        raise StaleExportError(
-            f"{path} was not exported as {fmt} from {directory}'s current weights (the bundle "
-            f"changed since, e.g. by a resumed run): run `scenes export --run {directory} "
-            f"--format {fmt}` again"
-        )
-    # A TorchScript file's bytes are checked as they are loaded (torchscript.load).
-    why = None if fmt == "torchscript" else unbelieved(path, directory, fmt)
-    if why:
-        raise StaleExportError(
-            f"{path} is stamped with {directory}'s current weights, but {why}: its stamp is not "
-            f"believed. Run `scenes export --run {directory} --format {fmt}` and serve that file"
-        )

@@ -42,7 +42,6 @@ def write(directory: Path, out: Path, stamp: dict, **_) -> None:
     import torch
 
     from ...models.base import WithFeatures
-    from . import DIGEST_KEY
 
     module, meta = load_bundle(directory, "cpu")
     module = WithFeatures(module.to(memory_format=torch.contiguous_format), meta.head).eval()
@@ -54,7 +53,7 @@ def write(directory: Path, out: Path, stamp: dict, **_) -> None:
         torch.jit.save(traced, program, _extra_files={STAMP_NAME: json.dumps(stamp)})
     data = program.getvalue()
     # Recorded before the file exists under its name: what is recorded is what was written.
-    trust.remember(FORMAT, trust.sha256(data), stamp[DIGEST_KEY])
+    trust.remember(FORMAT, trust.sha256(data), stamp[trust.WEIGHTS_KEY])
     atomic.write_bytes(out, data)
 
 

@@ -32,6 +32,7 @@ from ...errors import UnsafeFileError
 RECORD_NAME = "trusted_exports.json"
 RECORD_VERSION = 2  # 1 (before): path -> SHA-256, which a swap or a symbolic link could fool
 Entry = tuple[str, str, str]  # (format, file SHA-256, weights SHA-256)
+WEIGHTS_KEY = "scenes.weights_sha256"  # the stamp field that names the weights a file is of
 
 
 def sha256(data: bytes) -> str:

@@ -41,8 +41,8 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def disagreement(path: Path, directory: Path, fmt: str, calibrated: bool) -> str | None:
     """How the ``fmt`` file at ``path`` answers otherwise than ``directory``'s PyTorch network
     on the probe batch, or None when it answers alike."""
-    from ...models.bundle import read_meta
-    from ..runners import TorchRunner, export_runner
+    from ..models.bundle import read_meta
+    from .runners import TorchRunner, export_runner
 
     meta = read_meta(directory)
     images = probe_images(meta.image_size)
