@@ -35,7 +35,7 @@ from pathlib import Path
 
 from scenes.models import build_model, save_bundle
 from scenes.models.meta import BundleMeta
-from scenes.serve.export import export_onnx
+from scenes.serve.formats import export
 from scenes.serve.predict import collect_images
 from scenes.serve.predictor import Predictor
 
@@ -48,7 +48,7 @@ def make_bundle(arch: str, size: int, root: Path) -> Path:
     built = build_model(arch, len(CLASSES), pretrained=False)
     meta = BundleMeta.of(built, CLASSES, size)
     save_bundle(built.module.eval(), meta, root / arch / "model")
-    export_onnx(root / arch)
+    export(root / arch, "onnx")
     return root / arch
 
 

@@ -158,9 +158,9 @@ def test_backend_trains_reloads_evaluates_and_exports(backend_runs, key):
     # ONNX export gives the same logits, at a batch size other than the traced one.
     import onnxruntime as ort
 
-    from scenes.serve.export import export_onnx
+    from scenes.serve.formats import export
 
-    onnx_path = export_onnx(run)
+    onnx_path = export(run, "onnx")
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     x = model.to_input(images[:5]).contiguous().numpy()
     onnx_logits = session.run(None, {session.get_inputs()[0].name: x})[0]

@@ -196,13 +196,13 @@ def loaded_after(code: str) -> list[str]:
 
 
 def test_predict_with_onnx_loads_no_torch(trained_run, tmp_path):
-    from scenes.serve.export import export_onnx
+    from scenes.serve.formats import export
 
     bundle = tmp_path / "bundle"
     import shutil
 
     shutil.copytree(trained_run / "model", bundle)
-    export_onnx(bundle)  # once, with torch: serving it needs none
+    export(bundle, "onnx")  # once, with torch: serving it needs none
     photo = make_image(tmp_path / "red.jpg", (220, 40, 40))
     out = tmp_path / "p.csv"
     argv = ["predict", "--run", str(bundle), str(photo), "--backend", "onnx", "--out", str(out)]

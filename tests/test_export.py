@@ -4,7 +4,7 @@ import onnxruntime as ort
 import pytest
 
 from scenes.cli import main
-from scenes.serve.export import export_onnx
+from scenes.serve.formats import export
 from scenes.serve.predictor import Predictor
 
 from conftest import CLASSES as INTEL_CLASSES
@@ -13,7 +13,7 @@ from conftest import INTEL_TRAIN, needs_intel
 
 @needs_intel
 def test_onnx_matches_pytorch_on_real_images_with_any_batch_size(trained_run, tmp_path):
-    out = export_onnx(trained_run, tmp_path / "m.onnx")
+    out = export(trained_run, "onnx", tmp_path / "m.onnx")
     graph = onnx.load(str(out)).graph
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     model = Predictor.load(trained_run, device="cpu")
@@ -37,7 +37,7 @@ def test_export_of_a_missing_bundle_is_a_clear_error(tmp_path, capsys):
     assert main(["export", "--run", str(tmp_path), "--format", "onnx"]) == 2
     assert "no model bundle" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError):
-        export_onnx(tmp_path)
+        export(tmp_path, "onnx")
 
 
 def test_onnx_follows_the_bundle_after_a_resumed_run_rewrites_it(tmp_path):
@@ -55,7 +55,7 @@ def test_onnx_follows_the_bundle_after_a_resumed_run_rewrites_it(tmp_path):
     overrides = {"model.name": "resnet18", "train.mode": "head", "train.scheduler": "none"}
     run = train(tiny_train_config(data, tmp_path / "run", **overrides, **{"train.epochs": 1}))
     run = run.run_dir
-    onnx_file = export_onnx(run)
+    onnx_file = export(run, "onnx")
     assert is_current(onnx_file, run)
     cfg = tiny_train_config(data, tmp_path / "run", **{**overrides, "train.epochs": 2})
     train(cfg, resume=run / "checkpoints" / "last.ckpt")

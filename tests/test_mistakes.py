@@ -67,14 +67,14 @@ def test_every_output_path_is_checked_before_any_work(
 def test_a_failed_export_leaves_no_temporary_file(trained_run, tmp_path, monkeypatch):
     import onnx
 
-    from scenes.serve.export import export_onnx
+    from scenes.serve.formats import export
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(onnx.checker, "check_model", broken)
     with pytest.raises(RuntimeError, match="disk full"):
-        export_onnx(trained_run, tmp_path / "model.onnx")
+        export(trained_run, "onnx", tmp_path / "model.onnx")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -19,7 +19,8 @@ Source = str | Path | Image.Image  # a file, or an image already decoded by PIL
 
 
 class Prediction(list):
-    """[(label, probability), ...] best first (a list, as before), and what else is known:
+    """[(label, probability), ...] best first (a list: it unpacks and prints as the pairs it is),
+    and what else is known:
     ``accepted`` (is it one of the known classes at all; None when the model does not say),
     ``score`` (its k-NN distance to the training images: larger is stranger), ``labels``
     (multi-label: the classes at or above their thresholds, best first), ``every`` (multi-label:

@@ -10,11 +10,6 @@ from ..outputs import output_file
 from .formats import FORMATS, export
 
 
-def export_onnx(run_or_bundle: str | Path, out: str | Path | None = None) -> Path:
-    """The fp32 ONNX graph (default ``<bundle>/model.onnx``), checked to load."""
-    return export(run_or_bundle, "onnx", out)
-
-
 def size_text(path: Path) -> str:
     """A file's size in MB (an OpenVINO ``.xml`` counted with its ``.bin``)."""
     files = [path, path.with_suffix(".bin")] if path.suffix == ".xml" else [path]

@@ -22,7 +22,7 @@ from ..console import stage
 from ..errors import UsageError
 from ..models.bundle import load_reference, read_meta, resolve_bundle_dir
 from ..models.meta import BundleMeta
-from .answers import Answers, Prediction, PredictionRow, Source, best_classes, source_name
+from .answers import Answers, Prediction, PredictionRow, Source, source_name
 from .decoding import decoded_batches
 from .runners import Runner, TorchRunner, export_runner
 
@@ -200,10 +200,6 @@ class Predictor:
     def probabilities(self, images: np.ndarray, tta: bool = False) -> np.ndarray:
         """(B, num_classes) probabilities for a uint8 (B, H, W, 3) batch."""
         return self.answers(images, tta).probs
-
-    def top(self, probs: np.ndarray, k: int) -> Prediction:
-        """[(label, probability), ...] of the ``k`` largest of one row of probabilities."""
-        return Prediction(best_classes(probs, self.class_names, k))
 
     def predict(self, image: Source, top_k: int = 3, tta: bool = False) -> Prediction:
         """[(label, probability), ...] best first, with ``.accepted``, ``.score`` and
