@@ -103,13 +103,13 @@ def test_training_curves(tmp_path):
         "2,2.1,0.0005,0.8,0.7,0.68,0.9,0.7,0.66\n"
         "3,2.0,0.0001,0.5,0.85,0.84,0.85,0.72,0.7\n"
     )
-    columns = RunDir(tmp_path).metrics_columns()
+    columns = RunDir(tmp_path).metrics_by_column()
     assert_png(plots.plot_training_curves(columns, tmp_path / "c.png"), "training_curves")
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "metrics.csv").write_text("epoch,train_loss\n")
     with pytest.raises(ValueError, match="no epochs"):
-        plots.plot_training_curves(RunDir(empty).metrics_columns(), tmp_path / "x.png")
+        plots.plot_training_curves(RunDir(empty).metrics_by_column(), tmp_path / "x.png")
 
 
 def test_confusion_matrix_with_an_empty_row(tmp_path):

@@ -174,7 +174,7 @@ def plot_reliability(
 
 def plot_training_curves(columns: dict[str, list[float]], path: str | Path) -> Path:
     """Loss, accuracy (mean average precision for multilabel runs) and macro F1 per epoch,
-    train vs validation (``RunDir.metrics_columns``)."""
+    train vs validation (``RunDir.metrics_by_column``)."""
     if not columns:
         raise ValueError("metrics.csv has no epochs to plot")
     epochs = columns["epoch"]

@@ -58,6 +58,17 @@ def metrics_columns(task: str = "multiclass") -> list[str]:
 METRICS_COLUMNS = metrics_columns()
 
 
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of a metrics.csv column (``train.monitor``, a tune objective)
+    is the better one: a loss is; accuracy, F1 and mAP are not."""
+    return metric.endswith("_loss")
+
+
+def monitor_mode(metric: str) -> str:
+    """Lightning's and PyTorch's word for the direction: ``min`` or ``max``."""
+    return "min" if lower_is_better(metric) else "max"
+
+
 @dataclass(frozen=True)
 class SplitRow:
     path: Path
@@ -155,7 +166,7 @@ class RunDir:
                 for row in csv.DictReader(fh)
             ]
 
-    def metrics_columns(self) -> dict[str, list[float]]:
+    def metrics_by_column(self) -> dict[str, list[float]]:
         """metrics.csv as columns (what figures plot)."""
         rows = self.read_metrics()
         return {k: [r[k] for r in rows] for k in rows[0]} if rows else {}

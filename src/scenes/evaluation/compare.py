@@ -20,7 +20,7 @@ from ..atomic import write_text
 from ..errors import RunDirError, UsageError
 from ..overrides import dotted
 from ..plots import draw_safely, plot_compared_classes, plot_compared_curves
-from ..rundir import RunDir
+from ..rundir import RunDir, lower_is_better
 from .outputs import METRICS_JSON
 from .report import markdown_table
 
@@ -51,7 +51,7 @@ def load_run(name: str) -> ComparedRun:
             f"{name}: no metrics.csv, so not a run directory of `scenes train` (or `scenes tune`'s "
             "DIR/trials/NNN)"
         )
-    epochs = run.metrics_columns()
+    epochs = run.metrics_by_column()
     if not epochs:
         raise RunDirError(f"{run.metrics_csv} has no epochs yet")
     config = yaml.safe_load(run.config.read_text()) if run.config.is_file() else {}
@@ -59,8 +59,9 @@ def load_run(name: str) -> ComparedRun:
     if run.best_checkpoint.is_file():
         best_epoch = run.best_epoch
     else:  # a run whose checkpoints were deleted: the monitored metric's best epoch
-        values = epochs.get(monitor, epochs["val_loss"])
-        pick = min if monitor == "val_loss" else max
+        monitor = monitor if monitor in epochs else "val_loss"
+        values = epochs[monitor]
+        pick = min if lower_is_better(monitor) else max
         best_epoch = int(epochs["epoch"][values.index(pick(values))])
     if best_epoch not in epochs["epoch"]:
         raise RunDirError(f"{name}: the best checkpoint's epoch {best_epoch} is not in metrics.csv")

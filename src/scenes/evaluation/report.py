@@ -197,7 +197,7 @@ def write_report(run_dir: str | Path) -> Path:
     if not run.holds_a_run() and RunDir(run.path.parent).holds_a_run():
         run = RunDir(run.path.parent)  # given RUN/model: the run that holds it
     run_dir = run.path
-    columns = run.metrics_columns()  # MissingPathError naming metrics.csv when it is absent
+    columns = run.metrics_by_column()  # MissingPathError naming metrics.csv when it is absent
     if not columns:
         raise RunDirError(f"{run.metrics_csv} has no epochs yet: train for at least one epoch")
     config_file = run.config

@@ -104,5 +104,5 @@ def write_data_figures(figures_dir: str | Path, data, preset: str, seed: int = 0
 
 def write_curve_figures(run_dir: RunDir) -> list[Path]:
     """Training curves from the run's metrics.csv into its figures/; never fatal."""
-    jobs = [(TRAINING_CURVES, lambda p: plot_training_curves(run_dir.metrics_columns(), p))]
+    jobs = [(TRAINING_CURVES, lambda p: plot_training_curves(run_dir.metrics_by_column(), p))]
     return draw_safely(run_dir.figures, jobs)

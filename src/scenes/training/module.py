@@ -15,6 +15,7 @@ from ..data.batch_augment import batch_generator, make_batch_augment
 from ..data.transforms import normalize_batch
 from ..metrics import epoch_metrics
 from ..models.base import BuiltModel
+from ..rundir import monitor_mode
 from .distill import Distiller
 from .objective import Objective
 from .schedules import lr_multiplier
@@ -224,7 +225,7 @@ class SceneClassifier(L.LightningModule):
             # would lose the reduction decided at the epoch it resumes from.
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer,
-                mode="min" if tc.monitor == "val_loss" else "max",
+                mode=monitor_mode(tc.monitor),
                 factor=tc.gamma,
                 patience=tc.plateau_patience,
             )

@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 
 from .. import console
 from ..config import Config
-from ..rundir import RunDir, metrics_columns
+from ..rundir import RunDir, metrics_columns, monitor_mode
 from .callbacks import EpochProgressBar, EpochTable, ReseedEachStep, RunCheckpoint, WeightEMA
 from .hardware import Hardware, process_rank
 from .loggers import make_loggers
@@ -20,7 +20,7 @@ def make_trainer(
 ) -> tuple[L.Trainer, tuple[RunCheckpoint, RunCheckpoint]]:
     """The Trainer, and its (best, last) checkpoint callbacks."""
     tc = cfg.train
-    mode = "min" if tc.monitor == "val_loss" else "max"
+    mode = monitor_mode(tc.monitor)
     checkpoint_dir = RunDir(run_dir).checkpoints
     checkpoints = RunCheckpoint(
         dirpath=checkpoint_dir,

@@ -19,6 +19,7 @@ from typing import Any
 from .. import console
 from ..config import Config, load_config
 from ..errors import ConfigError, TrainingInterrupted, UsageError
+from ..rundir import lower_is_better
 from ..training.hardware import resolve_hardware
 from .outputs import write_outputs
 from .pruning import TrialPruning, unjudged_epochs
@@ -27,12 +28,11 @@ from .trials import GROUP_ENV, study_url, trial_config, trial_dir
 
 log = logging.getLogger(__name__)
 
-DIRECTIONS = {"val_f1": "maximize", "val_acc": "maximize", "val_map": "maximize"}
 STUDY_NAME = "scenes"
 
 
 def direction_of(objective: str) -> str:
-    return DIRECTIONS.get(objective, "minimize")
+    return "minimize" if lower_is_better(objective) else "maximize"
 
 
 def run_tune(
