@@ -87,6 +87,7 @@ def test_package_modules_import_each_other_one_way():
 LAYERS = [
     # shared facts and helpers every layer uses
     {
+        "scenes.atomic",
         "scenes.errors",
         "scenes.console",
         "scenes.csvfile",

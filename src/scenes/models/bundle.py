@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from ..atomic import write_bytes
+from ..data.files import file_sha256
 from ..errors import BundleError, MissingPathError
 from ..rundir import BUNDLE_DIR
 from .meta import BUNDLE_FORMAT, BundleMeta
@@ -105,6 +106,12 @@ def resolve_bundle_dir(path: str | Path) -> Path:
         f"no model bundle at {path}: expected {META_FILE} and {WEIGHTS_FILE} "
         f"in {path} or {path / BUNDLE_DIR} (written by `scenes train` at the end of a run)"
     )
+
+
+def weights_digest(run_or_bundle: str | Path) -> str:
+    """SHA-256 of the bundle's ``model.safetensors``: which weights an export is made from, and
+    which teacher gave cached answers."""
+    return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
 
 
 def bundle_run_dir(path: str | Path) -> Path:

@@ -28,8 +28,7 @@ import torch
 
 from ..atomic import replacing, write_text
 from ..data.cache import ANSWERS_DIR, mark_used
-from ..models.bundle import read_meta
-from ..serve.formats import weights_digest
+from ..models.bundle import read_meta, weights_digest
 
 ANSWERS_VERSION = 2  # 2: teachers named by weights and answer-shaping model.json fields
 

@@ -26,9 +26,8 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from ...choices import CALIBRATION_IMAGES
-from ...data.files import file_sha256
 from ...errors import UsageError
-from ...models.bundle import WEIGHTS_FILE, resolve_bundle_dir
+from ...models.bundle import resolve_bundle_dir, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +99,6 @@ def require(fmt: Format) -> None:
     reason = fmt.missing()
     if reason:
         raise UsageError(f"the {fmt.name} format needs {reason}")
-
-
-def weights_digest(run_or_bundle: str | Path) -> str:
-    """SHA-256 of the bundle's ``model.safetensors``: what an export is made from."""
-    return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
 
 
 def default_path(run_or_bundle: str | Path, fmt: str) -> Path:
