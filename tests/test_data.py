@@ -257,6 +257,53 @@ def test_concurrent_builders_share_one_cache(tmp_path):
     assert leftovers == []
 
 
+def test_a_build_killed_mid_way_leaves_no_entry_and_a_listed_leftover(tmp_path, capsys):
+    """SIGKILL while decoding: no .npy/.json a later run would trust, only a hidden temporary
+    file that `scenes data cache` lists as a leftover and clears; the next build is whole."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from scenes.cli import main
+
+    make_folder(tmp_path / "d", ["a", "b"], 6)
+    cache, started = tmp_path / "cache", tmp_path / "started"
+    code = (
+        "import time\n"
+        "from pathlib import Path\n"
+        "from scenes.data import cache\n"
+        "real = cache._decode\n"
+        "def slow(args, seen=[]):\n"
+        "    seen.append(1)\n"
+        f"    if len(seen) == 5: Path({str(started)!r}).touch(); time.sleep(120)\n"
+        "    return real(args)\n"
+        "cache._decode = slow\n"
+        f"paths = sorted(Path({str(tmp_path / 'd')!r}).rglob('*.jpg'))\n"
+        f"cache.decode_images(paths, 16, Path({str(cache)!r}), workers=1, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert started.exists(), "the builder never reached its 5th image"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    names = sorted(p.name for p in cache.iterdir())
+    assert not [n for n in names if n.endswith((".npy", ".json")) and not n.startswith(".")]
+    assert [n for n in names if n.startswith(".") and ".tmp" in n], names
+    assert main(["data", "cache", "--dir", str(cache)]) == 0
+    assert "leftovers" in capsys.readouterr().out
+    assert main(["data", "cache", "--dir", str(cache), "--clear"]) == 0
+    assert not list(cache.iterdir())
+    paths = sorted((tmp_path / "d").rglob("*.jpg"))
+    decoded = decode_images(paths, 16, cache, workers=1, progress=False)
+    fresh = decode_images(paths, 16, None, workers=1, progress=False)
+    assert np.array_equal(np.asarray(decoded.pixels), fresh.pixels)
+
+
 def test_an_unreadable_file_is_named_by_its_path_not_a_buffer(tmp_path):
     (tmp_path / "text.jpg").write_text("this is not an image")
     with pytest.warns(UserWarning) as record:

@@ -87,8 +87,8 @@ def test_package_modules_import_each_other_one_way():
 LAYERS = [
     # shared facts and helpers every layer uses
     {
-        "scenes.errors",
         "scenes.atomic",
+        "scenes.errors",
         "scenes.console",
         "scenes.csvfile",
         "scenes.outputs",

@@ -23,6 +23,7 @@ from filelock import FileLock
 from numpy.lib.format import open_memmap
 from PIL import UnidentifiedImageError
 
+from ..atomic import replacing_path, write_text
 from ..choices import worker_count
 from ..console import plural, stage
 from .files import content_digest
@@ -143,11 +144,11 @@ def _build_cache(
     progress: bool,
 ) -> None:
     """Decode straight into a memory-mapped ``.npy`` (a large dataset is never held in RAM,
-    let alone twice), under temporary names renamed at the end, so an interrupted build
-    never leaves a half-written cache that a later run would trust."""
-    tmp_array = array_file.with_suffix(f".tmp{os.getpid()}.npy")
-    tmp_meta = meta_file.with_suffix(f".tmp{os.getpid()}")
-    try:
+    let alone twice), each file written whole (``scenes.atomic``), so an interrupted build never
+    leaves a half-written cache that a later run would trust. The array is put in place before
+    the ``.json``, and an entry is read only when both are there: a ``.json`` always describes
+    a whole array (a kill between the two leaves an array alone, which is built again)."""
+    with replacing_path(array_file) as tmp_array:
         pixels = open_memmap(
             tmp_array,
             mode="w+",
@@ -157,24 +158,19 @@ def _build_cache(
         result = _decode_into(pixels, paths, preprocess, workers, progress)
         pixels.flush()
         del pixels
-        meta = {
-            "version": CACHE_VERSION,
-            "image_size": preprocess.size,
-            "interpolation": preprocess.interpolation,
-            "resize": preprocess.resize,
-            "folder": common_folder(paths),
-            "files": len(paths),
-            "count": len(result.kept),
-            "kept": result.kept.tolist(),
-            "failed": result.failed,
-            "digests": result.digests,
-        }
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_array, array_file)
-        os.replace(tmp_meta, meta_file)
-    finally:
-        tmp_array.unlink(missing_ok=True)
-        tmp_meta.unlink(missing_ok=True)
+    meta = {
+        "version": CACHE_VERSION,
+        "image_size": preprocess.size,
+        "interpolation": preprocess.interpolation,
+        "resize": preprocess.resize,
+        "folder": common_folder(paths),
+        "files": len(paths),
+        "count": len(result.kept),
+        "kept": result.kept.tolist(),
+        "failed": result.failed,
+        "digests": result.digests,
+    }
+    write_text(meta_file, json.dumps(meta))
     log.debug("cached %d decoded images in %s", len(result.kept), array_file)
 
 

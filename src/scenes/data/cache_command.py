@@ -23,7 +23,8 @@ from .cache import ANSWERS_DIR, CACHE_VERSION, FEATURES_DIR
 
 MODEL_NAMES_DIR = "model-names"
 KEY = re.compile(r"[0-9a-f]{24}")  # the decoded-image cache's file stems
-LEFTOVER = re.compile(r"[0-9a-f]{24}\.(npy|json|lock|tmp\d+(\.npy)?)")
+# an entry's files and lock, and what a killed writer leaves (scenes.atomic's temporary names)
+LEFTOVER = re.compile(r"\.?[0-9a-f]{24}\.(npy|json|lock)(\.\w+\.tmp(\.npy)?)?")
 
 
 @dataclass
@@ -81,7 +82,7 @@ def _teacher_answers(folder: Path) -> list[Entry]:
     if not answers.is_dir():
         return []
     entries, claimed = [], set()
-    for array in sorted(answers.glob("*.npy")):
+    for array in sorted(answers.glob("[!.]*.npy")):  # not a killed writer's .KEY.npy.*.tmp.npy
         meta = array.with_suffix(".json")
         files = [f for f in (array, meta) if f.is_file()]
         claimed.update(files)

@@ -7,13 +7,13 @@ re-running is safe and cheap.
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from ..atomic import replacing
 from ..choices import worker_count
 from ..console import stage
 from ..errors import MissingPathError, UsageError
@@ -75,11 +75,12 @@ def _resize_one(job: tuple[str, str, int]) -> str | None:
     try:
         pixels = load_image(src, size)
         target = Path(dst)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
         fmt = SAVE_AS.get(target.suffix.lower(), "PNG")
-        Image.fromarray(pixels).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-        tmp.replace(target)
+        # no fsync of the folder per image: a rename lost to a power cut is only redone
+        with replacing(target, "wb", durable=False) as fh:
+            Image.fromarray(pixels).save(
+                fh, format=fmt, **({"quality": 95} if fmt == "JPEG" else {})
+            )
         return None
     except Exception as exc:  # report and go on: one bad file must not stop the tree
         return f"{type(exc).__name__}: {exc}"

@@ -13,13 +13,14 @@ from it; a value that cannot be right is refused naming the field.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import ValidationError
 
+from ..atomic import write_bytes
+from ..data.files import file_sha256
 from ..errors import BundleError, MissingPathError
 from ..rundir import BUNDLE_DIR
 from .meta import BUNDLE_FORMAT, BundleMeta
@@ -43,26 +44,6 @@ def _describe(err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Through a temporary name, so a reader never sees half a file; created by ``open``, so
-    its permissions follow the umask like every other output."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def weights_digest(run_or_bundle: str | Path) -> str:
-    """SHA-256 of the bundle's ``model.safetensors``: which model it is, the one way scenes
-    says it (an export's stamp, the key of cached teacher answers)."""
-    from ..data.files import file_sha256
-
-    return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
-
-
 def save_bundle(module: nn.Module, meta: BundleMeta, directory: str | Path) -> Path:
     from safetensors.torch import save as safetensors_bytes
 
@@ -70,7 +51,7 @@ def save_bundle(module: nn.Module, meta: BundleMeta, directory: str | Path) -> P
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     weights = safetensors_bytes(state, metadata={"format": str(meta.format)})
-    _write_atomically(directory / WEIGHTS_FILE, weights)
+    write_bytes(directory / WEIGHTS_FILE, weights)
     save_meta(meta, directory)
     return directory
 
@@ -78,7 +59,7 @@ def save_bundle(module: nn.Module, meta: BundleMeta, directory: str | Path) -> P
 def save_meta(meta: BundleMeta, directory: str | Path) -> None:
     """``model.json`` alone (calibration after training rewrites it; the weights stay)."""
     text = json.dumps(meta.model_dump(mode="json"), indent=2) + "\n"
-    _write_atomically(Path(directory) / META_FILE, text.encode())
+    write_bytes(Path(directory) / META_FILE, text.encode())
 
 
 def save_reference(features: np.ndarray, directory: str | Path) -> None:
@@ -86,7 +67,7 @@ def save_reference(features: np.ndarray, directory: str | Path) -> None:
     from safetensors.numpy import save
 
     data = save({"features": np.ascontiguousarray(features, dtype=np.float16)})
-    _write_atomically(Path(directory) / ACCEPTANCE_FILE, data)
+    write_bytes(Path(directory) / ACCEPTANCE_FILE, data)
 
 
 def load_reference(directory: str | Path) -> np.ndarray:
@@ -125,6 +106,12 @@ def resolve_bundle_dir(path: str | Path) -> Path:
         f"no model bundle at {path}: expected {META_FILE} and {WEIGHTS_FILE} "
         f"in {path} or {path / BUNDLE_DIR} (written by `scenes train` at the end of a run)"
     )
+
+
+def weights_digest(run_or_bundle: str | Path) -> str:
+    """SHA-256 of the bundle's ``model.safetensors``: which weights an export is made from, and
+    which teacher gave cached answers."""
+    return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
 
 
 def bundle_run_dir(path: str | Path) -> Path:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import replacing
 from ..choices import INFERENCE_BATCH, worker_count
 from ..console import stage
 from ..data.cache import FEATURES_DIR, decode_images, mark_used, warn_failed
@@ -173,11 +173,8 @@ class FeatureStore:
     def save(self, rows: dict[str, np.ndarray]) -> None:
         if self.path is None or not rows:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f"{self.path.name}.tmp{os.getpid()}")
-        with tmp.open("wb") as fh:  # a file object: np.savez must not append ".npz"
+        with replacing(self.path, "wb") as fh:  # a reader never sees half a file
             np.savez(fh, digests=np.array(list(rows)), features=np.stack(list(rows.values())))
-        os.replace(tmp, self.path)  # atomic: a reader never sees half a file
 
 
 @torch.inference_mode()

@@ -9,11 +9,11 @@ per installed version of each package: after the first call, ``scenes models`` i
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 from importlib.metadata import version
 
+from ..atomic import write_text
 from ..config import default_cache_dir
 from ..errors import UsageError
 
@@ -58,10 +58,7 @@ def cached_names(kind: str, package: str, compute: Callable[[], list[str]]) -> l
         pass
     names = compute()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(names))
-        os.replace(tmp, path)
+        write_text(path, json.dumps(names))
     except OSError:  # a read-only cache only costs speed
         pass
     return names

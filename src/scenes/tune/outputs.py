@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 
+from ..atomic import replacing, write_text
 from ..csvfile import SafeWriter
 from ..rundir import RunDir
 from .space import Dimension
@@ -65,8 +66,7 @@ def write_trials_csv(trials, path: Path, objective: str, dimensions: list[Dimens
         *extra,
         "run_dir",
     ]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
+    with replacing(path, "w") as fh:
         writer = SafeWriter(fh)
         writer.writerow(columns)
         for t in trials:
@@ -83,7 +83,6 @@ def write_trials_csv(trials, path: Path, objective: str, dimensions: list[Dimens
                     t.user_attrs.get("run_dir", ""),
                 ]
             )
-    tmp.replace(path)
 
 
 def write_best_yaml(best, path: Path) -> Path | None:
@@ -99,7 +98,7 @@ def write_best_yaml(best, path: Path) -> Path | None:
         f"# scenes tune: best trial {best.number}, {best.value:.4f}; "
         f"reproduce with: scenes train --config {path.name}\n"
     )
-    path.write_text(header + yaml.safe_dump(tree, sort_keys=False))
+    write_text(path, header + yaml.safe_dump(tree, sort_keys=False))
     return path
 
 
