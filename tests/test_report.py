@@ -1,4 +1,4 @@
-"""scenes.report: report.md with the epoch table, best epoch, figures and evaluation results."""
+"""scenes report (evaluation/report.py): report.md with the epoch table, best epoch, figures and evaluation results."""
 
 from __future__ import annotations
 

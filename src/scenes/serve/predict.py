@@ -1,6 +1,6 @@
 """``scenes predict``: the files to classify, and the table or CSV of their top-k classes.
 
-The answers come from ``Predictor`` (``inference.py``), the same as every other command's.
+The answers come from ``Predictor`` (``predictor.py``), the same as every other command's.
 Rows are written as they are computed, so an interrupted run keeps what it finished. The exit
 code is 1 when any file could not be read (its row says why), as ``data check`` does.
 """
