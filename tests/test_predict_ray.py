@@ -25,6 +25,17 @@ pytest.importorskip("ray")
 pd = pytest.importorskip("pandas")
 
 
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One Ray instance for the module's jobs in this process (each would start and stop its
+    own, seconds each on 2 cores): ``ray_session`` joins a running one and leaves it running."""
+    import ray
+
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
 def photos(folder: Path, count: int) -> Path:
     for i in range(count):
         make_image(folder / f"{i:03d}.jpg", (30 + 7 * i % 200, 200 - 5 * i % 180, 90), seed=i)
@@ -51,7 +62,7 @@ def assert_same_rows(table, expected: dict[str, dict]) -> None:
         assert row["unknown_score"] == pytest.approx(float(want["unknown_score"]), abs=1e-4)
 
 
-def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsys):
+def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsys, ray_instance):
     folder = photos(tmp_path / "in", 10)
     (folder / "broken.jpg").write_text("not an image")
     local, remote = tmp_path / "local.csv", tmp_path / "preds.parquet"
@@ -79,7 +90,7 @@ def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsy
     assert table.loc[table["path"].str.endswith("003.jpg"), "digest"].nunique() == 1
 
 
-def test_decoding_apart_as_for_gpu_workers_gives_the_same_rows(trained_run, tmp_path):
+def test_decoding_apart_as_for_gpu_workers_gives_the_same_rows(trained_run, tmp_path, ray_instance):
     from scenes.serve.predict import collect_images
     from scenes.serve.ray_engine import predict_with_ray
     from scenes.serve.ray_jobs import RayEngine
@@ -124,7 +135,9 @@ def test_a_killed_job_resumes_with_every_file_once(trained_run, tmp_path):
     assert len(table) == 40 and table["path"].is_unique
 
 
-def test_a_killed_worker_is_replaced_and_nothing_is_lost(trained_run, tmp_path, capsys):
+def test_a_killed_worker_is_replaced_and_nothing_is_lost(
+    trained_run, tmp_path, capsys, ray_instance
+):
     psutil = pytest.importorskip("psutil")
     folder = photos(tmp_path / "in", 30)
     out = tmp_path / "preds.csv"

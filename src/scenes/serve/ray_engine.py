@@ -42,7 +42,7 @@ from .ray_jobs import (
 
 def decode_batch(batch: dict, preprocess: Preprocess, done: dict[str, str]) -> dict:
     """Paths in; each file's digest, its pixels or its error out. A file an earlier run of the
-    same command already wrote (same path, same SHA-256) is left out."""
+    same command already answered (same path, same SHA-256, no error) is left out."""
     size = preprocess.size
     paths, digests, errors, pixels = [], [], [], []
     for path in (str(p) for p in batch["path"]):
