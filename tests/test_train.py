@@ -609,3 +609,11 @@ def test_ema_weights_are_validated_and_bundled_from_the_full_phase_on(data, tmp_
     assert ("current_model_state" in best) == (result.best_epoch >= 2)
     bundle, _ = load_bundle(result.run_dir)
     assert torch.allclose(bundle.state_dict()["fc.weight"], best["state_dict"][key])
+
+
+def test_the_docs_name_every_change_a_resume_allows():
+    from scenes.training.resume import RESUMABLE_CHANGES
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    allowed = text[text.index("What a resume refuses") : text.index("**other files.**")]
+    assert all(f"`{field}`" in allowed for field in RESUMABLE_CHANGES)
