@@ -612,3 +612,35 @@ def test_ema_weights_are_validated_and_bundled_from_the_full_phase_on(data, tmp_
     assert ("current_model_state" in best) == (result.best_epoch >= 2)
     bundle, _ = load_bundle(result.run_dir)
     assert torch.allclose(bundle.state_dict()["fc.weight"], best["state_dict"][key])
+
+
+def test_the_docs_name_every_change_a_resume_allows():
+    from scenes.training.resume import RESUMABLE_CHANGES
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    allowed = text[text.index("What a resume refuses") : text.index("**other files.**")]
+    assert all(f"`{field}`" in allowed for field in RESUMABLE_CHANGES)
+
+
+def test_a_tracker_that_cannot_start_is_a_setting_to_fix_before_any_decoding(
+    data, tmp_path, monkeypatch, capsys
+):
+    """MLflow 3 refuses its old file store: that is the user's setting, not a bug in scenes."""
+    import os
+
+    pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", (tmp_path / "mlruns").as_uri())
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-pretrained"]
+    assert main([*argv, "--set", "train.loggers=csv,mlflow"]) == 2
+    captured = capsys.readouterr()
+    assert "from $MLFLOW_TRACKING_URI" in captured.err and "sqlite:///mlflow.db" in captured.err
+    assert "Traceback" not in captured.err and "bug" not in captured.err
+    assert not list(Path(os.environ["SCENES_CACHE"]).iterdir())  # no image was decoded
+    assert not (tmp_path / "run").exists()
+    # the description of train.loggers names the default the code uses
+    from scenes.config_sections import TrainConfig
+    from scenes.training.loggers import mlflow_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    default = mlflow_uri().replace(str(Path.cwd()) + "/", "")
+    assert default in TrainConfig.model_fields["loggers"].description

@@ -265,7 +265,8 @@ class TrainConfig(Section):
         default_factory=lambda: ["csv", "tensorboard"],
         description="where the per-epoch numbers also go (the same numbers as metrics.csv): "
         "csv (metrics.csv, always on), tensorboard, mlflow ($MLFLOW_TRACKING_URI, else "
-        "./mlruns; pip install scenes[mlflow]), wandb ($WANDB_PROJECT, WANDB_MODE=offline "
+        "sqlite:///mlflow.db in the working directory, artifacts in ./mlruns; pip install "
+        "scenes[mlflow]), wandb ($WANDB_PROJECT, WANDB_MODE=offline "
         "without a network; pip install scenes[wandb])",
     )
 

@@ -23,9 +23,10 @@ def add_train_parser(sub, common) -> None:
     add_recipe_flags(p)
     p.add_argument(
         "--resume",
-        metavar="CKPT",
-        help="continue a run from RUN/checkpoints/last.ckpt, in its own folder, with its "
-        "config.yaml (default: a new run)",
+        metavar="RUN|CKPT",
+        help="continue a run (its folder, which means RUN/checkpoints/last.ckpt, or a "
+        "checkpoint) in its own folder with its config.yaml; a change to what the run computes "
+        "or to its images is refused (default: a new run)",
     )
     p.add_argument(
         "--find-lr",

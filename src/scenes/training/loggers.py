@@ -23,6 +23,7 @@ from ..rundir import RunDir
 log = logging.getLogger(__name__)
 
 EXTRAS = {"mlflow": ("mlflow", "scenes[mlflow]"), "wandb": ("wandb", "scenes[wandb]")}
+MLFLOW_URI_ENV, MLFLOW_DEFAULT_DB = "MLFLOW_TRACKING_URI", "mlflow.db"
 
 
 def flat_config(cfg: Config) -> dict:
@@ -38,6 +39,36 @@ def require(name: str) -> None:
             f"train.loggers: {name} needs the {module} package: pip install '{extra}' (or drop "
             f"{name} from train.loggers)"
         ) from None
+
+
+def mlflow_uri() -> str:
+    """$MLFLOW_TRACKING_URI, else MLflow's own local default, a database in the working
+    directory (its old ./mlruns file store is frozen, and MLflow 3 refuses it)."""
+    return os.environ.get(MLFLOW_URI_ENV) or f"sqlite:///{Path(MLFLOW_DEFAULT_DB).resolve()}"
+
+
+def check_loggers(cfg: Config) -> None:
+    """Every tracker in train.loggers can start: a missing package or a tracking store that
+    cannot be opened is the user's setting to fix (exit 2), found before any image is decoded."""
+    for name in cfg.train.loggers:
+        if name in EXTRAS:
+            require(name)
+    if "mlflow" in cfg.train.loggers:
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
+
+        uri = mlflow_uri()
+        try:
+            MlflowClient(uri)  # opens the tracking store, as the logger would
+        except MlflowException as exc:
+            source = f"${MLFLOW_URI_ENV}" if os.environ.get(MLFLOW_URI_ENV) else "the default"
+            raise ConfigError(
+                f"train.loggers: mlflow cannot open the tracking store {uri} (from {source}): "
+                f"{str(exc).split('. ')[0]}. Set {MLFLOW_URI_ENV} to a database (e.g. "
+                f"sqlite:///{MLFLOW_DEFAULT_DB}) or a tracking server (http://HOST:5000), or "
+                f"unset it for sqlite:///{MLFLOW_DEFAULT_DB} in this folder; or drop mlflow "
+                "from train.loggers"
+            ) from None
 
 
 def make_loggers(cfg: Config, run_dir: Path, first: bool) -> list:
@@ -58,9 +89,7 @@ def make_loggers(cfg: Config, run_dir: Path, first: bool) -> list:
                 MLFlowLogger(
                     experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME", "scenes"),
                     run_name=run_dir.name,
-                    # MLflow's own local default (its ./mlruns file store is frozen)
-                    tracking_uri=os.environ.get("MLFLOW_TRACKING_URI")
-                    or f"sqlite:///{Path('mlflow.db').resolve()}",
+                    tracking_uri=mlflow_uri(),
                     run_id=saved.get("mlflow"),
                 )
             )

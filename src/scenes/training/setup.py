@@ -22,6 +22,7 @@ from .distill import make_distiller
 from .figures import write_data_figures
 from .hardware import Hardware, process_rank, resolve_hardware
 from .imbalance import imbalance_notice
+from .loggers import check_loggers
 from .module import SceneClassifier
 from .resume import check_same_files, check_same_recipe, checkpoint_to_resume
 from .run_folder import new_run_dir, resume_run_dir
@@ -46,6 +47,7 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
     data decoded, the run folder's files written (first process), the module built."""
     console.quiet_lightning()
     hardware = resolve_hardware(cfg.train)  # refuse an impossible setup before any work
+    check_loggers(cfg)
     rank = process_rank(hardware.devices_per_node)
     first = rank == 0
     resume_meta = saved_split = None
