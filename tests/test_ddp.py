@@ -126,7 +126,7 @@ def test_a_killed_two_process_run_resumes_to_the_same_numbers(data, cli_run, tmp
             assert float(a[key]) == pytest.approx(float(b[key]), rel=1e-5, abs=1e-6), key
 
 
-def test_two_processes_train_from_one_stored_set_of_teacher_answers(data, tmp_path, trained_run):
+def test_two_processes_train_from_one_stored_set_of_teacher_outputs(data, tmp_path, trained_run):
     # Both processes need every training image's answer (the shards change each epoch) and ask
     # under the cache folder's lock; the run completes with one stored set for all the rows.
     config = {
@@ -139,7 +139,7 @@ def test_two_processes_train_from_one_stored_set_of_teacher_answers(data, tmp_pa
     overrides = json.dumps({**config, "data.dir": str(data), "out": str(tmp_path / "run")})
     done = run([sys.executable, str(DRIVER), overrides], tmp_path / "cache")
     assert done.returncode == 0, done.stderr[-3000:]
-    stored = list((tmp_path / "cache" / "teacher-answers").glob("*.npy"))
+    stored = list((tmp_path / "cache" / "teacher-outputs").glob("*.npy"))
     assert len(stored) == 1
     answers = np.load(stored[0])
     assert answers.shape == (34, 3) and np.isfinite(answers).all()  # 45 images less 11 val

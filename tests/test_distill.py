@@ -31,7 +31,7 @@ from scenes.models.bundle import (
 from scenes.models.ensemble import averaging
 from scenes.training import train
 from scenes.training.distill import Distiller
-from scenes.training.teacher_answers import answers_key
+from scenes.training.teacher_outputs import answers_key
 
 from conftest import make_folder, tiny_train_config
 
@@ -174,7 +174,7 @@ def test_a_cached_teacher_trains_differently_and_is_recorded(
         )
     # one pass over the 27 training images (36, less the validation split's 9), and it shows
     passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher ans")]
-    assert len(passes) == 1 and passes[0].startswith("teacher answers: 27 images in ")
+    assert len(passes) == 1 and passes[0].startswith("teacher outputs: 27 images in ")
     # another run of the same data and teachers reads them from the cache folder: the same
     # seed then trains exactly as the run that computed them
     caplog.clear()
@@ -185,7 +185,7 @@ def test_a_cached_teacher_trains_differently_and_is_recorded(
             )
         )
     passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher ans")]
-    assert len(passes) == 1 and passes[0].startswith("teacher answers: 27 images read from ")
+    assert len(passes) == 1 and passes[0].startswith("teacher outputs: 27 images read from ")
     untimed = [
         {k: v for k, v in row.items() if k != "time_s"}
         for run in (again, cached)
@@ -198,9 +198,9 @@ def test_a_cached_teacher_trains_differently_and_is_recorded(
     assert main(["data", "cache", "--dir", str(cache)]) == 0
     listed = capsys.readouterr().out
     teacher = resolve_bundle_dir(trained_run)
-    assert listed.count("teacher answers") == 1 and f"27 images answered by {teacher}" in listed
+    assert listed.count("teacher outputs") == 1 and f"27 images answered by {teacher}" in listed
     assert main(["data", "cache", "--dir", str(cache), "--clear"]) == 0
-    assert not [f for f in (cache / "teacher-answers").iterdir() if f.is_file()]
+    assert not [f for f in (cache / "teacher-outputs").iterdir() if f.is_file()]
     live = train(tiny_train_config(data, tmp_path / "live", **common))
     assert read_meta(cached.run_dir).training["teacher_outputs"] == "cached"
     assert read_meta(live.run_dir).training["teacher_outputs"] == "live"

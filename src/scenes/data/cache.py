@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # 5: the resize mode and pad colour in the key
 CACHE_VERSION = 5
 FEATURES_DIR = "features"  # backbone features (data/features.py), inside the cache folder
-ANSWERS_DIR = "teacher-answers"  # cached distillation targets (training/teacher_answers.py)
+TEACHER_OUTPUTS_DIR = "teacher-outputs"  # cached distillation targets (training/teacher_outputs.py)
 
 
 @dataclass

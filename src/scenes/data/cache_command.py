@@ -2,7 +2,7 @@
 
 The cache (``$SCENES_CACHE``, else ``~/.cache/scenes``; a run's ``data.cache_dir`` when set)
 holds decoded images (a ``.npy`` + ``.json`` per list of files and size), backbone features
-(``features/*.npz``), distillation teachers' answers (``teacher-answers/``) and the model-name
+(``features/*.npz``), distillation teachers' outputs (``teacher-outputs/``) and the model-name
 listing (``model-names/``). Nothing removes an entry by itself: a dataset that changed, another
 image size or an older scenes leave theirs behind. Only files of these kinds are listed and
 removed: a folder shared with other files keeps them.
@@ -19,7 +19,7 @@ from pathlib import Path
 from ..config import default_cache_dir
 from ..console import plural
 from ..errors import MissingPathError
-from .cache import ANSWERS_DIR, CACHE_VERSION, FEATURES_DIR
+from .cache import CACHE_VERSION, FEATURES_DIR, TEACHER_OUTPUTS_DIR
 
 MODEL_NAMES_DIR = "model-names"
 KEY = re.compile(r"[0-9a-f]{24}")  # the decoded-image cache's file stems
@@ -75,10 +75,10 @@ def _features(folder: Path) -> list[Entry]:
     return entries
 
 
-def _teacher_answers(folder: Path) -> list[Entry]:
-    """One entry per stored set of answers (``training.teacher_answers``), and one for the
+def _teacher_outputs(folder: Path) -> list[Entry]:
+    """One entry per stored set of answers (``training.teacher_outputs``), and one for the
     locks and unfinished files beside them."""
-    answers = folder / ANSWERS_DIR
+    answers = folder / TEACHER_OUTPUTS_DIR
     if not answers.is_dir():
         return []
     entries, claimed = [], set()
@@ -92,7 +92,7 @@ def _teacher_answers(folder: Path) -> list[Entry]:
         except (OSError, ValueError, KeyError, TypeError):
             what = "answers of unknown teachers"
         used = max(f.stat().st_mtime for f in files)
-        entries.append(Entry("teacher answers", what, files, used))
+        entries.append(Entry("teacher outputs", what, files, used))
     stray = [f for f in answers.iterdir() if f.is_file() and f not in claimed]
     if stray:
         newest = max(f.stat().st_mtime for f in stray)
@@ -111,7 +111,7 @@ def _model_names(folder: Path) -> list[Entry]:
 def cache_entries(folder: Path) -> list[Entry]:
     if not folder.is_dir():
         return []
-    return _decoded(folder) + _features(folder) + _teacher_answers(folder) + _model_names(folder)
+    return _decoded(folder) + _features(folder) + _teacher_outputs(folder) + _model_names(folder)
 
 
 def remove(entries: list[Entry]) -> int:

@@ -59,7 +59,7 @@ class DecodedDataset(Dataset):
 
 class WithRows(Dataset):
     """(image, label, row) of ``dataset``: each image's position travels with its batch, where
-    per-image values computed before training are looked up by it (cached teacher answers,
+    per-image values computed before training are looked up by it (cached teacher outputs,
     ``training.distill``)."""
 
     def __init__(self, dataset: DecodedDataset):

@@ -8,14 +8,14 @@ interrupted and resumed run computes the same targets. It is not part of the stu
 weights, checkpoints or bundle: ``config.yaml`` and the bundle's ``training`` record which runs
 taught it and how (``train.teacher_outputs``):
 
-- ``live``: the teacher answers every augmented (and mixed) batch, exactly what the student is
+- ``live``: the teacher outputs every augmented (and mixed) batch, exactly what the student is
   shown, at the cost of its forward pass on every training step.
 - ``cached``: it answers each training image once, un-augmented (the student's decoded pixels,
   normalised as the student's are), before the first epoch; every augmented view of that image
   is then taught that answer, looked up by the image's row in the training set. The teacher's
   cost is one pass over the training images, whatever the epochs; its answer is for the whole
   image, not the crop the student sees. The answers are kept in the cache folder
-  (``teacher_answers``): another seed or a resume with the same teachers and images reads them.
+  (``teacher_outputs``): another seed or a resume with the same teachers and images reads them.
 
 The loss is Hinton et al.'s: ``(1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T ||
 student_T)``, with both distributions softened by the temperature ``T``. Validation loss stays
@@ -39,7 +39,7 @@ from ..errors import DataError
 from ..models.bundle import load_bundle, read_meta, resolve_bundle_dir
 from ..models.ensemble import averaging
 from ..models.meta import BundleMeta
-from .teacher_answers import answers_files, answers_key, load_answers, save_answers
+from .teacher_outputs import answers_files, answers_key, load_answers, save_answers
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class Distiller:
                     save_answers(self.cache_dir, key, self.answers, self.names)
                 else:
                     log.info(
-                        "teacher answers: %s read from %s", plural(len(pixels), "image"), array_file
+                        "teacher outputs: %s read from %s", plural(len(pixels), "image"), array_file
                     )
         self.answers = self.answers.to(device)
         self.teacher = None
@@ -107,7 +107,7 @@ class Distiller:
     def _answer(self, pixels, mean: list[float], std: list[float], batch: int):
         device = next(self.teacher.parameters()).device
         answers = []
-        with stage("teacher answers", len(pixels)) as bar:
+        with stage("teacher outputs", len(pixels)) as bar:
             for start in range(0, len(pixels), batch):
                 stop = min(start + batch, len(pixels))
                 block = torch.from_numpy(read_rows(pixels, start, stop)).to(device)
@@ -130,7 +130,7 @@ class Distiller:
         with torch.no_grad():
             if self.cached:
                 if self.answers is None or rows is None:
-                    raise RuntimeError("cached teacher answers need answer_once and batch rows")
+                    raise RuntimeError("cached teacher outputs need answer_once and batch rows")
                 answers = self.answers[rows.to(self.answers.device)]
             else:
                 answers = self.teacher(inputs.float()).float()

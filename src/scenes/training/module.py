@@ -122,7 +122,7 @@ class SceneClassifier(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.distiller is not None:
             self.distiller.to(self.device)
-            # cached teacher answers: one pass over the training images, before epoch one
+            # cached teacher outputs: one pass over the training images, before epoch one
             train = self.trainer.datamodule.data.train
             self.distiller.answer_once(train.pixels, self.built.mean, self.built.std)
 

@@ -1,9 +1,9 @@
-"""Cached teacher answers kept in the cache folder, so later runs skip the teachers' pass.
+"""Cached teacher outputs kept in the cache folder, so later runs skip the teachers' pass.
 
 ``train.teacher_outputs: cached`` answers each training image once (``distill.Distiller``). The
 answers depend only on the teachers, the training images and the student's input (size and
 normalisation), not on the seed or any training setting, so another seed, a tuner's trials or
-a resume of the same data and teachers read them from ``<cache>/teacher-answers/`` instead of
+a resume of the same data and teachers read them from ``<cache>/teacher-outputs/`` instead of
 running the teachers again.
 
 The key names each teacher by its weights digest (the SHA-256 of ``model.safetensors``, as
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..atomic import replacing, write_text
-from ..data.cache import ANSWERS_DIR, mark_used
+from ..data.cache import TEACHER_OUTPUTS_DIR, mark_used
 from ..models.bundle import read_meta, weights_digest
 
 ANSWERS_VERSION = 2  # 2: teachers named by weights and answer-shaping model.json fields
@@ -63,7 +63,7 @@ def teacher_identity(bundle: Path) -> str:
 
 
 def answers_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
-    folder = Path(cache_dir) / ANSWERS_DIR
+    folder = Path(cache_dir) / TEACHER_OUTPUTS_DIR
     return folder / f"{key}.npy", folder / f"{key}.json"
 
 
