@@ -7,7 +7,7 @@ pyarrow, Spark and DuckDB read the folder as one table). Beside it, ``_scenes.js
 the Parquet folder, ``<out>.scenes.json`` for a CSV) says which bundle and columns wrote it: a
 rerun with another model or top-k is refused rather than mixed in.
 
-Each file is there exactly once, whenever a job is killed:
+Each file is there at most once whenever a job is killed, and exactly once when a run ends:
 
 - a rerun skips every file whose path and digest are already written without an error; a
   file whose row is an error is read again (and counted again as failed);
