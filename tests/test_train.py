@@ -297,6 +297,11 @@ def test_resume_refuses_a_changed_recipe_naming_both_values(crashed_run, tmp_pat
     cfg = load_config(crashed_run.config, sets=["augment.p=0.9"])
     with pytest.raises(ConfigError, match="augment.p: 0.25 in the run, 0.9 now"):
         train(cfg, resume=crashed_run.path)
+    # its data folder elsewhere (allowed) but missing: named, never downloaded
+    assert main(["train", "--resume", last, "--data", str(tmp_path / "moved-data")]) == 2
+    captured = capsys.readouterr()
+    assert "needs the images its split.csv lists" in captured.err
+    assert "downloading" not in captured.out
     assert crashed_run.config.read_bytes() == recipe
     assert len(read_metrics(crashed_run.path)) == 1
 
