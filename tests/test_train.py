@@ -553,9 +553,6 @@ def test_console_output_reads_cleanly(tmp_path):
     """What a user sees: the data, weights and device found (a line each), the epoch table,
     skipped files by path, a summary with the next commands; nothing twice, no library
     chatter, no warning prefixed with a source file."""
-    import subprocess
-    import sys
-
     data = make_folder(tmp_path / "data", ["cat_a", "cat_b", "cat_c"], 8)
     (data / "cat_a" / "broken.jpg").write_text("not an image")
     argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-pretrained"]
