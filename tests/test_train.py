@@ -300,6 +300,11 @@ def test_resume_refuses_a_changed_recipe_naming_both_values(crashed_run, tmp_pat
     cfg = load_config(crashed_run.config, sets=["augment.p=0.9"])
     with pytest.raises(ConfigError, match="augment.p: 0.25 in the run, 0.9 now"):
         train(cfg, resume=crashed_run.path)
+    # its data folder elsewhere (allowed) but missing: named, never downloaded
+    assert main(["train", "--resume", last, "--data", str(tmp_path / "moved-data")]) == 2
+    captured = capsys.readouterr()
+    assert "needs the images its split.csv lists" in captured.err
+    assert "downloading" not in captured.out
     assert crashed_run.config.read_bytes() == recipe
     assert len(read_metrics(crashed_run.path)) == 1
 
@@ -551,9 +556,6 @@ def test_console_output_reads_cleanly(tmp_path):
     """What a user sees: the data, weights and device found (a line each), the epoch table,
     skipped files by path, a summary with the next commands; nothing twice, no library
     chatter, no warning prefixed with a source file."""
-    import subprocess
-    import sys
-
     data = make_folder(tmp_path / "data", ["cat_a", "cat_b", "cat_c"], 8)
     (data / "cat_a" / "broken.jpg").write_text("not an image")
     argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--no-pretrained"]

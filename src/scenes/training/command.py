@@ -40,7 +40,7 @@ def run_train(
         if resume is not None:  # the run's images are the ones split.csv lists, not a download
             raise MissingPathError(
                 f"data folder not found: {data_dir}; the resumed run needs the images its "
-                f"split.csv lists: give their folder with --data"
+                "split.csv lists: give their folder with --data"
             )
         if not cfg.uses_default_data_dir():
             raise MissingPathError(
