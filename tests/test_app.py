@@ -15,7 +15,7 @@ from PIL import Image
 
 import scenes
 from scenes.cli import main
-from scenes.serve.app import API_NAME, build_app, example_images
+from scenes.serve.app import API_NAME, build_app, example_images, own_upload_folder
 from scenes.serve.heatmaps import explain_image
 from scenes.serve.predictor import Predictor
 
@@ -379,3 +379,98 @@ def test_a_port_in_use_names_the_option_that_fixes_it(trained_run, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "--port" in err and "GRADIO_SERVER_PORT" not in err
+
+
+def test_the_app_reads_only_its_own_upload_folder_not_the_hosts_shared_one(trained_run, tmp_path):
+    """Gradio's default upload folder (/tmp/gradio) is shared by every Gradio app on the host:
+    a file another app was sent there is not read; the app's own uploads are."""
+    import tempfile
+
+    default = Path(tempfile.gettempdir(), "gradio").resolve()  # Gradio's, for every app
+    default.mkdir(exist_ok=True)
+    shared = Path(tempfile.mkdtemp(dir=default))
+    try:
+        elsewhere = make_image(shared / "sent-to-another-app.jpg", (220, 40, 40))
+        with own_upload_folder() as folder:
+            assert os.environ["GRADIO_TEMP_DIR"] == str(folder)
+            assert (folder.stat().st_mode & 0o777) == 0o700
+            demo = build_app(Predictor.load(trained_run), explain=False)
+            try:
+                server = launch(demo)
+                event, data = call_api_raw(
+                    server, {"path": str(elsewhere), "meta": {"_type": "gradio.FileData"}}
+                )
+                assert event == "error" and "confidences" not in data, data
+                photo = make_image(tmp_path / "red.jpg", (220, 40, 40))
+                result, _ = Client(server, verbose=False).predict(
+                    handle_file(str(photo)), api_name="/predict"
+                )
+                assert result["label"] == "cat_a"
+                assert list(folder.rglob("red.jpg"))  # the upload landed in the app's folder
+            finally:
+                demo.close()
+        assert not folder.exists() and os.environ.get("GRADIO_TEMP_DIR") != str(folder)
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_a_run_folder_cannot_choose_the_files_the_app_serves(fresh_run, tmp_path):
+    """A received run's split.csv names a secret as a validation photo: it is not offered or
+    served; the examples the page offers are copies in the app's own folder."""
+    import csv
+    import json
+
+    import httpx
+
+    secret = tmp_path / "etc" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    split = fresh_run / "split.csv"
+    with split.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    originals = [r["path"] for r in rows if r["split"] == "val"]
+    for row in rows:
+        if row["split"] == "val" and row["label"] == "cat_a":
+            row["path"] = str(secret)
+    with split.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with own_upload_folder() as folder:
+        demo = build_app(Predictor.load(fresh_run), example_images(fresh_run), explain=False)
+        try:
+            server = launch(demo)
+            config = json.dumps(demo.get_config_file())
+            assert str(secret) not in config
+            assert not [p for p in originals if p in config]  # copies only
+            assert not [p for p in folder.rglob("*") if p.is_file() and b"root:x" in p.read_bytes()]
+            copies = sorted(folder.rglob("example-*.png"))
+            assert len(copies) == 2 and str(copies[0]) in config  # cat_b and cat_c
+            for path in (secret, originals[0]):
+                answer = httpx.get(f"{server}gradio_api/file={path}", timeout=30)
+                assert answer.status_code >= 400 and b"root:x" not in answer.content
+            served = httpx.get(f"{server}gradio_api/file={copies[0]}", timeout=30)
+            assert served.status_code == 200 and served.content == copies[0].read_bytes()
+        finally:
+            demo.close()
+
+
+def test_scenes_app_builds_and_serves_its_page_inside_its_own_upload_folder(
+    trained_run, monkeypatch
+):
+    import gradio as gr
+
+    from scenes.serve import app
+
+    seen = []
+
+    def serve(demo, *args):
+        photo = next(b for b in demo.blocks.values() if isinstance(b, gr.Image))
+        seen.append((os.environ.get("GRADIO_TEMP_DIR"), photo.GRADIO_CACHE))
+        return 0
+
+    monkeypatch.setattr(app, "serve", serve)
+    assert app.run_app(str(trained_run), device="cpu", explain=False, compile=False) == 0
+    ((folder, cache),) = seen
+    assert folder == cache and Path(folder).name.startswith("scenes-app-")
+    assert not Path(folder).exists()  # removed when the app stops

@@ -10,13 +10,21 @@ classes" for a photo unlike the training images, or the labels of a multi-label 
 
 What a client sends is data, never trusted: only a file inside this app's upload folder is
 read, its pixel count is checked before it is decoded, and a file that does not decode is
-told apart from a failure of the server (logged once, with its traceback).
+told apart from a failure of the server (logged once, with its traceback). ``scenes app``
+gives its process an upload folder of its own (``own_upload_folder``), not the one every
+Gradio app on the host shares. The page serves no path a run folder names: its examples are
+copies the app makes in that folder (``copy_examples``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -115,8 +123,50 @@ def verdict(found: Prediction) -> str:
     return found[0][0]
 
 
+@contextlib.contextmanager
+def own_upload_folder() -> Iterator[Path]:
+    """A new private folder (mode 0700) as Gradio's upload folder while the block runs, then
+    removed. Gradio's default, ``/tmp/gradio``, is shared by every Gradio app on the host, so
+    this app would read what others were sent. Gradio keeps one upload folder per process
+    (``GRADIO_TEMP_DIR``, read when a component is made, when the server starts and when a
+    request's files are checked): the page is built and served inside this block."""
+    folder = Path(tempfile.mkdtemp(prefix="scenes-app-"))
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        if before is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = before
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def copy_examples(predictor: Predictor, paths: list[str], upload_folder: str | Path) -> list[str]:
+    """Each example photo as the model sees it, written as a PNG into a new folder inside
+    ``upload_folder``: the page offers and serves these copies, never a path that a run's
+    ``split.csv`` named. A path that is not an image (a split.csv naming ``/etc/passwd``) or
+    is too large to decode safely is left out."""
+    folder = Path(upload_folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="examples-", dir=folder))
+    copies = []
+    for path in paths:
+        try:
+            pixels = decode_upload(predictor, path)
+        except gr.Error:
+            log.warning("example %s left out: not an image this app can read", path)
+            continue
+        copy = folder / f"example-{len(copies)}.png"
+        Image.fromarray(pixels).save(copy)
+        copies.append(str(copy))
+    return copies
+
+
 def example_images(run: str | Path, count: int = 4) -> list[str]:
-    """A few validation photos of the run, one per class (when its split.csv lists them)."""
+    """A few validation photos of the run, one per class (when its split.csv lists them):
+    candidates for ``copy_examples``, which the page serves instead."""
     run_dir = RunDir(run)
     if not run_dir.split_csv.is_file():
         return []
@@ -134,7 +184,8 @@ def build_app(
     tta: bool = False,
 ) -> gr.Blocks:
     """The page; ``explain=False`` leaves out the heatmap (labels only, less work); ``tta``
-    averages each photo's answer with its mirror image's, as ``predict --tta`` does."""
+    averages each photo's answer with its mirror image's, as ``predict --tta`` does;
+    ``examples`` are offered as copies in the app's upload folder (``copy_examples``)."""
     names = ", ".join(predictor.class_names)
     # Multi-label: every class's probability, the labels over their thresholds in the answer.
     shown = 3 if predictor.meta.task == "multiclass" else len(predictor.class_names)
@@ -183,8 +234,9 @@ def build_app(
             outputs.append(answer)  # last: clients reading the labels first are unaffected
         # preprocess=False: the upload reaches ``classify`` untouched (see ``uploaded_file``)
         photo.change(classify, inputs=photo, outputs=outputs, api_name=API_NAME, preprocess=False)
-        if examples:
-            gr.Examples(examples=examples, inputs=photo)
+        offered = copy_examples(predictor, examples, photo.GRADIO_CACHE) if examples else []
+        if offered:
+            gr.Examples(examples=offered, inputs=photo)
     # Inference holds the CPU: two at a time, the rest wait in line rather than pile up.
     demo.queue(default_concurrency_limit=2, max_size=64)
     return demo
@@ -204,7 +256,16 @@ def run_app(
 ) -> int:
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
     predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
-    demo = build_app(predictor, example_images(run), explain=explain, tta=tta)
+    with own_upload_folder():
+        demo = build_app(predictor, example_images(run), explain=explain, tta=tta)
+        return serve(demo, host, port, share, compile and backend == "torch", predictor)
+
+
+def serve(
+    demo: gr.Blocks, host: str, port: int, share: bool, compile: bool, predictor: Predictor
+) -> int:
+    """Launch the page and serve until stopped (``compile``: ``torch.compile`` the network
+    beside it)."""
     try:
         demo.launch(
             server_name=host,
@@ -221,7 +282,7 @@ def run_app(
             f"cannot serve on {host}:{port}: the port is in use (or not allowed); "
             "pass another --port"
         ) from None
-    if compile and backend == "torch":
+    if compile:
         # A server lives long: compile once, beside it; requests are answered by the eager
         # network until the compiled one has run its first photo.
         threading.Thread(target=compile_quietly, args=(predictor,), daemon=True).start()
