@@ -59,6 +59,69 @@ def predict_files(
     return logits, features, kept, skipped
 
 
+def check_evaluate_options(data, split, labels_csv, batch_size: int) -> None:
+    if sum(x is not None for x in (data, split, labels_csv)) != 1:
+        raise UsageError(
+            "evaluate needs one of data (a labelled folder), labels_csv (a multi-label model's "
+            "path,labels CSV) or split='val'"
+        )
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+
+
+def evaluation_logits(
+    model: Predictor,
+    run: str | Path,
+    paths: list[Path],
+    tta: bool,
+    batch_size: int,
+    engine: RayEngine | None,
+    backend: str,
+    device: str,
+    accept_all: bool,
+) -> tuple[np.ndarray, np.ndarray | None, list[int], dict[str, str]]:
+    """``predict_files`` in this process, or the same numbers from a pool of Ray workers."""
+    if engine is None:
+        return predict_files(model, paths, tta, batch_size)
+    from ..serve.ray_workers import logits_with_ray
+
+    return logits_with_ray(run, paths, backend, device, accept_all, tta, batch_size, engine)
+
+
+def accepted_share(found: Answers, model: Predictor) -> float | None:
+    """Share of images the model's acceptance check lets through (None without one)."""
+    if found.scores is None:
+        return None
+    return float(np.mean(found.scores <= model.meta.acceptance.threshold))
+
+
+def single_label_result(
+    found: Answers,
+    logits: np.ndarray,
+    paths: list[Path],
+    y_true: list[int],
+    model: Predictor,
+    accepted: float | None,
+    **context,
+) -> EvalResult:
+    """Metrics, calibration and per-image rows of a single-label model; ``context`` is
+    source, tta and skipped, as EvalResult names them."""
+    probs = found.probs
+    y_pred = probs.argmax(axis=1).tolist()
+    metrics = compute_metrics(y_true, y_pred, model.class_names)
+    metrics.update(calibration_metrics(logits, probs, y_true, model.meta.temperature))
+    metrics["accepted_share"] = accepted
+    return EvalResult(
+        **metrics,
+        class_names=list(model.class_names),
+        predictions=_prediction_rows(paths, y_true, found),
+        out_dir=None,
+        logits=logits,
+        probs=probs,
+        **context,
+    )
+
+
 def evaluate(
     run: str | Path,
     data: str | Path | None = None,
@@ -81,67 +144,34 @@ def evaluate(
     predicted class over each image. With ``engine`` the logits come from a pool of Ray
     workers (the same numbers); the metrics and files are this process's.
     """
-    if sum(x is not None for x in (data, split, labels_csv)) != 1:
-        raise UsageError(
-            "evaluate needs one of data (a labelled folder), labels_csv (a multi-label model's "
-            "path,labels CSV) or split='val'"
-        )
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1, got {batch_size}")
+    check_evaluate_options(data, split, labels_csv, batch_size)
     if out:
         output_dir(out)
     model = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
-    names = model.class_names
     run_dir = bundle_run_dir(run)
     paths, labels, source, name = evaluation_files(model, run_dir, data, labels_csv, split)
-    if engine is None:
-        logits, features, kept, skipped = predict_files(model, paths, tta, batch_size)
-    else:
-        from ..serve.ray_workers import logits_with_ray
-
-        logits, features, kept, skipped = logits_with_ray(
-            run, paths, backend, device, accept_all, tta, batch_size, engine
-        )
+    logits, features, kept, skipped = evaluation_logits(
+        model, run, paths, tta, batch_size, engine, backend, device, accept_all
+    )
     if not kept:
         raise DataError(f"no readable images in {source} ({len(skipped)} unreadable)")
     y_true = [labels[i] for i in kept]
+    kept_paths = [paths[i] for i in kept]
     found = Answers.of(model.meta, logits, features, model.reference)  # as every path answers
-    accepted = None
-    if found.scores is not None:
-        accepted = float(np.mean(found.scores <= model.meta.acceptance.threshold))
-    if model.meta.task == "multilabel":
-        result = multilabel_result(
-            found,
-            np.asarray(y_true),
-            [paths[i] for i in kept],
-            logits,
-            source=source,
-            tta=tta,
-            skipped=skipped,
-            accepted_share=accepted,
-        )
-        if out is not False:
-            out_dir = Path(out) if out else default_eval_dir(run_dir, name, source, tta)
-            result.out_dir = write_multilabel_outputs(result, model, out_dir)
-        return result
-    probs = found.probs
-    y_pred = probs.argmax(axis=1).tolist()
-    metrics = compute_metrics(y_true, y_pred, names)
-    metrics.update(calibration_metrics(logits, probs, y_true, model.meta.temperature))
-    metrics["accepted_share"] = accepted
-    result = EvalResult(
-        **metrics,
-        class_names=list(names),
-        predictions=_prediction_rows([paths[i] for i in kept], y_true, found),
-        out_dir=None,
-        source=source,
-        tta=tta,
-        skipped=skipped,
-        logits=logits,
-        probs=probs,
-    )
+    accepted = accepted_share(found, model)
+    context = {"source": source, "tta": tta, "skipped": skipped}
+    out_dir = None
     if out is not False:
         out_dir = Path(out) if out else default_eval_dir(run_dir, name, source, tta)
+    if model.meta.task == "multilabel":
+        result = multilabel_result(
+            found, np.asarray(y_true), kept_paths, logits, accepted_share=accepted, **context
+        )
+        if out_dir is not None:
+            result.out_dir = write_multilabel_outputs(result, model, out_dir)
+        return result
+    result = single_label_result(found, logits, kept_paths, y_true, model, accepted, **context)
+    if out_dir is not None:
         result.out_dir = write_outputs(result, model, out_dir, explain=explain)
     return result
 

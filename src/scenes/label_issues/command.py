@@ -70,6 +70,64 @@ def check_run_options(config_path: str | None, sets: list[str]) -> None:
         )
 
 
+def check_counts(top: int, batch_size: int) -> None:
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def choose_backbone(cfg, run: str | None, class_names: list[str]):
+    """The run's fine-tuned backbone with --run, else the recipe's pretrained one."""
+    from ..models.features import pretrained_backbone, run_backbone
+
+    if run is not None:
+        return run_backbone(run)
+    if not cfg.model.pretrained and cfg.model.weights_file is None:
+        raise UsageError(
+            "model.pretrained=false: a randomly initialised backbone gives meaningless "
+            "features; use pretrained weights, model.weights_file, or --run RUN_DIR"
+        )
+    try:
+        return pretrained_backbone(
+            cfg.model.name,
+            cfg.model.weights,
+            cfg.model.weights_file,
+            cfg.data.image_size,
+            class_names,
+            cfg.model.channels_last,
+            cfg.model.weights_dir,
+            cfg.data.resize,
+        )
+    except WeightsUnavailableError as exc:  # say this command's options, not train's
+        raise WeightsUnavailableError(
+            str(exc).replace(TRAIN_WEIGHTS_FIXES, ISSUES_WEIGHTS_FIXES)
+        ) from None
+
+
+def ray_features(ray_engine, backbone, batch_size: int, device: str):
+    """Feature extraction spread over Ray workers, or None to compute in this process."""
+    if ray_engine is None:
+        return None
+    from ..serve.ray_workers import features_with_ray
+
+    def compute(paths: list[Path]):
+        return features_with_ray(paths, backbone, batch_size, device, ray_engine)
+
+    return compute
+
+
+def print_report(summary: str, written: dict, shown: int) -> None:
+    print(summary)
+    print(
+        f"\nwrote {written['issues']} (the {shown} most likely errors), "
+        f"{written['quality']} (every image), {written['grid']}, {written['summary']}\n"
+        f"to leave the listed images out of training: review {written['issues']} (delete rows "
+        f"you want to keep), then train with --set data.exclude={written['issues']}",
+        file=sys.stdout,
+    )
+
+
 def run_issues(
     directory: str,
     run: str | None = None,
@@ -89,12 +147,8 @@ def run_issues(
 ) -> int:
     """``scenes data issues``: write label_issues.csv, label_quality.csv, the grid, a summary."""
     from ..config import load_config
-    from ..models.features import pretrained_backbone, run_backbone
 
-    if top < 1:
-        raise UsageError(f"--top must be at least 1, got {top}")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    check_counts(top, batch_size)
     if run is not None:
         check_run_options(config_path, sets or [])
     ray_engine = engine_from_options(engine, address, workers, gpus_per_worker)
@@ -104,36 +158,8 @@ def run_issues(
     layout = find_layout(directory)
     files = list_labelled_files(layout.train_dir)
     check_folds(np.asarray(files.labels), files.class_names, folds)
-    if run is not None:
-        backbone = run_backbone(run)
-    else:
-        if not cfg.model.pretrained and cfg.model.weights_file is None:
-            raise UsageError(
-                "model.pretrained=false: a randomly initialised backbone gives meaningless "
-                "features; use pretrained weights, model.weights_file, or --run RUN_DIR"
-            )
-        try:
-            backbone = pretrained_backbone(
-                cfg.model.name,
-                cfg.model.weights,
-                cfg.model.weights_file,
-                cfg.data.image_size,
-                files.class_names,
-                cfg.model.channels_last,
-                cfg.model.weights_dir,
-                cfg.data.resize,
-            )
-        except WeightsUnavailableError as exc:  # say this command's options, not train's
-            raise WeightsUnavailableError(
-                str(exc).replace(TRAIN_WEIGHTS_FIXES, ISSUES_WEIGHTS_FIXES)
-            ) from None
-    compute = None
-    if ray_engine is not None:
-        from ..serve.ray_workers import features_with_ray
-
-        def compute(paths: list[Path]):
-            return features_with_ray(paths, backbone, batch_size, device, ray_engine)
-
+    backbone = choose_backbone(cfg, run, files.class_names)
+    compute = ray_features(ray_engine, backbone, batch_size, device)
     issues = find_issues(
         files,
         backbone,
@@ -150,12 +176,5 @@ def run_issues(
     summary = summarize(issues, top, str(layout.train_dir), note)
     out_dir = Path(out) if out else default_out_dir(layout.root, run)
     written = write_outputs(issues, out_dir, top, summary)
-    print(summary)
-    print(
-        f"\nwrote {written['issues']} (the {min(top, len(issues.ranked))} most likely errors), "
-        f"{written['quality']} (every image), {written['grid']}, {written['summary']}\n"
-        f"to leave the listed images out of training: review {written['issues']} (delete rows "
-        f"you want to keep), then train with --set data.exclude={written['issues']}",
-        file=sys.stdout,
-    )
+    print_report(summary, written, min(top, len(issues.ranked)))
     return 0
