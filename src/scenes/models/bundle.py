@@ -114,6 +114,20 @@ def weights_digest(run_or_bundle: str | Path) -> str:
     return file_sha256(resolve_bundle_dir(run_or_bundle) / WEIGHTS_FILE)
 
 
+def answers_digest(run_or_bundle: str | Path) -> str:
+    """Which answers the bundle serves: its weights digest with ``model.json`` (temperature,
+    thresholds, acceptance settings) and the acceptance's reference features; the export files
+    beside them do not change it."""
+    import hashlib
+
+    directory = resolve_bundle_dir(run_or_bundle)
+    digest = hashlib.sha256(weights_digest(directory).encode())
+    for name in (META_FILE, ACCEPTANCE_FILE):
+        if (directory / name).is_file():
+            digest.update(f"|{name}|{file_sha256(directory / name)}".encode())
+    return digest.hexdigest()
+
+
 def bundle_run_dir(path: str | Path) -> Path:
     """The folder that holds a bundle's outputs (eval/, explain/, label_issues/): the run for
     ``RUN`` or ``RUN/model``, the bundle folder itself for a bundle standing alone."""

@@ -41,9 +41,14 @@ class PredictionRow:
     error: str | None = None
 
 
+def label_columns(top_k: int, class_names: list[str]) -> int:
+    """How many ``label_i`` columns ``--top-k`` gives: at most one per class, at least one."""
+    return max(1, min(top_k, len(class_names)))
+
+
 def best_classes(probs: np.ndarray, class_names: list[str], k: int) -> list[tuple[str, float]]:
     """The ``k`` most likely classes of one row of probabilities, ties in class order."""
-    order = np.argsort(-probs, kind="stable")[: max(1, min(k, len(probs)))]
+    order = np.argsort(-probs, kind="stable")[: label_columns(k, class_names)]
     return [(class_names[i], float(probs[i])) for i in order]
 
 

@@ -21,7 +21,7 @@ from ..data.files import list_files
 from ..errors import MissingPathError, UsageError
 from ..models.meta import BundleMeta
 from ..outputs import output_file
-from .answers import PredictionRow
+from .answers import PredictionRow, label_columns
 from .csv_rows import csv_cells, csv_header
 from .predictor import Predictor
 from .ray_jobs import engine_from_options
@@ -109,8 +109,33 @@ def run_predict(
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
 ) -> int:
+    """The files of ``paths`` classified here or on Ray; exit 1 when any could not be read."""
     ray_engine = engine_from_options(engine, address, workers, gpus_per_worker)
+    _check_output(out, ray_engine is not None, compile)
+    files = collect_images(paths)
+    if not files:
+        raise MissingPathError(f"no image files in {', '.join(paths)}")
     if ray_engine is not None:
+        from .ray_engine import predict_with_ray
+
+        options = (top_k, backend, batch_size, device, tta, accept_all, ray_engine)
+        written, skipped, failed = predict_with_ray(run, files, out, *options)
+        said = [f"wrote {plural(written, 'prediction')} to {out}"]
+        if skipped:
+            said.append(f"{plural(skipped, 'file')} already there (same path and content)")
+        if failed:
+            said.append(f"{failed} could not be read (see their error)")
+        print("; ".join(said))
+        return 1 if failed else 0
+    predictor = Predictor.load(
+        run, backend=backend, device=device, accept_all=accept_all, compile=compile
+    )
+    return _predict_here(predictor, files, top_k, out, batch_size, tta)
+
+
+def _check_output(out: str | None, on_ray: bool, compile: bool) -> None:
+    """Refuse what cannot work before any decoding: Ray writes a file it can resume."""
+    if on_ray:
         if out is None or out == STDOUT:
             raise UsageError(
                 "--engine ray writes a file it can resume: give --out preds.parquet (or .csv)"
@@ -119,41 +144,20 @@ def run_predict(
             raise UsageError("--compile is for --engine local (each Ray worker would compile)")
     if out == STDOUT:
         console.data_on_stdout()
-    elif out is not None and ray_engine is None:
+    elif out is not None and not on_ray:
         output_file(out, example="preds.csv")
-    files = collect_images(paths)
-    if not files:
-        raise MissingPathError(f"no image files in {', '.join(paths)}")
-    if ray_engine is not None:
-        from .ray_engine import predict_with_ray
 
-        written, skipped, failed_count = predict_with_ray(
-            run,
-            files,
-            out,
-            top_k,
-            backend,
-            batch_size,
-            device,
-            tta,
-            accept_all,
-            ray_engine,
-        )
-        print(
-            f"wrote {plural(written, 'prediction')} to {out}"
-            + (
-                f"; {plural(skipped, 'file')} already there (same path and content)"
-                if skipped
-                else ""
-            )
-            + (f"; {failed_count} could not be read (see their error)" if failed_count else "")
-        )
-        return 1 if failed_count else 0
-    predictor = Predictor.load(
-        run, backend=backend, device=device, accept_all=accept_all, compile=compile
-    )
-    top_k = min(top_k, len(predictor.class_names))
-    accepting = predictor.reference is not None
+
+def _predict_here(
+    predictor: Predictor,
+    files: list[Path],
+    top_k: int,
+    out: str | None,
+    batch_size: int,
+    tta: bool,
+) -> int:
+    """The local engine: rows as they are computed, to the console, a CSV or stdout."""
+    top_k = label_columns(top_k, predictor.class_names)
     failed = []
 
     def counted(rows: Iterable[PredictionRow]) -> Iterator[PredictionRow]:
@@ -171,6 +175,7 @@ def run_predict(
         summary = f"{plural(len(files), 'file')} predicted"
     else:
         target = sys.stdout if out == STDOUT else out
+        accepting = predictor.reference is not None
         count = write_csv(rows, target, predictor.meta, top_k, accepting)
         summary = f"wrote {plural(count, 'prediction')} to {'stdout' if out == STDOUT else out}"
     summary += f"; {len(failed)} could not be read (see their error)" if failed else ""

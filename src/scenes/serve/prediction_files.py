@@ -25,7 +25,6 @@ Each file is there at most once whenever a job is killed, and exactly once when 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import re
@@ -44,18 +43,6 @@ PART = re.compile(r"part-(\d+)\.parquet")
 
 def is_parquet(out: str | Path) -> bool:
     return str(out).lower().rstrip("/").endswith(".parquet")
-
-
-def bundle_digest(bundle: Path) -> str:
-    """The SHA-256 of the bundle's metadata and weights: which model answered."""
-    digest = hashlib.sha256()
-    for path in sorted(bundle.rglob("*")):
-        if path.is_file() and path.suffix in (".json", ".safetensors"):
-            digest.update(path.relative_to(bundle).as_posix().encode())
-            with path.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
 
 
 def column_type(name: str):

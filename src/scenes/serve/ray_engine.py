@@ -26,10 +26,10 @@ import numpy as np
 
 from .. import console
 from ..data.images import Preprocess
-from ..models.bundle import read_meta, resolve_bundle_dir
-from .answers import Prediction, PredictionRow
+from ..models.bundle import answers_digest, read_meta, resolve_bundle_dir
+from .answers import Prediction, PredictionRow, label_columns
 from .csv_rows import csv_cells, csv_header
-from .prediction_files import PredictionSink, bundle_digest
+from .prediction_files import PredictionSink
 from .ray_jobs import (
     RayEngine,
     export_for_workers,
@@ -140,10 +140,10 @@ def predict_with_ray(
     files = list({str(f): f for f in files}.values())  # a file named twice is one row
     bundle = resolve_bundle_dir(run)
     meta = read_meta(bundle)
-    top_k = min(top_k, len(meta.class_names))
+    top_k = label_columns(top_k, meta.class_names)
     accepting = meta.acceptance is not None and not accept_all
     columns = [*csv_header(meta, top_k, accepting), "digest"]
-    with PredictionSink(out, columns, bundle_digest(bundle)) as sink:
+    with PredictionSink(out, columns, answers_digest(bundle)) as sink:
         arguments = {
             "run": str(bundle),
             "backend": backend,

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import export_probe
+from . import export_probe, formats
 from .formats import (
     FORMATS,
     StaleExportError,
     default_path,
-    export,
     export_digest,
     is_current,
     torchscript,
@@ -67,7 +66,7 @@ def current_export(directory: Path, fmt: str) -> Path:
         )
     else:
         return path
-    return export(directory, fmt, path)
+    return formats.export(directory, fmt, path)  # looked up when called (tests spy on it)
 
 
 def check_current(path: Path, directory: Path, fmt: str) -> None:
