@@ -44,6 +44,21 @@ def add_tune_parser(sub, common) -> None:
         "--config", metavar="FILE", help="the recipe each trial starts from (default: none)"
     )
     add_recipe_flags(p, skip=NOT_RECIPE)  # the same recipe flags as scenes train's
+    add_search_options(p)
+    add_study_options(p)
+    p.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config field for every trial, e.g. --set train.epochs=2 (default: none)",
+    )
+    p.set_defaults(target=".tune.study:run_tune")
+
+
+def add_search_options(p: argparse.ArgumentParser) -> None:
+    """What is searched, for how long, and for which metric."""
     p.add_argument(
         "--space",
         metavar="FILE",
@@ -71,6 +86,10 @@ def add_tune_parser(sub, common) -> None:
         help="the validation metric of the best epoch to optimise; it is also each trial's "
         "train.monitor (default: val_f1)",
     )
+
+
+def add_study_options(p: argparse.ArgumentParser) -> None:
+    """Where the study lives and how its trials are judged."""
     p.add_argument(
         "--out", default="runs/tune", metavar="DIR", help="the study folder (default: runs/tune)"
     )
@@ -92,15 +111,6 @@ def add_tune_parser(sub, common) -> None:
         action="store_false",
         help="let every trial run all its epochs (default: median pruning after 3 trials)",
     )
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any config field for every trial, e.g. --set train.epochs=2 (default: none)",
-    )
-    p.set_defaults(target=".tune.study:run_tune")
 
 
 # What the parser keeps besides run_tune's own options: the recipe flags, read by

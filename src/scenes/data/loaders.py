@@ -110,33 +110,10 @@ def prepare_data(
         raise DataError(f"no readable images in {layout.train_dir}")
     labels = np.asarray(files.labels)[decoded.kept]
     paths = [files.paths[i] for i in decoded.kept]
-    totals = class_totals(labels, len(files.class_names))
-    missing = [name for name, n in zip(files.class_names, totals) if n == 0]
-    if missing:
-        raise DataError(
-            f"no readable image of class(es) {', '.join(missing)} in {layout.train_dir}: a "
-            "class needs images to be learnt"
-        )
-    if saved_split is not None:
-        train_idx, val_idx, excluded_idx = reuse_split(
-            saved_split, paths, labels, files.class_names
-        )
-    else:
-        split = split_multilabel if labels.ndim == 2 else split_train_val
-        train_idx, val_idx = split(
-            labels, cfg.data.val_fraction, cfg.data.split_seed, groups=decoded.digests
-        )
-        excluded_idx = np.empty(0, dtype=np.int64)
-        if cfg.data.exclude:
-            train_idx, val_idx, excluded_idx = apply_exclusion(
-                cfg.data.exclude,
-                layout.train_dir,
-                paths,
-                labels,
-                files.class_names,
-                train_idx,
-                val_idx,
-            )
+    check_every_class_readable(labels, files.class_names, layout.train_dir)
+    train_idx, val_idx, excluded_idx = split_rows(
+        cfg, layout.train_dir, paths, labels, files.class_names, decoded.digests, saved_split
+    )
     if len(val_idx) == 0:
         raise DataError(
             f"no validation images are left in {layout.train_dir}: the split, less exact "
@@ -155,6 +132,38 @@ def prepare_data(
         layout_name=layout.name,
         skipped=decoded.failed,
         excluded=[(paths[i], label_text(labels[i], files.class_names)) for i in excluded_idx],
+    )
+
+
+def check_every_class_readable(labels: np.ndarray, class_names: list[str], where: Path) -> None:
+    totals = class_totals(labels, len(class_names))
+    missing = [name for name, n in zip(class_names, totals) if n == 0]
+    if missing:
+        raise DataError(
+            f"no readable image of class(es) {', '.join(missing)} in {where}: a "
+            "class needs images to be learnt"
+        )
+
+
+def split_rows(
+    cfg: Config,
+    train_dir: Path,
+    paths: list[Path],
+    labels: np.ndarray,
+    class_names: list[str],
+    digests: list[str],
+    saved_split: list[SplitRow] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, validation and excluded rows: the saved split as it is, else a fresh split
+    (exact duplicates kept on one side) less ``data.exclude``'s files."""
+    if saved_split is not None:
+        return reuse_split(saved_split, paths, labels, class_names)
+    split = split_multilabel if labels.ndim == 2 else split_train_val
+    train_idx, val_idx = split(labels, cfg.data.val_fraction, cfg.data.split_seed, groups=digests)
+    if not cfg.data.exclude:
+        return train_idx, val_idx, np.empty(0, dtype=np.int64)
+    return apply_exclusion(
+        cfg.data.exclude, train_dir, paths, labels, class_names, train_idx, val_idx
     )
 
 

@@ -241,42 +241,38 @@ def image_features(
     )
     known = store.load()
     missing = {d for d in digests if d is not None and d not in known}
-    computed = 0
+    fresh: dict[str, np.ndarray] = {}
     if missing and compute is not None:
         firsts = {d: p for p, d in zip(paths, digests) if d in missing}
         fresh_by_digest, undecoded = compute(list(firsts.values()))
         failed.update(undecoded)
-        fresh_by_digest = {d: f for d, f in fresh_by_digest.items() if d not in known}
-        known.update(fresh_by_digest)
-        store.save(known)
-        computed = len(fresh_by_digest)
-        log.info("computed features of %d images (%s)", computed, backbone.description)
+        fresh = {d: f for d, f in fresh_by_digest.items() if d not in known}
     elif missing:
         first = not any(d in known for d in digests if d is not None)
         to_decode = list(paths) if first else [p for p, d in zip(paths, digests) if d in missing]
-        decoded = decode_images(
-            to_decode,
-            backbone.preprocess,
-            cache_dir if first else None,
-            progress=progress,
-        )
+        pixel_cache = cache_dir if first else None
+        decoded = decode_images(to_decode, backbone.preprocess, pixel_cache, progress=progress)
         failed.update(decoded.failed)
-        rows: dict[str, int] = {}  # digest -> first decoded row with that content
-        for row, digest in enumerate(decoded.digests):
-            if digest not in known:
-                rows.setdefault(digest, row)
-        fresh = embed(
-            backbone,
-            decoded.pixels,
-            np.fromiter(rows.values(), np.int64),
-            batch_size,
-            progress,
-            device,
-        )
-        known.update(zip(rows, fresh))
+        fresh = embed_new(decoded, known, backbone, batch_size, progress, device)
+    if missing:
+        known.update(fresh)
         store.save(known)
-        computed = len(rows)
-        log.info("computed features of %d images (%s)", computed, backbone.description)
+        log.info("computed features of %d images (%s)", len(fresh), backbone.description)
+    return gathered(digests, known, failed, len(fresh))
+
+
+def embed_new(decoded, known, backbone, batch_size, progress, device) -> dict[str, np.ndarray]:
+    """Features of each decoded content not ``known`` yet, embedded once (its first row)."""
+    rows: dict[str, int] = {}  # digest -> first decoded row with that content
+    for row, digest in enumerate(decoded.digests):
+        if digest not in known:
+            rows.setdefault(digest, row)
+    picked = np.fromiter(rows.values(), np.int64)
+    return dict(zip(rows, embed(backbone, decoded.pixels, picked, batch_size, progress, device)))
+
+
+def gathered(digests, known, failed, computed: int) -> ImageFeatures:
+    """The features of every file whose content is ``known``, in the order of ``digests``."""
     kept = [i for i, d in enumerate(digests) if d in known]
     dim = next(iter(known.values())).shape[0] if known else 0
     features = np.stack([known[digests[i]] for i in kept]) if kept else np.empty((0, dim))

@@ -51,6 +51,34 @@ def run_tune(
     import optuna
 
     out_dir = Path(out)
+    base, dimensions = tune_config(config, overrides, sets, objective, space)
+    if GROUP_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0":
+        from .processes import follow_trials
+
+        return follow_trials(base, dimensions, out_dir, storage, study_name, objective)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = open_study(out_dir, storage, study_name, objective, base.seed, prune)
+    done = len(finished(study))
+    print(
+        f"study {study.study_name!r} in {study_location(out_dir, storage)}: {done} of "
+        f"{trials} trials done; objective {objective} ({direction_of(objective)}), "
+        f"pruning {'on' if prune else 'off'}\nsearch space ({space or 'the default'}):\n"
+        + "\n".join(f"  {d.describe()}" for d in dimensions)
+    )
+    retry_interrupted(study)
+    status = 0
+    if trials - done <= 0:
+        print(f"the study already has {done} finished trials: raise --trials to run more")
+    else:
+        objective_fn = TrialObjective(base, dimensions, out_dir, objective, trials)
+        status = run_trials(study, objective_fn, trials - done, timeout)
+    write_outputs(study, out_dir, objective, dimensions)
+    return status
+
+
+def tune_config(config, overrides, sets, objective: str, space: str | None):
+    """The base config every trial starts from, and the search space over it."""
     base = load_config(config, overrides, sets)
     base = apply(base, {}, **{"train.monitor": objective})  # refuses val_map on one-label data
     dimensions = load_space(space, base)
@@ -59,58 +87,36 @@ def run_tune(
             "scenes tune: a trial runs on one machine (train.num_nodes=1); to use several, run "
             "the same command on each with one shared --storage"
         )
-    if GROUP_ENV in os.environ and os.environ.get("LOCAL_RANK", "0") != "0":
-        from .processes import follow_trials
+    return base, dimensions
 
-        return follow_trials(base, dimensions, out_dir, storage, study_name, objective)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(out_dir, storage, study_name, objective, base.seed, prune)
-    done = finished(study)
-    remaining = trials - len(done)
-    print(
-        f"study {study.study_name!r} in {study_location(out_dir, storage)}: {len(done)} of "
-        f"{trials} trials done; objective {objective} ({direction_of(objective)}), "
-        f"pruning {'on' if prune else 'off'}\nsearch space ({space or 'the default'}):\n"
-        + "\n".join(f"  {d.describe()}" for d in dimensions)
-    )
-    retry_interrupted(study)
-    status = 0
-    if remaining <= 0:
-        print(f"the study already has {len(done)} finished trials: raise --trials to run more")
-    else:
-        objective_fn = TrialObjective(base, dimensions, out_dir, objective, trials)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.optimize(
-                    objective_fn,
-                    n_trials=remaining,
-                    timeout=timeout,
-                    callbacks=[
-                        optuna.study.MaxTrialsCallback(
-                            trials,
-                            states=(
-                                optuna.trial.TrialState.COMPLETE,
-                                optuna.trial.TrialState.PRUNED,
-                            ),
-                        ),
-                        objective_fn.progress,
-                    ],
-                )
-        except TrainingInterrupted:
-            print(
-                "\nscenes tune: interrupted; the study keeps every finished trial. Run the same "
-                "command again to continue (the interrupted trial is retried with the same "
-                "parameters).",
-                flush=True,
+
+def run_trials(study, objective_fn: TrialObjective, remaining: int, timeout) -> int:
+    """Run trials until the study holds ``objective_fn.total`` finished ones; 130 on Ctrl-C."""
+    import optuna
+
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    stop_at_total = optuna.study.MaxTrialsCallback(objective_fn.total, states=finished_states)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.optimize(
+                objective_fn,
+                n_trials=remaining,
+                timeout=timeout,
+                callbacks=[stop_at_total, objective_fn.progress],
             )
-            status = 130
-        finally:
-            if objective_fn.group is not None:
-                study.set_user_attr(f"finished-{objective_fn.group}", True)
-    write_outputs(study, out_dir, objective, dimensions)
-    return status
+    except TrainingInterrupted:
+        print(
+            "\nscenes tune: interrupted; the study keeps every finished trial. Run the same "
+            "command again to continue (the interrupted trial is retried with the same "
+            "parameters).",
+            flush=True,
+        )
+        return 130
+    finally:
+        if objective_fn.group is not None:
+            study.set_user_attr(f"finished-{objective_fn.group}", True)
+    return 0
 
 
 # A running trial's process writes a heartbeat this often; a trial whose last one is older
