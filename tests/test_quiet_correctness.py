@@ -142,7 +142,7 @@ def test_the_weight_average_lives_on_the_training_device():
 
 def test_dependency_floors_are_versions_the_code_needs():
     """EMAWeightAveraging came with Lightning 2.6; gradio refuses outside paths from 5.31 (and
-    the app's tests pass on 5.31.0)."""
+    the app's tests pass on 5.31.0); the trust floors of docs/development.md#version-floors."""
     import tomllib
 
     deps = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
@@ -155,3 +155,7 @@ def test_dependency_floors_are_versions_the_code_needs():
 
     assert Version(floors["lightning"]) >= Version("2.6")
     assert Version(floors["gradio"]) >= Version("5.31")
+    assert Version(floors["torch"]) >= Version("2.10")  # weights_only=True unpickler fixes
+    assert Version(floors["timm"]) >= Version("1.0.26")  # its loaders default to weights_only
+    assert Version(floors["onnx"]) >= Version("1.21")  # external-data fixes
+    assert Version(floors["pillow"]) >= Version("10.3")  # decoder overflows

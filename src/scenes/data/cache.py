@@ -127,7 +127,7 @@ def decode_images(
             _build_cache(array_file, meta_file, paths, preprocess, workers, progress)
     meta = json.loads(meta_file.read_text())
     mark_used(meta_file)
-    pixels = np.load(array_file, mmap_mode="r")[: meta["count"]]
+    pixels = np.load(array_file, mmap_mode="r", allow_pickle=False)[: meta["count"]]
     result = DecodedImages(
         pixels, np.asarray(meta["kept"], np.int64), meta["failed"], meta["digests"]
     )

@@ -28,7 +28,7 @@ class LazyRows:
     def __setstate__(self, state: dict) -> None:
         if isinstance(state["array"], tuple):
             filename, rows = state["array"]
-            state["array"] = np.load(filename, mmap_mode="r")[:rows]
+            state["array"] = np.load(filename, mmap_mode="r", allow_pickle=False)[:rows]
         self.__dict__.update(state)
 
     def __len__(self) -> int:

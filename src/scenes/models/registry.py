@@ -18,7 +18,6 @@ from torch import nn
 from ..errors import (
     TRAIN_WEIGHTS_FIXES,
     ConfigError,
-    MissingPathError,
     UsageError,
     WeightsUnavailableError,
 )
@@ -29,7 +28,7 @@ from .base import (
 )
 from .hf_backend import HFBackend
 from .timm_backend import TimmBackend
-from .weights import check_hash_in_name, find_local, weights_dirs
+from .weights import check_hash_in_name, find_local, load_state_file, weights_dirs
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +104,12 @@ class TorchvisionBackend:
         local = find_local(file_name, folders)
         if local is not None:
             check_hash_in_name(local, f"torchvision's {wanted}", wanted.url)
-            state = torch.load(local, map_location="cpu", weights_only=True)
+            state = load_state_file(local)
             source = str(local)
         else:
             try:
-                state = wanted.get_state_dict(progress=True, check_hash=True)
+                # torch.hub's own default is weights_only=False (a full pickle): say it
+                state = wanted.get_state_dict(progress=True, check_hash=True, weights_only=True)
             except (URLError, OSError, RuntimeError) as exc:
                 searched = ", ".join(str(f) for f in folders)
                 raise WeightsUnavailableError(
@@ -149,24 +149,6 @@ def split_name(name: str) -> tuple[str, str]:
             f"unknown model backend {backend!r} in {name!r}; available: {', '.join(BACKENDS)}"
         )
     return backend, rest
-
-
-def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from .safetensors or a torch file (tensors only, never arbitrary pickle)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MissingPathError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise UsageError(f"{path} does not hold a state dict")
-    return state
 
 
 def load_weights_file(built: BuiltModel, path: str | Path) -> None:

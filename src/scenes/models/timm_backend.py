@@ -13,7 +13,7 @@ from torch import nn
 
 from ..errors import TRAIN_WEIGHTS_FIXES, ConfigError, WeightsUnavailableError
 from .base import IMAGENET_MEAN, IMAGENET_STD, BuiltModel, last_linear
-from .weights import find_local, weights_dirs
+from .weights import find_local, load_state_file, weights_dirs
 
 
 def hf_cache_hint() -> str:
@@ -62,6 +62,17 @@ def local_file(cfg, folders: list[Path]) -> Path | None:
     return None
 
 
+def local_overlay(local: Path, cfg) -> dict:
+    """timm's ``pretrained_cfg_overlay`` that loads ``local`` instead of downloading.
+
+    A torch file is read here, as data only (``load_state_file``), and handed to timm as a
+    state dict: timm's own file loader unpickles in full before timm 1.0.26. Files that a
+    model reads itself (``custom_load``, e.g. ``.npz``) go to timm by name."""
+    if cfg.custom_load or local.suffix not in (".pth", ".pt", ".bin", ".safetensors"):
+        return {"file": str(local)}
+    return {"state_dict": load_state_file(local)}
+
+
 class TimmBackend:
     """Any model of ``timm.list_models()``; a ``.tag`` suffix or model.weights picks weights."""
 
@@ -102,9 +113,9 @@ class TimmBackend:
             kwargs["img_size"] = image_size
         local = local_file(cfg, weights_dirs(weights_dir)) if pretrained else None
         if local is not None:
-            # timm loads the file instead of downloading (same format as the hub's).
-            kwargs["pretrained_cfg_overlay"] = {"file": str(local)}
+            kwargs["pretrained_cfg_overlay"] = local_overlay(local, cfg)
         module = self._create(name, pretrained, kwargs, cfg)
+        module.pretrained_cfg.pop("state_dict", None)  # loaded: the tensors need not stay twice
         data = module.pretrained_cfg
         built = BuiltModel(
             module,

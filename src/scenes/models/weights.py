@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from ..data.files import file_sha256
-from ..errors import WeightsUnavailableError
+from ..errors import MissingPathError, UnsafeFileError, UsageError, WeightsUnavailableError
 
 ENV = "SCENES_WEIGHTS_DIR"
 # torchvision names its files <name>-<first hex digits of the SHA-256>.<ext>
@@ -57,3 +57,34 @@ def check_hash_in_name(path: Path, what: str, url: str) -> None:
             f"{digest[:8]}, the name says {match.group(1)}): replace it with the "
             f"file from {url}, or remove it"
         )
+
+
+def load_state_file(path: str | Path) -> dict:
+    """A state dict from .safetensors or a torch file, read as data: tensors and plain
+    containers only (``weights_only=True``, said here rather than left to a library's
+    default); a file that holds more is refused with ``UnsafeFileError`` before it can run."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingPathError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeFileError(
+            f"{path} holds more than tensors and plain data (a pickle that could run code "
+            "when loaded), so it was not loaded; use a .safetensors file or weights you trust "
+            f"({str(exc).splitlines()[0][:160]})"
+        ) from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} does not hold a state dict")
+    return state
