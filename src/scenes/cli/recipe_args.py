@@ -85,6 +85,13 @@ def add_recipe_flags(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
     )
 
 
+def add_set_option(p: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE``, repeatable: any config field, read as that field's type."""
+    p.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def is_weights_file(value: str) -> bool:
     return value.lower().endswith(WEIGHT_FILE_SUFFIXES) or Path(value).is_file()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .recipe_args import add_recipe_flags, recipe_overrides
+from .recipe_args import add_recipe_flags, add_set_option, recipe_overrides
 
 
 def add_train_parser(sub, common) -> None:
@@ -35,13 +35,9 @@ def add_train_parser(sub, common) -> None:
         "steps, lr from 1e-7 to 1), plotted in RUN/figures/lr_find.png, the suggestion "
         "printed and not applied (default: train)",
     )
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any config field, read as that field's type, e.g. --set train.scheduler=step or "
+    add_set_option(
+        p,
+        "any config field, read as that field's type, e.g. --set train.scheduler=step or "
         "--set train.devices=0,2 (repeatable; default: none)",
     )
     p.set_defaults(target=".training.command:run_train")

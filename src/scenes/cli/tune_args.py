@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from .recipe_args import FLAGS, add_recipe_flags, recipe_overrides
+from .recipe_args import FLAGS, add_recipe_flags, add_set_option, recipe_overrides
 from .types import positive
 
 # A trial's folder is the study's DIR/trials/NNN: tune's --out is the study's folder.
@@ -46,13 +46,9 @@ def add_tune_parser(sub, common) -> None:
     add_recipe_flags(p, skip=NOT_RECIPE)  # the same recipe flags as scenes train's
     add_search_options(p)
     add_study_options(p)
-    p.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any config field for every trial, e.g. --set train.epochs=2 (default: none)",
+    add_set_option(
+        p,
+        "any config field for every trial, e.g. --set train.epochs=2 (default: none)",
     )
     p.set_defaults(target=".tune.study:run_tune")
 
