@@ -27,6 +27,15 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SCENES_CACHE", str(tmp_path_factory.mktemp("scenes-cache")))
 
 
+def answer_ctrl_c() -> None:
+    """For a child process that a test interrupts: SIGINT back to its default. A shell that
+    runs the suite in the background starts it with SIGINT ignored, which every child would
+    inherit, and Python installs its KeyboardInterrupt handler only where SIGINT is not."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def make_image(path: Path, color: tuple[int, int, int], size=(40, 40), seed=0, mode="RGB") -> Path:
     """A noisy image around ``color``: classes are separable, images are not identical."""
     rng = np.random.default_rng(seed)

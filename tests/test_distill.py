@@ -173,7 +173,7 @@ def test_a_cached_teacher_trains_differently_and_is_recorded(
             )
         )
     # one pass over the 27 training images (36, less the validation split's 9), and it shows
-    passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher ans")]
+    passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher out")]
     assert len(passes) == 1 and passes[0].startswith("teacher outputs: 27 images in ")
     # another run of the same data and teachers reads them from the cache folder: the same
     # seed then trains exactly as the run that computed them
@@ -184,7 +184,7 @@ def test_a_cached_teacher_trains_differently_and_is_recorded(
                 data, tmp_path / "again", **common, **{"train.teacher_outputs": "cached"}
             )
         )
-    passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher ans")]
+    passes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("teacher out")]
     assert len(passes) == 1 and passes[0].startswith("teacher outputs: 27 images read from ")
     untimed = [
         {k: v for k, v in row.items() if k != "time_s"}

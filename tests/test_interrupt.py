@@ -16,7 +16,7 @@ from scenes.cli import main
 from scenes.serve.answers import PredictionRow
 from scenes.serve.predictor import Predictor
 
-from conftest import make_folder, make_image
+from conftest import answer_ctrl_c, make_folder, make_image
 
 
 def test_ctrl_c_in_training_writes_the_bundle_and_the_resume_command(tmp_path):
@@ -34,6 +34,7 @@ def test_ctrl_c_in_training_writes_the_bundle_and_the_resume_command(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **env_cache},
+        preexec_fn=answer_ctrl_c,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # two epochs done: a best and a last checkpoint exist

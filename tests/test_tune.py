@@ -20,7 +20,7 @@ from scenes.errors import ConfigError
 from scenes.tune import study as study_module
 from scenes.tune.space import load_space
 
-from conftest import make_folder
+from conftest import answer_ctrl_c, make_folder
 
 SMALL = [
     "data.image_size=32",
@@ -60,7 +60,12 @@ def start_first_trial(argv: list[str], env: dict, out: Path, epochs: int) -> sub
     """``scenes tune`` started in a process, returned once its first trial has ``epochs``
     rows in metrics.csv."""
     proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=answer_ctrl_c,
     )
     metrics = out / "trials" / "000" / "metrics.csv"
     deadline = time.monotonic() + 300
