@@ -99,3 +99,13 @@ def test_only_whole_file_modes_are_accepted(tmp_path):
     with pytest.raises(ValueError, match="whole file"), atomic.replacing(tmp_path / "x", "a"):
         pass
     assert not list(Path(tmp_path).iterdir())
+
+
+def test_a_file_written_elsewhere_is_moved_into_place_whole(tmp_path):
+    staged = tmp_path / "build" / "model.bin"
+    staged.parent.mkdir()
+    staged.write_bytes(b"new weights")
+    target = tmp_path / "model.bin"
+    target.write_bytes(b"old weights")
+    atomic.move_into_place(staged, target)
+    assert target.read_bytes() == b"new weights" and not staged.exists()

@@ -87,6 +87,16 @@ def replacing_path(path: str | Path, *, durable: bool = True) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def move_into_place(written: str | Path, path: str | Path, *, durable: bool = True) -> None:
+    """Put a file a library already wrote whole (in a folder of its own on the same file
+    system) at ``path`` in one rename, after its bytes are on disk; no second copy."""
+    written, path = Path(written), Path(path)
+    _fsync_file(written)
+    os.replace(written, path)
+    if durable:
+        fsync_folder(path.parent)
+
+
 @contextlib.contextmanager
 def replacing(
     path: str | Path, mode: str = "w", *, durable: bool = True, **open_args: Any

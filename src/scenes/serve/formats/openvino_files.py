@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ...atomic import replacing_path
+from ...atomic import move_into_place
 
 SECTION = "scenes"
 
@@ -57,8 +57,7 @@ def write(directory: Path, out: Path, stamp: dict, fmt: str, calibration: int, s
         ov.save_model(model, str(staged), compress_to_fp16=False)
         compile_model(staged, "cpu")  # it loads, or the export fails here
         for suffix in (".bin", ".xml"):
-            with replacing_path(out.with_suffix(suffix)) as target:
-                os.replace(staged.with_suffix(suffix), target)  # a move: no second copy
+            move_into_place(staged.with_suffix(suffix), out.with_suffix(suffix))
 
 
 def _quantize(model, directory: Path, calibration: int, seed: int):
