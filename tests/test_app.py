@@ -15,11 +15,12 @@ from PIL import Image
 
 import scenes
 from scenes.cli import main
+from scenes.errors import UsageError
 from scenes.serve.app import API_NAME, build_app, example_images, own_upload_folder
 from scenes.serve.heatmaps import explain_image
 from scenes.serve.predictor import Predictor
 
-from conftest import INTEL_TRAIN, make_image, needs_intel
+from conftest import INTEL_TRAIN, make_folder, make_image, needs_intel
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 NOT_AN_IMAGE = "is not an image this app can read"
@@ -44,8 +45,9 @@ def launch(demo) -> str:
 
 
 @pytest.fixture(scope="module")
-def server(trained_run):
-    demo = build_app(Predictor.load(trained_run), example_images(trained_run))
+def server(trained_run, tmp_path_factory):
+    photos = make_folder(tmp_path_factory.mktemp("examples"), ["cat_a", "cat_b"], per_class=1)
+    demo = build_app(Predictor.load(trained_run), example_images(photos))
     yield launch(demo)
     demo.close()
 
@@ -240,16 +242,6 @@ def test_browser_upload_shows_top3_and_heatmap_then_survives_a_bad_upload(
     assert _top_labels(browser)[0] == "cat_b"
 
 
-def test_examples_come_from_the_validation_split(trained_run):
-    from scenes.rundir import RunDir
-
-    rows = {str(r.path): r for r in RunDir(trained_run).read_split()}
-    examples = example_images(trained_run)
-    assert len(examples) == 3  # one per class
-    assert all(rows[e].split == "val" for e in examples)
-    assert len({rows[e].label for e in examples}) == 3
-
-
 def test_importing_and_building_the_app_writes_nothing_into_the_package(trained_run):
     """Gradio writes a ``.pyi`` stub beside the module of any component class defined outside
     Gradio; the app defines none, so the source tree stays as it is. In a fresh interpreter:
@@ -414,41 +406,75 @@ def test_the_app_reads_only_its_own_upload_folder_not_the_hosts_shared_one(train
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def test_a_run_folder_cannot_choose_the_files_the_app_serves(fresh_run, tmp_path):
-    """A received run's split.csv names a secret as a validation photo: it is not offered or
-    served; the examples the page offers are copies in the app's own folder."""
+def test_a_run_folder_cannot_choose_the_files_the_app_serves(fresh_run, tmp_path, monkeypatch):
+    """A received run's split.csv names a private photo and a secret as validation photos:
+    ``scenes app`` reads neither (the old page decoded the photo and served a copy of it)."""
     import csv
-    import json
 
-    import httpx
+    import gradio as gr
 
+    from scenes.serve import app
+
+    private = make_image(tmp_path / "home" / "private.png", (7, 77, 177), size=(64, 64))
     secret = tmp_path / "etc" / "passwd"
     secret.parent.mkdir()
     secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
     split = fresh_run / "split.csv"
     with split.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    originals = [r["path"] for r in rows if r["split"] == "val"]
+    planted = iter([private, secret])
     for row in rows:
-        if row["split"] == "val" and row["label"] == "cat_a":
-            row["path"] = str(secret)
+        if row["split"] == "val":
+            row["path"] = str(next(planted, row["path"]))
     with split.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(
+        Image, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k)
+    )
+    seen = []
+
+    def serve(demo, *args):
+        seen.append([b for b in demo.blocks.values() if isinstance(b, gr.Dataset)])
+        return 0
+
+    monkeypatch.setattr(app, "serve", serve)
+    assert app.run_app(str(fresh_run), device="cpu", explain=False, compile=False) == 0
+    assert seen == [[]]  # no examples unless --examples names a folder
+    assert str(private) not in opened and str(secret) not in opened
+
+
+def test_examples_are_copies_of_photos_from_the_folder_named(trained_run, tmp_path):
+    """``--examples DIR``: one photo per class subfolder, offered and served as copies in the
+    app's own folder; the originals' paths are not served."""
+    import json
+
+    import httpx
+
+    folder_given = make_folder(tmp_path / "examples", ["cat_a", "cat_b", "cat_c"], per_class=2)
+    examples = example_images(folder_given)
+    assert [Path(e).parent.name for e in examples] == ["cat_a", "cat_b", "cat_c"]
+    flat = tmp_path / "flat"
+    for i in range(6):
+        make_image(flat / f"{i}.png", (10 * i, 0, 0))
+    assert [Path(e).name for e in example_images(flat)] == ["0.png", "1.png", "2.png", "3.png"]
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "missing", tmp_path / "empty"):
+        with pytest.raises(UsageError, match="--examples"):
+            example_images(bad)
     with own_upload_folder() as folder:
-        demo = build_app(Predictor.load(fresh_run), example_images(fresh_run), explain=False)
+        demo = build_app(Predictor.load(trained_run), examples, explain=False)
         try:
             server = launch(demo)
             config = json.dumps(demo.get_config_file())
-            assert str(secret) not in config
-            assert not [p for p in originals if p in config]  # copies only
-            assert not [p for p in folder.rglob("*") if p.is_file() and b"root:x" in p.read_bytes()]
+            assert not [p for p in examples if p in config]  # copies only
             copies = sorted(folder.rglob("example-*.png"))
-            assert len(copies) == 2 and str(copies[0]) in config  # cat_b and cat_c
-            for path in (secret, originals[0]):
-                answer = httpx.get(f"{server}gradio_api/file={path}", timeout=30)
-                assert answer.status_code >= 400 and b"root:x" not in answer.content
+            assert len(copies) == 3 and str(copies[0]) in config
+            answer = httpx.get(f"{server}gradio_api/file={examples[0]}", timeout=30)
+            assert answer.status_code >= 400
             served = httpx.get(f"{server}gradio_api/file={copies[0]}", timeout=30)
             assert served.status_code == 200 and served.content == copies[0].read_bytes()
         finally:

@@ -119,6 +119,12 @@ def add_app_parser(sub, common) -> None:
         action="store_false",
         help="labels only, no heatmap beside them (less work per request)",
     )
+    p.add_argument(
+        "--examples",
+        metavar="DIR",
+        help="offer a few photos of this folder as examples on the page (one per class "
+        "subfolder); by default the page has none",
+    )
     add_tta(p)
     add_accept_all(p)
     add_backend(p, "; the heatmap always comes from the PyTorch network")

@@ -12,8 +12,9 @@ What a client sends is data, never trusted: only a file inside this app's upload
 read, its pixel count is checked before it is decoded, and a file that does not decode is
 told apart from a failure of the server (logged once, with its traceback). ``scenes app``
 gives its process an upload folder of its own (``own_upload_folder``), not the one every
-Gradio app on the host shares. The page serves no path a run folder names: its examples are
-copies the app makes in that folder (``copy_examples``).
+Gradio app on the host shares. The page serves no path a run folder names: its examples come from
+a folder named on the command line (``--examples DIR``), as copies the app makes in its upload
+folder (``copy_examples``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ import gradio as gr
 import numpy as np
 from PIL import Image
 
+from ..data.files import list_files
 from ..errors import UsageError
 from ..models.bundle import resolve_bundle_dir
-from ..rundir import RunDir
 from .answers import Prediction
 from .heatmaps import explain_batch
 from .predict import UNKNOWN
@@ -164,16 +165,23 @@ def copy_examples(predictor: Predictor, paths: list[str], upload_folder: str | P
     return copies
 
 
-def example_images(run: str | Path, count: int = 4) -> list[str]:
-    """A few validation photos of the run, one per class (when its split.csv lists them):
-    candidates for ``copy_examples``, which the page serves instead."""
-    run_dir = RunDir(run)
-    if not run_dir.split_csv.is_file():
-        return []
+def example_images(folder: str | Path, count: int = 4) -> list[str]:
+    """A few photos from a folder the user named (``scenes app --examples DIR``): one per
+    class subfolder when it has them (a labelled folder), else the first ``count`` images in
+    name order. Candidates for ``copy_examples``, which the page serves instead. Never read
+    from a run's ``split.csv``: a run folder may come from elsewhere, and it would choose
+    which local files the page shows."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"--examples {folder}: not a folder; name a folder of photos")
     picked: dict[str, str] = {}
-    for row in run_dir.read_split():
-        if row.split == "val" and row.label not in picked and row.path.is_file():
-            picked[row.label] = str(row.path)
+    for path in list_files(root):
+        parts = path.relative_to(root).parts
+        group = parts[0] if len(parts) > 1 else str(path)  # a class subfolder, or the photo
+        if group not in picked:
+            picked[group] = str(path)
+    if not picked:
+        raise UsageError(f"--examples {folder}: no images in it (.jpg, .png, ...)")
     return list(picked.values())[:count]
 
 
@@ -253,11 +261,13 @@ def run_app(
     share: bool = False,
     accept_all: bool = False,
     compile: bool = True,
+    examples: str | None = None,
 ) -> int:
     resolve_bundle_dir(run)  # fail early, with the bundle's own message
     predictor = Predictor.load(run, backend=backend, device=device, accept_all=accept_all)
     with own_upload_folder():
-        demo = build_app(predictor, example_images(run), explain=explain, tta=tta)
+        offered = example_images(examples) if examples else []
+        demo = build_app(predictor, offered, explain=explain, tta=tta)
         return serve(demo, host, port, share, compile and backend == "torch", predictor)
 
 
