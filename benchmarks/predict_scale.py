@@ -24,7 +24,7 @@ from pathlib import Path
 from scenes.data.files import list_files
 from scenes.serve import predictor as predictor_module
 from scenes.serve.predict import write_csv
-from scenes.serve.prediction_files import PredictionSink, bundle_digest
+from scenes.serve.prediction_files import PredictionSink
 from scenes.serve.predictor import Predictor
 
 from _common import INTEL
@@ -54,7 +54,7 @@ def local_rate(run: str, files: list[Path], out: Path, batch: int, ahead: bool) 
 def ray_rate(ray, run: str, files: list[Path], out: Path, batch: int, workers: int):
     """(rows/s from the first row to the last, seconds until the first row), through the
     engine's own actor and pool (``ray_jobs.map_paths``) into its Parquet sink."""
-    from scenes.models.bundle import read_meta, resolve_bundle_dir
+    from scenes.models.bundle import answers_digest, read_meta, resolve_bundle_dir
     from scenes.serve.csv_rows import csv_header
     from scenes.serve.ray_engine import BatchPredictor
     from scenes.serve.ray_jobs import RayEngine, map_paths
@@ -62,7 +62,6 @@ def ray_rate(ray, run: str, files: list[Path], out: Path, batch: int, workers: i
     bundle = resolve_bundle_dir(run)
     meta = read_meta(bundle)
     columns = [*csv_header(meta, 3, meta.acceptance is not None), "digest"]
-    sink = PredictionSink(out, columns, bundle_digest(bundle))
     arguments = {
         "run": str(bundle),
         "backend": "torch",
@@ -73,14 +72,15 @@ def ray_rate(ray, run: str, files: list[Path], out: Path, batch: int, workers: i
         "done": {},
     }
     engine = RayEngine(workers=workers)
-    started = time.perf_counter()
-    first, first_rows = None, 0
-    for block in map_paths(ray, files, BatchPredictor, arguments, batch, engine):
-        if first is None:
-            first, first_rows = time.perf_counter(), len(block["row"])
-        sink.write([json.loads(text) for text in block["row"]])
-    end = time.perf_counter()
-    sink.finish()
+    with PredictionSink(out, columns, answers_digest(bundle)) as sink:
+        started = time.perf_counter()
+        first, first_rows = None, 0
+        for block in map_paths(ray, files, BatchPredictor, arguments, batch, engine):
+            if first is None:
+                first, first_rows = time.perf_counter(), len(block["row"])
+            sink.write([json.loads(text) for text in block["row"]])
+        end = time.perf_counter()
+        sink.finish()
     # The first block's rows are not counted: they arrived at `first`.
     return (sink.written - first_rows) / (end - first), first - started
 

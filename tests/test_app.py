@@ -16,7 +16,8 @@ from PIL import Image
 import scenes
 from scenes.cli import main
 from scenes.errors import UsageError
-from scenes.serve.app import API_NAME, build_app, example_images, own_upload_folder
+from scenes.serve.app import API_NAME, build_app
+from scenes.serve.app_files import example_images, own_upload_folder
 from scenes.serve.heatmaps import explain_image
 from scenes.serve.predictor import Predictor
 
@@ -294,7 +295,7 @@ def test_a_path_outside_the_upload_folder_is_refused_through_the_api(server, rea
 def test_the_handler_itself_refuses_paths_outside_the_upload_folder(tmp_path):
     import gradio as gr
 
-    from scenes.serve.app import uploaded_file
+    from scenes.serve.app_files import uploaded_file
 
     uploads = tmp_path / "uploads"
     inside = make_image(uploads / "abc" / "up.jpg", (30, 30, 200))
@@ -316,7 +317,7 @@ def test_the_bomb_guard_holds_whatever_the_process_warning_filters_are(tmp_path)
 
     import gradio as gr
 
-    from scenes.serve.app import check_pixel_count
+    from scenes.serve.app_files import check_pixel_count
 
     bomb = tmp_path / "bomb.png"
     Image.new("1", (12_000, 12_000)).save(bomb)  # 144 Mpx: over the limit, under Pillow's error
@@ -338,10 +339,10 @@ def test_a_server_failure_is_logged_once_and_not_called_a_bad_image(
     try:
         bad = tmp_path / "notes.jpg"
         bad.write_text("this is not a photo")
-        with caplog.at_level(logging.INFO, logger="scenes.serve.app"):
+        with caplog.at_level(logging.INFO, logger="scenes.serve"):
             with pytest.raises(Exception, match=NOT_AN_IMAGE):
                 client.predict(handle_file(str(bad)), api_name="/predict")
-        records = [r for r in caplog.records if r.name == "scenes.serve.app"]
+        records = [r for r in caplog.records if r.name.startswith("scenes.serve.app")]
         assert len(records) == 1 and records[0].exc_info is None
         assert "Traceback" not in capfd.readouterr().err  # no 47-line double traceback
         caplog.clear()
@@ -351,11 +352,11 @@ def test_a_server_failure_is_logged_once_and_not_called_a_bad_image(
 
         predictor.forward = out_of_memory
         photo = make_image(tmp_path / "red.jpg", (220, 40, 40))
-        with caplog.at_level(logging.INFO, logger="scenes.serve.app"):
+        with caplog.at_level(logging.INFO, logger="scenes.serve"):
             with pytest.raises(Exception, match="server failed") as err:
                 client.predict(handle_file(str(photo)), api_name="/predict")
         assert NOT_AN_IMAGE not in str(err.value)
-        records = [r for r in caplog.records if r.name == "scenes.serve.app"]
+        records = [r for r in caplog.records if r.name.startswith("scenes.serve.app")]
         assert len(records) == 1 and records[0].exc_info is not None
         assert "out of memory" in str(records[0].exc_info[1])
     finally:

@@ -181,3 +181,28 @@ def test_no_module_is_over_300_lines(module):
     """A module longer than this holds more than one thing: split it by purpose."""
     lines = len((SRC / module).read_text().splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines; split it by purpose"
+
+
+def scenes_names_imported(path: Path) -> list[tuple[str, str | None]]:
+    """(module, name) for each ``from scenes... import name`` and ``import scenes...``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("scenes"):
+            found += [(node.module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(a.name, None) for a in node.names if a.name.startswith("scenes")]
+    return found
+
+
+@pytest.mark.parametrize(
+    "script", sorted((SRC.parent / "benchmarks").glob("*.py")), ids=lambda p: p.name
+)
+def test_benchmarks_import_only_what_the_package_has(script):
+    """Benchmarks run alone, never in the suite: a name the package no longer has would only
+    show when someone reruns a figure (predict_scale.py imported a removed bundle_digest)."""
+    import importlib
+
+    for module, name in scenes_names_imported(script):
+        imported = importlib.import_module(module)
+        if name is not None and not hasattr(imported, name):
+            importlib.import_module(f"{module}.{name}")  # a submodule, or ModuleNotFoundError

@@ -253,7 +253,7 @@ def test_a_file_written_twice_reads_back_last_one_wins(out):
         import pyarrow.parquet as pq
 
         pq.write_table(
-            first._table([["a.jpg", "glacier", 0.7, "", "d1-new"]]), out / "part-00007.parquet"
+            first.store.table([["a.jpg", "glacier", 0.7, "", "d1-new"]]), out / "part-00007.parquet"
         )
     else:
         with out.open("a") as fh:
