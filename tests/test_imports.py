@@ -88,6 +88,7 @@ LAYERS = [
     # shared facts and helpers every layer uses
     {
         "scenes.atomic",
+        "scenes.cache_folders",
         "scenes.errors",
         "scenes.console",
         "scenes.csvfile",

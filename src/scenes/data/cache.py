@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 # 3: decoder version in the key, rows written straight to disk; 4: inode and ctime in the key;
 # 5: the resize mode and pad colour in the key
 CACHE_VERSION = 5
-FEATURES_DIR = "features"  # backbone features (data/features.py), inside the cache folder
-TEACHER_OUTPUTS_DIR = "teacher-outputs"  # cached distillation targets (training/teacher_outputs.py)
 
 
 @dataclass

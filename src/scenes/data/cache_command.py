@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache_folders import FEATURES, MODEL_NAMES, TEACHER_OUTPUTS
 from ..config import default_cache_dir
 from ..console import plural
 from ..errors import MissingPathError
-from .cache import CACHE_VERSION, FEATURES_DIR, TEACHER_OUTPUTS_DIR
+from .cache import CACHE_VERSION
 
-MODEL_NAMES_DIR = "model-names"
 KEY = re.compile(r"[0-9a-f]{24}")  # the decoded-image cache's file stems
 # an entry's files and lock, and what a killed writer leaves (scenes.atomic's temporary names)
 LEFTOVER = re.compile(r"\.?[0-9a-f]{24}\.(npy|json|lock)(\.\w+\.tmp(\.npy)?)?")
@@ -68,7 +68,7 @@ def _decoded(folder: Path) -> list[Entry]:
 
 def _features(folder: Path) -> list[Entry]:
     entries = []
-    for npz in sorted((folder / FEATURES_DIR).glob("*.npz")):
+    for npz in sorted((folder / FEATURES).glob("*.npz")):
         entries.append(
             Entry("features", f"one backbone's features ({npz.stem})", [npz], npz.stat().st_mtime)
         )
@@ -78,7 +78,7 @@ def _features(folder: Path) -> list[Entry]:
 def _teacher_outputs(folder: Path) -> list[Entry]:
     """One entry per stored set of answers (``training.teacher_outputs``), and one for the
     locks and unfinished files beside them."""
-    answers = folder / TEACHER_OUTPUTS_DIR
+    answers = folder / TEACHER_OUTPUTS
     if not answers.is_dir():
         return []
     entries, claimed = [], set()
@@ -101,7 +101,7 @@ def _teacher_outputs(folder: Path) -> list[Entry]:
 
 
 def _model_names(folder: Path) -> list[Entry]:
-    files = sorted((folder / MODEL_NAMES_DIR).glob("*.json"))
+    files = sorted((folder / MODEL_NAMES).glob("*.json"))
     if not files:
         return []
     newest = max(f.stat().st_mtime for f in files)

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 from ..atomic import replacing
+from ..cache_folders import FEATURES
 from ..choices import INFERENCE_BATCH, worker_count
 from ..console import stage
-from ..data.cache import FEATURES_DIR, decode_images, mark_used, warn_failed
+from ..data.cache import decode_images, mark_used, warn_failed
 from ..data.files import content_digest
 from ..data.images import Preprocess
 from ..data.transforms import normalize_batch
@@ -237,7 +238,7 @@ def image_features(
     digests, failed = content_digests(paths)
     warn_failed(failed)
     store = FeatureStore(
-        Path(cache_dir) / FEATURES_DIR / f"{backbone.identity()}.npz" if cache_dir else None
+        Path(cache_dir) / FEATURES / f"{backbone.identity()}.npz" if cache_dir else None
     )
     known = store.load()
     missing = {d for d in digests if d is not None and d not in known}

@@ -14,6 +14,7 @@ from fnmatch import fnmatchcase
 from importlib.metadata import version
 
 from ..atomic import write_text
+from ..cache_folders import MODEL_NAMES
 from ..config import default_cache_dir
 from ..errors import UsageError
 
@@ -51,7 +52,7 @@ def _timm_pretrained() -> list[str]:
 
 def cached_names(kind: str, package: str, compute: Callable[[], list[str]]) -> list[str]:
     """``compute()``, kept in ``<cache>/model-names/<kind>-<package version>.json``."""
-    path = default_cache_dir() / "model-names" / f"{kind}-{version(package)}.json"
+    path = default_cache_dir() / MODEL_NAMES / f"{kind}-{version(package)}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from ..atomic import replacing, write_text
-from ..data.cache import TEACHER_OUTPUTS_DIR, mark_used
+from ..cache_folders import TEACHER_OUTPUTS
+from ..data.cache import mark_used
 from ..models.bundle import read_meta, weights_digest
 
 ANSWERS_VERSION = 2  # 2: teachers named by weights and answer-shaping model.json fields
@@ -63,7 +64,7 @@ def teacher_identity(bundle: Path) -> str:
 
 
 def answers_files(cache_dir: Path, key: str) -> tuple[Path, Path]:
-    folder = Path(cache_dir) / TEACHER_OUTPUTS_DIR
+    folder = Path(cache_dir) / TEACHER_OUTPUTS
     return folder / f"{key}.npy", folder / f"{key}.json"
 
 

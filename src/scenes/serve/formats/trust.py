@@ -26,10 +26,10 @@ from pathlib import Path
 from filelock import FileLock
 
 from ... import atomic
+from ...cache_folders import TRUSTED_EXPORTS
 from ...config import default_cache_dir
 from ...errors import UnsafeFileError
 
-RECORD_NAME = "trusted_exports.json"
 RECORD_VERSION = 2  # 1 (before): path -> SHA-256, which a swap or a symbolic link could fool
 Entry = tuple[str, str, str]  # (format, file SHA-256, weights SHA-256)
 WEIGHTS_KEY = "scenes.weights_sha256"  # the stamp field that names the weights a file is of
@@ -40,7 +40,7 @@ def sha256(data: bytes) -> str:
 
 
 def record_path() -> Path:
-    return default_cache_dir() / RECORD_NAME
+    return default_cache_dir() / TRUSTED_EXPORTS
 
 
 def _refuse_unless_private(path: Path, found: os.stat_result) -> None:
