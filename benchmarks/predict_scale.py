@@ -56,8 +56,8 @@ def ray_rate(ray, run: str, files: list[Path], out: Path, batch: int, workers: i
     engine's own actor and pool (``ray_jobs.map_paths``) into its Parquet sink."""
     from scenes.models.bundle import answers_digest, read_meta, resolve_bundle_dir
     from scenes.serve.csv_rows import csv_header
-    from scenes.serve.ray_engine import BatchPredictor
     from scenes.serve.ray_jobs import RayEngine, map_paths
+    from scenes.serve.ray_predict import BatchPredictor
 
     bundle = resolve_bundle_dir(run)
     meta = read_meta(bundle)

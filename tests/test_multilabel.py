@@ -281,7 +281,7 @@ def test_every_class_has_its_probability_with_fewer_label_columns(ml_run, tmp_pa
     pd = pytest.importorskip("pandas")
     from scenes.serve.csv_rows import csv_header
     from scenes.serve.prediction_files import PredictionSink
-    from scenes.serve.ray_engine import BatchPredictor
+    from scenes.serve.ray_predict import BatchPredictor
 
     run = ml_run["run"]
     images = ml_run["test"].parent / "images"

@@ -92,8 +92,8 @@ def test_ray_gives_the_local_answers_and_error_rows(trained_run, tmp_path, capsy
 
 def test_decoding_apart_as_for_gpu_workers_gives_the_same_rows(trained_run, tmp_path, ray_instance):
     from scenes.serve.predict import collect_images
-    from scenes.serve.ray_engine import predict_with_ray
     from scenes.serve.ray_jobs import RayEngine
+    from scenes.serve.ray_predict import predict_with_ray
 
     folder = photos(tmp_path / "in", 8)
     (folder / "broken.jpg").write_text("not an image")
@@ -316,7 +316,7 @@ def test_a_second_job_on_one_out_is_refused_and_a_killed_one_blocks_nothing(
         after.write([["a.jpg", "sea", 0.9, "", "d1"]])
 
 
-def test_ray_workers_load_the_file_the_driver_exported_and_never_export(
+def test_ray_logits_features_load_the_file_the_driver_exported_and_never_export(
     trained_run, tmp_path, monkeypatch
 ):
     """8 workers exporting at once would calibrate 8 times and race on the same files: the
@@ -325,9 +325,9 @@ def test_ray_workers_load_the_file_the_driver_exported_and_never_export(
 
     from scenes.serve import formats
     from scenes.serve.formats import StaleExportError, default_path, recorded
-    from scenes.serve.ray_engine import BatchPredictor
     from scenes.serve.ray_jobs import export_for_workers
-    from scenes.serve.ray_workers import LogitsWorker
+    from scenes.serve.ray_logits_features import LogitsWorker
+    from scenes.serve.ray_predict import BatchPredictor
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

@@ -56,7 +56,7 @@ def test_evaluate_on_ray_gives_the_local_metrics_and_rows(trained_run, tmp_path)
 
 
 def test_issue_features_on_ray_equal_the_local_ones(trained_run, tmp_path):
-    from scenes.serve.ray_workers import features_with_ray
+    from scenes.serve.ray_logits_features import features_with_ray
 
     data = make_folder(tmp_path / "data", CLASSES, 4, seed=5)
     (data / "cat_a" / "broken.jpg").write_bytes(b"\x89PNG truncated")

@@ -83,7 +83,7 @@ def evaluation_logits(
     """``predict_files`` in this process, or the same numbers from a pool of Ray workers."""
     if engine is None:
         return predict_files(model, paths, tta, batch_size)
-    from ..serve.ray_workers import logits_with_ray
+    from ..serve.ray_logits_features import logits_with_ray
 
     return logits_with_ray(run, paths, backend, device, accept_all, tta, batch_size, engine)
 

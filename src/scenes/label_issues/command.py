@@ -105,14 +105,14 @@ def choose_backbone(cfg, run: str | None, class_names: list[str]):
         ) from None
 
 
-def ray_features(ray_engine, backbone, batch_size: int, device: str):
+def ray_features(ray_predict, backbone, batch_size: int, device: str):
     """Feature extraction spread over Ray workers, or None to compute in this process."""
-    if ray_engine is None:
+    if ray_predict is None:
         return None
-    from ..serve.ray_workers import features_with_ray
+    from ..serve.ray_logits_features import features_with_ray
 
     def compute(paths: list[Path]):
-        return features_with_ray(paths, backbone, batch_size, device, ray_engine)
+        return features_with_ray(paths, backbone, batch_size, device, ray_predict)
 
     return compute
 
@@ -151,7 +151,7 @@ def run_issues(
     check_counts(top, batch_size)
     if run is not None:
         check_run_options(config_path, sets or [])
-    ray_engine = engine_from_options(engine, address, workers, gpus_per_worker)
+    ray_predict = engine_from_options(engine, address, workers, gpus_per_worker)
     cfg = load_config(config_path, {"model.name": model} if model else None, sets)
     if out is not None:
         output_dir(out)
@@ -159,7 +159,7 @@ def run_issues(
     files = list_labelled_files(layout.train_dir)
     check_folds(np.asarray(files.labels), files.class_names, folds)
     backbone = choose_backbone(cfg, run, files.class_names)
-    compute = ray_features(ray_engine, backbone, batch_size, device)
+    compute = ray_features(ray_predict, backbone, batch_size, device)
     issues = find_issues(
         files,
         backbone,

@@ -213,7 +213,7 @@ def embed(
 
 
 # Another way to compute features: paths in; features by content digest, and the files that
-# could not be decoded, out (``serve.ray_workers.features_with_ray``).
+# could not be decoded, out (``serve.ray_logits_features.features_with_ray``).
 FeatureCompute = Callable[[list[Path]], tuple[dict[str, np.ndarray], dict[str, str]]]
 
 

@@ -110,15 +110,15 @@ def run_predict(
     gpus_per_worker: float = 0.0,
 ) -> int:
     """The files of ``paths`` classified here or on Ray; exit 1 when any could not be read."""
-    ray_engine = engine_from_options(engine, address, workers, gpus_per_worker)
-    _check_output(out, ray_engine is not None, compile)
+    ray_predict = engine_from_options(engine, address, workers, gpus_per_worker)
+    _check_output(out, ray_predict is not None, compile)
     files = collect_images(paths)
     if not files:
         raise MissingPathError(f"no image files in {', '.join(paths)}")
-    if ray_engine is not None:
-        from .ray_engine import predict_with_ray
+    if ray_predict is not None:
+        from .ray_predict import predict_with_ray
 
-        options = (top_k, backend, batch_size, device, tta, accept_all, ray_engine)
+        options = (top_k, backend, batch_size, device, tta, accept_all, ray_predict)
         written, skipped, failed = predict_with_ray(run, files, out, *options)
         said = [f"wrote {plural(written, 'prediction')} to {out}"]
         if skipped:

@@ -80,7 +80,7 @@ def calibration_batches(
     directory: Path, meta: BundleMeta, count: int, seed: int, batch: int = 16
 ) -> list[np.ndarray]:
     from ..pixels import normalize
-    from .calibration import calibration_images
+    from .int8_sample import calibration_images
 
     images = calibration_images(directory, meta, count, seed)
     return [normalize(images[i : i + batch], meta) for i in range(0, len(images), batch)]
