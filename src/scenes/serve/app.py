@@ -70,9 +70,47 @@ def build_app(
     shown = 3 if predictor.meta.task == "multiclass" else len(predictor.class_names)
     if explain:
         predictor.explainer()  # choose the layer now, not in the first user's request
+    with gr.Blocks(title="scenes: what is in this photo?") as demo:
+        gr.Markdown(f"## What scene is this?\nDrop or paste a photo. Classes: {names}.")
+        photo, outputs = _layout(shown, explain)
+        classify = _classifier(predictor, lambda: photo.GRADIO_CACHE, shown, explain, tta)
+        # preprocess=False: the upload reaches ``classify`` untouched (see ``uploaded_file``)
+        photo.change(classify, inputs=photo, outputs=outputs, api_name=API_NAME, preprocess=False)
+        offered = copy_examples(predictor, examples, photo.GRADIO_CACHE) if examples else []
+        if offered:
+            gr.Examples(examples=offered, inputs=photo)
+    # Inference holds the CPU: two at a time, the rest wait in line rather than pile up.
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+def _layout(shown: int, explain: bool) -> tuple[gr.Image, list]:
+    """The photo input and the outputs, in the order ``classify`` returns them."""
+    with gr.Row():
+        photo = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Photo")
+        with gr.Column():
+            answer = gr.Textbox(label="Answer", interactive=False, elem_id="verdict")
+            labels = gr.Label(num_top_classes=shown, label="Top 3" if shown == 3 else "Every class")
+        outputs = [labels]
+        if explain:
+            heatmap = gr.Image(
+                label="Where it saw the top class (Grad-CAM)",
+                type="numpy",
+                format="png",
+                interactive=False,
+                elem_id="heatmap",
+            )
+            outputs.append(heatmap)
+        outputs.append(answer)  # last: clients reading the labels first are unaffected
+    return photo, outputs
+
+
+def _classifier(predictor: Predictor, upload_folder, shown: int, explain: bool, tta: bool):
+    """The page's handler: the uploaded file (only from ``upload_folder()``) to (labels,
+    heatmap, answer), or (labels, answer) without the heatmap."""
 
     def classify(upload: dict | None):
-        path = uploaded_file(upload, photo.GRADIO_CACHE)
+        path = uploaded_file(upload, upload_folder())
         if path is None:
             raise user_error("Drop or paste a photo first.")
         pixels = decode_upload(predictor, path)
@@ -91,34 +129,7 @@ def build_app(
                 "server). Please try again later."
             ) from None
 
-    with gr.Blocks(title="scenes: what is in this photo?") as demo:
-        gr.Markdown(f"## What scene is this?\nDrop or paste a photo. Classes: {names}.")
-        with gr.Row():
-            photo = gr.Image(type="filepath", sources=["upload", "clipboard"], label="Photo")
-            with gr.Column():
-                answer = gr.Textbox(label="Answer", interactive=False, elem_id="verdict")
-                labels = gr.Label(
-                    num_top_classes=shown, label="Top 3" if shown == 3 else "Every class"
-                )
-            outputs = [labels]
-            if explain:
-                heatmap = gr.Image(
-                    label="Where it saw the top class (Grad-CAM)",
-                    type="numpy",
-                    format="png",
-                    interactive=False,
-                    elem_id="heatmap",
-                )
-                outputs.append(heatmap)
-            outputs.append(answer)  # last: clients reading the labels first are unaffected
-        # preprocess=False: the upload reaches ``classify`` untouched (see ``uploaded_file``)
-        photo.change(classify, inputs=photo, outputs=outputs, api_name=API_NAME, preprocess=False)
-        offered = copy_examples(predictor, examples, photo.GRADIO_CACHE) if examples else []
-        if offered:
-            gr.Examples(examples=offered, inputs=photo)
-    # Inference holds the CPU: two at a time, the rest wait in line rather than pile up.
-    demo.queue(default_concurrency_limit=2, max_size=64)
-    return demo
+    return classify
 
 
 def run_app(
