@@ -20,25 +20,7 @@ def make_trainer(
 ) -> tuple[L.Trainer, tuple[RunCheckpoint, RunCheckpoint]]:
     """The Trainer, and its (best, last) checkpoint callbacks."""
     tc = cfg.train
-    mode = monitor_mode(tc.monitor)
-    checkpoint_dir = RunDir(run_dir).checkpoints
-    checkpoints = RunCheckpoint(
-        dirpath=checkpoint_dir,
-        filename="best",
-        monitor=tc.monitor,
-        mode=mode,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    # Lightning's save_last only refreshes last.ckpt when a new best is saved; resuming needs
-    # the latest epoch whatever its score, so "last" is a checkpoint of its own, every epoch.
-    last_checkpoint = RunCheckpoint(
-        dirpath=checkpoint_dir,
-        filename="last",
-        monitor=None,
-        save_top_k=1,
-        enable_version_counter=False,
-    )
+    checkpoints, last_checkpoint = run_checkpoints(tc.monitor, RunDir(run_dir).checkpoints)
     global_batch = cfg.data.batch_size * hardware.world_size * tc.accumulate_grad_batches
     preamble = (
         f"global batch {global_batch} = {cfg.data.batch_size} per device x "
@@ -53,7 +35,7 @@ def make_trainer(
         EpochTable(RunDir(run_dir), preamble=preamble, columns=metrics_columns(cfg.task)),
         checkpoints,
         last_checkpoint,
-        EarlyStopping(monitor=tc.monitor, mode=mode, patience=tc.patience),
+        EarlyStopping(monitor=tc.monitor, mode=monitor_mode(tc.monitor), patience=tc.patience),
         *([WeightEMA(tc.ema_decay, ema_start_epoch(tc))] if tc.ema_decay else []),
         *(extra_callbacks or []),
     ]
@@ -79,6 +61,28 @@ def make_trainer(
         log_every_n_steps=10,
     )
     return trainer, (checkpoints, last_checkpoint)
+
+
+def run_checkpoints(monitor: str, checkpoint_dir: Path) -> tuple[RunCheckpoint, RunCheckpoint]:
+    """``best.ckpt`` (by ``monitor``) and ``last.ckpt`` (every epoch)."""
+    best = RunCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="best",
+        monitor=monitor,
+        mode=monitor_mode(monitor),
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    # Lightning's save_last only refreshes last.ckpt when a new best is saved; resuming needs
+    # the latest epoch whatever its score, so "last" is a checkpoint of its own, every epoch.
+    last = RunCheckpoint(
+        dirpath=checkpoint_dir,
+        filename="last",
+        monitor=None,
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    return best, last
 
 
 def hardware_first(hardware: Hardware) -> bool:
