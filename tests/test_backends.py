@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from scenes.cli import main
-from scenes.errors import WeightsUnavailableError
+from scenes.errors import UsageError, WeightsUnavailableError
 from scenes.models.bundle import read_meta
 from scenes.models.registry import build_model
 from scenes.serve.predictor import Predictor
@@ -446,3 +446,29 @@ def test_the_hub_folder_loads_back_offline_with_the_backbones_library(
     library = "transformers" if key == "hf" else "timm"
     assert f"library_name: {library}" in card
     assert ("from_pretrained" if key == "hf" else "timm.create_model") in card
+
+
+def test_hf_model_defined_by_its_own_code_is_refused_and_the_code_never_runs(tmp_path):
+    """A Hub folder whose config names its own Python classes (auto_map): loading it would run
+    that code. It is refused with a message naming the model, and the code does not run."""
+    import json
+
+    hf_dir = save_tiny_hf(tmp_path / "remote-code")
+    ran = tmp_path / "code-ran"
+    config = json.loads((hf_dir / "config.json").read_text())
+    config["model_type"] = "own-code"
+    config["auto_map"] = {
+        "AutoConfig": "configuration_own.OwnConfig",
+        "AutoModelForImageClassification": "modeling_own.OwnModel",
+    }
+    (hf_dir / "config.json").write_text(json.dumps(config))
+    planted = f"open({str(ran)!r}, 'w').write('ran')\n"
+    (hf_dir / "configuration_own.py").write_text(
+        planted + "from transformers import ViTConfig as OwnConfig\n"
+    )
+    (hf_dir / "modeling_own.py").write_text(
+        planted + "from transformers import ViTForImageClassification as OwnModel\n"
+    )
+    with pytest.raises(UsageError, match=f"hf:{hf_dir} is defined by the repository's own"):
+        build_model(f"hf:{hf_dir}", 3, pretrained=True, class_names=CLASSES, image_size=32)
+    assert not ran.exists()

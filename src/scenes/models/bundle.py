@@ -168,7 +168,7 @@ def _transformers_state(directory: Path) -> dict:
     from transformers import AutoModelForImageClassification
 
     model = AutoModelForImageClassification.from_pretrained(
-        str(directory), local_files_only=True, use_safetensors=True
+        str(directory), local_files_only=True, use_safetensors=True, trust_remote_code=False
     )
     return {HF_PREFIX + k: v for k, v in model.state_dict().items()}
 

@@ -87,7 +87,7 @@ def processor_preprocessing(name: str, revision: str | None) -> tuple[list, list
     from transformers import AutoImageProcessor
 
     try:
-        proc = AutoImageProcessor.from_pretrained(name, revision=revision)
+        proc = AutoImageProcessor.from_pretrained(name, revision=revision, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         log.warning("hf:%s has no usable image processor (%s); using ImageNet mean/std", name, exc)
         return list(IMAGENET_MEAN), list(IMAGENET_STD), "bilinear"
@@ -184,10 +184,22 @@ class HFBackend:
 
         try:
             return AutoConfig.from_pretrained(
-                name, revision=revision, id2label=id2label, label2id=label2id
+                name,
+                revision=revision,
+                id2label=id2label,
+                label2id=label2id,
+                trust_remote_code=False,  # a Hub repo's Python is code from elsewhere
             )
         except OSError as exc:
             raise _unavailable(name, "config (config.json)", exc) from exc
+        except ValueError as exc:
+            if "trust_remote_code" not in str(exc):
+                raise
+            raise UsageError(
+                f"hf:{name} is defined by the repository's own Python code (its config.json "
+                "has an auto_map); scenes never runs code that comes with a model. Choose a "
+                "model whose architecture transformers itself has (ViT, ConvNeXt, Swin, ...)"
+            ) from None
 
     def _pretrained(self, name: str, revision: str | None, config: Any) -> nn.Module:
         from transformers import AutoModelForImageClassification
@@ -201,6 +213,7 @@ class HFBackend:
                 config=config,
                 ignore_mismatched_sizes=True,
                 output_loading_info=True,
+                trust_remote_code=False,
             )
         except OSError as exc:
             raise _unavailable(name, "pretrained weights", exc) from exc
