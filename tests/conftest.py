@@ -177,3 +177,13 @@ def fresh_run(trained_run, tmp_path) -> Path:
     run = tmp_path / "run-copy"
     shutil.copytree(trained_run, run)
     return run
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """One Ray instance for a module's jobs in this process (each would start and stop its
+    own, seconds each on 2 cores): ``ray_session`` joins a running one and leaves it running."""
+    ray = pytest.importorskip("ray")
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -81,17 +81,25 @@ def validation_sample() -> list[Path]:
     return [p for c in CLASSES for p in sorted((INTEL_TRAIN / c).iterdir())[200:300]]
 
 
+@pytest.fixture(scope="module")
+def pytorch_answers(real_run, validation_sample):
+    """The sample's pixels and PyTorch's answers on them, computed once for every format
+    (decoding 600 photos and a forward pass per format was most of each case's time)."""
+    torch_model = Predictor.load(real_run, device="cpu")
+    pixels = np.stack([torch_model.load_image(p) for p in validation_sample])
+    return pixels, torch_model.answers(pixels)
+
+
 @needs_intel
 @needs_weights
 @pytest.mark.parametrize("fmt", FP32 + INT8)
-def test_every_format_exports_stamped_and_answers_like_pytorch(real_run, validation_sample, fmt):
+def test_every_format_exports_stamped_and_answers_like_pytorch(real_run, pytorch_answers, fmt):
     path = export(real_run, fmt)
     assert path == real_run / "model" / FORMATS[fmt].file and is_current(path, real_run, fmt)
     assert recorded(path, fmt)[DIGEST_KEY] == file_sha256(real_run / "model" / WEIGHTS_FILE)
-    torch_model = Predictor.load(real_run, device="cpu")
     model = Predictor.load(real_run, backend=fmt, device="cpu")
-    pixels = np.stack([torch_model.load_image(p) for p in validation_sample])
-    expected, found = torch_model.answers(pixels), model.answers(pixels)
+    pixels, expected = pytorch_answers
+    found = model.answers(pixels)
     if fmt in FP32:
         np.testing.assert_allclose(found.probs, expected.probs, atol=1e-4)
         np.testing.assert_allclose(found.scores, expected.scores, atol=1e-4)

@@ -25,17 +25,6 @@ pytest.importorskip("ray")
 pd = pytest.importorskip("pandas")
 
 
-@pytest.fixture(scope="module")
-def ray_instance():
-    """One Ray instance for the module's jobs in this process (each would start and stop its
-    own, seconds each on 2 cores): ``ray_session`` joins a running one and leaves it running."""
-    import ray
-
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield ray
-    ray.shutdown()
-
-
 def photos(folder: Path, count: int) -> Path:
     for i in range(count):
         make_image(folder / f"{i:03d}.jpg", (30 + 7 * i % 200, 200 - 5 * i % 180, 90), seed=i)

@@ -27,7 +27,7 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def test_evaluate_on_ray_gives_the_local_metrics_and_rows(trained_run, tmp_path):
+def test_evaluate_on_ray_gives_the_local_metrics_and_rows(trained_run, tmp_path, ray_instance):
     data = make_folder(tmp_path / "test", CLASSES, 5, seed=3)
     (data / "cat_b" / "broken.jpg").write_bytes(b"not an image")
     base = ["evaluate", "--run", str(trained_run), "--data", str(data), "--batch-size", "4"]
@@ -55,7 +55,7 @@ def test_evaluate_on_ray_gives_the_local_metrics_and_rows(trained_run, tmp_path)
         assert float(row["confidence"]) == pytest.approx(float(want["confidence"]), abs=1e-5)
 
 
-def test_issue_features_on_ray_equal_the_local_ones(trained_run, tmp_path):
+def test_issue_features_on_ray_equal_the_local_ones(trained_run, tmp_path, ray_instance):
     from scenes.serve.ray_logits_features import features_with_ray
 
     data = make_folder(tmp_path / "data", CLASSES, 4, seed=5)
@@ -77,7 +77,7 @@ def test_issue_features_on_ray_equal_the_local_ones(trained_run, tmp_path):
     assert remote.failed.keys() == local.failed.keys() == {str(data / "cat_a" / "broken.jpg")}
 
 
-def test_data_issues_on_ray_ranks_as_the_local_engine(trained_run, tmp_path, capsys):
+def test_data_issues_on_ray_ranks_as_the_local_engine(trained_run, tmp_path, capsys, ray_instance):
     data = trained_run.parent / "data"
     results = {}
     for engine in ("local", "ray"):

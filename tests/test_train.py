@@ -1,4 +1,5 @@
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -148,14 +149,38 @@ RESUME_CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def resume_data(tmp_path_factory):
+    return make_folder(tmp_path_factory.mktemp("resume") / "data", ["cat_a", "cat_b", "cat_c"], 12)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(resume_data, tmp_path_factory):
+    """The uninterrupted run of a recipe, trained once per module: the resume cases that differ
+    only in how the resumed run is fed (on-device) compare with the same baseline."""
+    runs = {}
+
+    def run_of(overrides: dict):
+        key = json.dumps(overrides, sort_keys=True)
+        if key not in runs:
+            out = tmp_path_factory.mktemp("whole") / "run"
+            runs[key] = train(tiny_train_config(resume_data, out, **overrides))
+        return runs[key]
+
+    return run_of
+
+
 @pytest.mark.parametrize("case", list(RESUME_CASES))
-def test_resume_continues_exactly_like_an_uninterrupted_run(data, tmp_path, case, trained_run):
+def test_resume_continues_exactly_like_an_uninterrupted_run(
+    resume_data, uninterrupted_run, tmp_path, case, trained_run
+):
+    data = resume_data
     overrides, crash_epoch, epochs_run = RESUME_CASES[case]
     # resnet18 at 32 px learns the colours: validation logits differ between images and epochs
     overrides = {"model.name": "resnet18", **overrides}
     if case.startswith("distilled"):
         overrides["train.teacher"] = [str(trained_run)]
-    whole = train(tiny_train_config(data, tmp_path / "whole", **overrides))
+    whole = uninterrupted_run(overrides)
     if case in ("on-device", "distilled-cached"):
         overrides["data.on_device"] = True
     cfg = tiny_train_config(data, tmp_path / "broken", **overrides)

@@ -4,13 +4,14 @@ complete runs, that prunes, is interrupted and resumed, and writes a best.yaml t
 from __future__ import annotations
 
 import csv
+import math
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import yaml
 
@@ -185,25 +186,42 @@ def test_a_clearly_worse_trial_is_pruned_and_keeps_its_bundle(
     assert not (out / "best.yaml").exists()  # no complete trial: no best
 
 
-def test_ctrl_c_stops_the_study_and_the_rerun_retries_that_trial(data, space, tmp_path):
+class CtrlCAtEpoch(L.Callback):
+    """Ctrl-C as Python delivers it (a KeyboardInterrupt) at the start of an epoch: the
+    epochs before it are done, with their checkpoints on disk."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_stops_the_study_and_the_rerun_retries_that_trial(
+    data, space, tmp_path, monkeypatch, capsys
+):
+    import scenes.training
+
+    train = scenes.training.train
+
+    def train_interrupted_in_epoch_3(cfg, resume=None, extra_callbacks=None):
+        return train(cfg, resume, [*(extra_callbacks or []), CtrlCAtEpoch(2)])
+
+    monkeypatch.setenv("SCENES_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "study"
-    argv = [sys.executable, "-m", "scenes", "tune", "--data", str(data), "--space", str(space)]
-    argv += ["--out", str(out), "--trials", "1", *sets("train.epochs=200", "train.patience=1000")]
-    env = {**os.environ, "SCENES_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
-    # two epochs done: the first one's best checkpoint is surely on disk
-    proc = start_first_trial(argv, env, out, epochs=2)
-    proc.send_signal(signal.SIGINT)
-    printed, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "Run the same command again to continue" in printed
+    argv = ["tune", "--data", str(data), "--space", str(space), "--out", str(out)]
+    argv += ["--trials", "1"]
+    with monkeypatch.context() as patched:
+        patched.setattr(scenes.training, "train", train_interrupted_in_epoch_3)
+        assert main([*argv, *sets("train.epochs=4", "train.patience=1000")]) == 130
+    assert "Run the same command again to continue" in capsys.readouterr().out
     (interrupted,) = read_trials(out)
     assert interrupted["state"] == "fail"
     assert (out / "trials" / "000" / "model" / "model.json").is_file()  # best epoch so far
 
-    rerun = [a if a != "train.epochs=200" else "train.epochs=2" for a in argv]
-    done = subprocess.run(rerun, capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert "trial 0 was interrupted: queued again with its parameters" in done.stdout
+    assert main([*argv, *sets()]) == 0
+    assert "trial 0 was interrupted: queued again with its parameters" in capsys.readouterr().out
     first, retried = read_trials(out)
     assert retried["state"] == "complete"
     assert retried["train.lr"] == first["train.lr"]
@@ -219,12 +237,16 @@ def test_a_killed_process_trial_is_failed_by_its_heartbeat_and_retried(
     env = {**os.environ, "SCENES_CACHE": str(tmp_path / "cache")}
     proc = start_first_trial(argv, env, out, epochs=1)
     proc.kill()  # SIGKILL: no handler runs, the trial stays "running" in the study
+    killed_at = time.time()
     proc.communicate()
 
     # The next run finds its heartbeat stale (the grace period shortened from 3 minutes).
+    # Optuna compares the database's clock (SQLite's: whole seconds) with the last heartbeat,
+    # written before the kill: stale for sure once the clock's second is past
+    # floor(killed_at) + grace. A wait to that instant, not a sleep racing the grace period.
     monkeypatch.setattr(study_module, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(study_module, "GRACE_S", 2)
-    time.sleep(3)
+    monkeypatch.setattr(study_module, "GRACE_S", 1)
+    time.sleep(max(0.0, math.floor(killed_at) + 2 - time.time()))
     monkeypatch.setenv("SCENES_CACHE", str(tmp_path / "cache"))
     assert main([*args, *sets()]) == 0
     killed, retried = read_trials(out)
