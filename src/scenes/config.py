@@ -73,6 +73,22 @@ class Config(Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _init_fits(self) -> Config:
+        if self.model.init is None:
+            for key, value in (
+                ("model.init_sha256", self.model.init_sha256),
+                ("train.rehearsal", self.train.rehearsal),
+            ):
+                if value:
+                    raise ValueError(f"{key} is for a run that starts from model.init: set it")
+            return self
+        if self.model.weights_file:
+            raise ValueError("model.init and model.weights_file: one place to start from")
+        if self.task == "multilabel":
+            raise ValueError("model.init: a run starts from a single-label run (yet)")
+        return self
+
     def resolved_data_dir(self) -> Path:
         return Path(self.data.dir or os.environ.get("SCENES_DATA") or DEFAULT_DATA_DIR)
 

@@ -122,6 +122,18 @@ class ModelConfig(Section):
     channels_last: bool = Field(
         True, description="channels-last memory layout (faster convolutions on CPUs and GPUs)"
     )
+    init: str | None = Field(
+        None,
+        description="a trained run (or its model/ bundle) to start from instead of pretrained "
+        "weights (`scenes train --init RUN`): a new run on new data, of the same architecture; "
+        "its classes keep their indices and new classes get new head rows that start below "
+        "them; recorded resolved; null: off",
+    )
+    init_sha256: str | None = Field(
+        None,
+        description="the SHA-256 of model.init's model.safetensors, recorded by training; "
+        "given, a run whose weights differ is refused",
+    )
 
 
 class AugmentConfig(Section):
@@ -215,6 +227,13 @@ class TrainConfig(Section):
         "fine_tune: head for head_epochs, then everything at lr * unfreeze_lr_factor",
     )
     head_epochs: int = Field(1, ge=0, description="fine_tune only")
+    rehearsal: int = Field(
+        0,
+        ge=0,
+        description="with model.init: N training images (split.csv) of the run per old class "
+        "that the new data lacks, added to the new data and listed in rehearsal.csv, so the "
+        "old classes are not forgotten; 0: none",
+    )
     unfreeze_lr_factor: float = Field(0.1, gt=0.0, le=1.0, description="fine_tune only")
     monitor: Literal["val_loss", "val_acc", "val_f1", "val_map"] = Field(
         "val_loss",
