@@ -83,16 +83,15 @@ def test_classes_keep_their_indices_and_rehearsal_fills_the_missing_ones(trained
     assert [r.path for r in again] == [r.path for r in rehearsed]
     everything = continued_files(files, init, rehearsal=100, seed=5).rehearsed
     per_class = {c: sum(1 for r, _ in run_train if _ == c) for c in ("cat_a", "cat_c")}
-    assert sorted(r.label for r in everything) == ["cat_a"] * per_class["cat_a"] + [
-        "cat_c"
-    ] * per_class["cat_c"]
+    assert (
+        sorted(r.label for r in everything)
+        == ["cat_a"] * per_class["cat_a"] + ["cat_c"] * per_class["cat_c"]
+    )
     # without rehearsal, the lacking classes stay in the head with no image
     assert continued_files(files, init, rehearsal=0, seed=5).empty_classes == ["cat_a", "cat_c"]
 
 
-def test_a_new_class_added_at_a_learning_rate_near_zero_answers_as_the_run(
-    trained_run, tmp_path
-):
+def test_a_new_class_added_at_a_learning_rate_near_zero_answers_as_the_run(trained_run, tmp_path):
     """The end to end: a 4th class (its images only) plus rehearsal; at lr 1e-9 the new run's
     top-1 on photos of the old classes is the run's, and the run folder says where it began."""
     new = make_folder(tmp_path / "new", ["cat_d"], 8, seed=2)
