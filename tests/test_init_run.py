@@ -15,7 +15,7 @@ from scenes.cli import main
 from scenes.config import load_config
 from scenes.data.discover import list_labelled_files
 from scenes.errors import ConfigError
-from scenes.models.bundle import weights_digest
+from scenes.models.bundle import read_meta, weights_digest
 from scenes.rundir import RunDir
 from scenes.serve.predictor import Predictor
 from scenes.training.init_run import (
@@ -122,6 +122,12 @@ def test_a_new_class_added_at_a_learning_rate_near_zero_answers_as_the_run(train
     top1_before = before.logits(images).argmax(1)
     np.testing.assert_array_equal(after.logits(images).argmax(1), top1_before)
     assert sorted(set(top1_before.tolist())) == [0, 1, 2]  # the run tells the colours apart
+    assert read_meta(run.path).training["init_sha256"] == weights_digest(trained_run)
+
+    # It resumes like any run: its config names where it started, and the split is its own.
+    resumed = train(load_config(run.config, {"train.epochs": 2}), resume=run.path)
+    assert resumed.epochs_run == 2
+    assert {str(r.path): r.label for r in run.read_split()} == split
 
 
 def test_another_architecture_is_refused_naming_both(trained_run, tmp_path, capsys):
