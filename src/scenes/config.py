@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from .config_model import ModelConfig
 from .config_sections import (
     AugmentConfig,
     DataConfig,
-    ModelConfig,
     Section,
     TrainConfig,
 )
