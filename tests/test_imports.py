@@ -101,6 +101,7 @@ LAYERS = [
         "scenes.overrides",
         "scenes.config_sections",
         "scenes.config_serve",
+        "scenes.config_model",
     },
     {"scenes.data"},
     {"scenes.models"},

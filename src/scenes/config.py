@@ -14,10 +14,10 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
+from .config_model import ModelConfig
 from .config_sections import (
     AugmentConfig,
     DataConfig,
-    ModelConfig,
     Section,
     TrainConfig,
 )
@@ -71,6 +71,22 @@ class Config(Section):
                 "image, and a MixUp/CutMix image blends two: set augment.mixup_alpha and "
                 "augment.cutmix_alpha to 0, or use train.teacher_outputs=live"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _init_fits(self) -> Config:
+        if self.model.init is None:
+            for key, value in (
+                ("model.init_sha256", self.model.init_sha256),
+                ("train.rehearsal", self.train.rehearsal),
+            ):
+                if value:
+                    raise ValueError(f"{key} is for a run that starts from model.init: set it")
+            return self
+        if self.model.weights_file:
+            raise ValueError("model.init and model.weights_file: one place to start from")
+        if self.task == "multilabel":
+            raise ValueError("model.init: a run starts from a single-label run (yet)")
         return self
 
     def resolved_data_dir(self) -> Path:

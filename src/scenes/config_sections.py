@@ -1,6 +1,7 @@
-"""The sections of the config (``config.py``): data, model, augment, train, serve. Each field
-says its type, default, allowed range and meaning; the documentation's config reference and
-``configs/default.yaml`` are generated from them."""
+"""The sections of the config (``config.py``): data, augment, train (model is in
+``config_model``, serve in ``config_serve``). Each field says its type, default, allowed range
+and meaning; the documentation's config reference and ``configs/default.yaml`` are generated
+from them."""
 
 from __future__ import annotations
 
@@ -95,35 +96,6 @@ class DataConfig(Section):
         return self
 
 
-class ModelConfig(Section):
-    name: str = Field(
-        "mobilenet_v2",
-        description="resnet50, torchvision:efficientnet_b0, timm:convnext_tiny, "
-        "hf:google/vit-base-patch16-224, ... (`scenes models` lists them)",
-    )
-    pretrained: bool = Field(
-        True, description="start from the backend's ImageNet weights (false: random initialisation)"
-    )
-    weights: str = Field(
-        "DEFAULT",
-        description="which pretrained weights: a torchvision name (IMAGENET1K_V1) or a timm tag; "
-        "DEFAULT: the best ones already on this machine, else the backend's default, downloaded",
-    )
-    weights_file: str | None = Field(
-        None,
-        description="a local state-dict file (.pth, .safetensors) to start from; a classifier of "
-        "another size in it is skipped",
-    )
-    weights_dir: str | None = Field(
-        None,
-        description="folder of pretrained weight files searched by their official names "
-        "before downloading (then $SCENES_WEIGHTS_DIR, then the backends' own caches)",
-    )
-    channels_last: bool = Field(
-        True, description="channels-last memory layout (faster convolutions on CPUs and GPUs)"
-    )
-
-
 class AugmentConfig(Section):
     preset: Literal["none", "classic", "trivialaugment"] = Field(
         "classic",
@@ -215,6 +187,13 @@ class TrainConfig(Section):
         "fine_tune: head for head_epochs, then everything at lr * unfreeze_lr_factor",
     )
     head_epochs: int = Field(1, ge=0, description="fine_tune only")
+    rehearsal: int = Field(
+        0,
+        ge=0,
+        description="with model.init: N training images (split.csv) of the run per old class "
+        "that the new data lacks, added to the new data and listed in rehearsal.csv, so the "
+        "old classes are not forgotten; 0: none",
+    )
     unfreeze_lr_factor: float = Field(0.1, gt=0.0, le=1.0, description="fine_tune only")
     monitor: Literal["val_loss", "val_acc", "val_f1", "val_map"] = Field(
         "val_loss",

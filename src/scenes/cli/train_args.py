@@ -29,6 +29,15 @@ def add_train_parser(sub, common) -> None:
         "or to its images is refused (default: a new run)",
     )
     p.add_argument(
+        "--init",
+        dest="model.init",
+        metavar="RUN",
+        help="start a new run from RUN's trained weights instead of pretrained ones, on the "
+        "data given (new classes get new head rows; train.rehearsal=N keeps N of RUN's "
+        "images per old class the data lacks); the same architecture; not a resume (config "
+        "model.init; default: null)",
+    )
+    p.add_argument(
         "--find-lr",
         action="store_true",
         help="instead of training: Lightning's learning-rate range test on the recipe (100 "
@@ -46,6 +55,8 @@ def add_train_parser(sub, common) -> None:
 def train_options(args: argparse.Namespace) -> dict:
     """The parsed train flags as ``run_train``'s arguments: config overrides by field."""
     overrides = recipe_overrides(args)
+    if getattr(args, "model.init") is not None:
+        overrides["model.init"] = getattr(args, "model.init")
     return {
         "config_path": args.config,
         "overrides": overrides,

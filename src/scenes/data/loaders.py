@@ -78,7 +78,8 @@ def training_files(cfg: Config) -> tuple[Layout, LabelledFiles]:
         )
     layout = find_layout(cfg.resolved_data_dir())
     files = list_labelled_files(layout.train_dir)
-    if len(files.class_names) < 2:  # refused before decoding anything
+    # Refused before decoding anything; a run started from another (model.init) has its classes.
+    if len(files.class_names) < 2 and not cfg.model.init:
         raise DataError(
             f"{layout.train_dir} has one class folder ({files.class_names[0]}): a classifier "
             "needs at least two classes, each in its own folder <class>/<images>"
@@ -101,16 +102,18 @@ def prepare_data(
     preprocess: Preprocess | None = None,
     progress: bool = True,
     saved_split: list[SplitRow] | None = None,
+    empty_classes: list[str] = (),
 ) -> PreparedData:
     """Decode (cached), drop unreadable files, split train/val, drop ``data.exclude``'s files.
-    ``saved_split`` (a resumed run's split.csv) is reused as it is instead of splitting again."""
+    ``saved_split`` (a resumed run's split.csv) is reused as it is instead of splitting again.
+    ``empty_classes`` may have no image (a run's classes that a run started from it lacks)."""
     preprocess = preprocess or Preprocess(cfg.data.image_size, resize=cfg.data.resize)
     decoded = decode_images(files.paths, preprocess, cfg.resolved_cache_dir(), progress=progress)
     if len(decoded.kept) == 0:
         raise DataError(f"no readable images in {layout.train_dir}")
     labels = np.asarray(files.labels)[decoded.kept]
     paths = [files.paths[i] for i in decoded.kept]
-    check_every_class_readable(labels, files.class_names, layout.train_dir)
+    check_every_class_readable(labels, files.class_names, layout.train_dir, empty_classes)
     train_idx, val_idx, excluded_idx = split_rows(
         cfg, layout.train_dir, paths, labels, files.class_names, decoded.digests, saved_split
     )
@@ -135,9 +138,11 @@ def prepare_data(
     )
 
 
-def check_every_class_readable(labels: np.ndarray, class_names: list[str], where: Path) -> None:
+def check_every_class_readable(
+    labels: np.ndarray, class_names: list[str], where: Path, may_be_empty: list[str] = ()
+) -> None:
     totals = class_totals(labels, len(class_names))
-    missing = [name for name, n in zip(class_names, totals) if n == 0]
+    missing = [n for n, t in zip(class_names, totals) if t == 0 and n not in may_be_empty]
     if missing:
         raise DataError(
             f"no readable image of class(es) {', '.join(missing)} in {where}: a "

@@ -25,6 +25,11 @@ def run_train(
 
     if find_lr and resume is not None:
         raise UsageError("--find-lr starts from the recipe, not a checkpoint: drop --resume")
+    if resume is not None and overrides.get("model.init"):
+        raise UsageError(
+            "--init starts a new run from a run's weights; --resume continues a run where it "
+            "stopped: give one of them"
+        )
     if resume is not None:
         # A resumed run continues in its own folder (from any working directory), with the
         # config it was started with; what else is given may change only what

@@ -22,6 +22,14 @@ from .distill import make_distiller
 from .figures import write_data_figures
 from .hardware import Hardware, process_rank, resolve_hardware
 from .imbalance import imbalance_notice
+from .init_run import (
+    InitRun,
+    build_from_init,
+    continued_files,
+    read_init,
+    recorded_config,
+    write_rehearsal,
+)
 from .loggers import check_loggers
 from .module import SceneClassifier
 from .resume import check_same_files, check_same_recipe, checkpoint_to_resume
@@ -50,6 +58,9 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
     check_loggers(cfg)
     rank = process_rank(hardware.devices_per_node)
     first = rank == 0
+    init = read_init(cfg)  # the run model.init names, checked before any work
+    if init is not None:
+        cfg = recorded_config(cfg, init)
     resume_meta = saved_split = None
     if resume is not None:
         resume = checkpoint_to_resume(resume)
@@ -63,7 +74,11 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     layout, files = training_files(cfg)
-    built = build_for_run(cfg, files.class_names, resume_meta)
+    continued = None
+    if init is not None:
+        continued = continued_files(files, init, cfg.train.rehearsal, cfg.data.split_seed)
+        files = continued.files
+    built = build_for_run(cfg, files.class_names, resume_meta, init)
     if first:
         log.info(
             "data: %s (%s layout): %d images, %d classes",
@@ -87,12 +102,22 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
             cfg.train.distill_temperature,
             cfg.train.teacher_outputs,
         )
+    empty = continued.empty_classes if continued else []
+    if first and empty:
+        log.warning(
+            "warning: the new data has no image of %s, classes of the run it starts from: "
+            "they keep their head rows but are not trained (train.rehearsal=N keeps N of "
+            "the run's images of each)",
+            ", ".join(empty),
+        )
     data = prepare_data(
-        cfg, layout, files, preprocess, cfg.train.progress_bar and first, saved_split
+        cfg, layout, files, preprocess, cfg.train.progress_bar and first, saved_split, empty
     )
     check_shards(data, hardware.world_size)
     if first:
         write_run_files(run_dir, cfg, data, resume_meta)
+        if continued is not None and continued.rehearsed:
+            write_rehearsal(run_dir, continued.rehearsed, init.run_dir)
 
     counts = class_totals(data.train.labels, len(data.class_names))
     notice = imbalance_notice(counts, data.class_names, cfg)
@@ -132,7 +157,11 @@ def _split_rows(data: PreparedData) -> list[SplitRow]:
     ] + [SplitRow(path, label, "excluded") for path, label in data.excluded]
 
 
-def build_for_run(cfg: Config, class_names: list[str], resume_meta: dict | None) -> BuiltModel:
+def build_for_run(
+    cfg: Config, class_names: list[str], resume_meta: dict | None, init: InitRun | None = None
+) -> BuiltModel:
+    if resume_meta is None and init is not None:
+        return build_from_init(cfg, class_names, init)
     if resume_meta is None:
         return build_model(
             cfg.model.name,
@@ -220,6 +249,9 @@ def bundle_meta(built: BuiltModel, cfg: Config, class_names: list[str]) -> Bundl
         "mode": cfg.train.mode,
         "epochs": cfg.train.epochs,
     }
+    if cfg.model.init:
+        meta.training.update({"init": cfg.model.init, "init_sha256": cfg.model.init_sha256})
+        meta.training["rehearsal"] = cfg.train.rehearsal
     if cfg.train.teacher:
         meta.training.update(
             {
