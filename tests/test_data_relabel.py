@@ -88,6 +88,14 @@ def test_decisions_relabel_exclude_and_skip_changed_files(data, tmp_path):
         else (prepared.val, prepared.val_paths)
     )
     assert dataset.labels[paths.index(relabelled)] == 1  # cat_b's index, in the tensor trained on
+    # A resume reads the split back: the relabelled file is not "changed since the run started".
+    with pytest.warns(UserWarning, match="changed since their decision"):
+        again = prepare_data(
+            cfg, *training_files(cfg), progress=False, saved_split=run.read_split()
+        )
+    assert again.train_paths == prepared.train_paths and again.val_paths == prepared.val_paths
+    assert np.array_equal(again.train.labels, prepared.train.labels)
+    assert again.excluded == prepared.excluded
 
 
 def test_multilabel_decisions_set_several_classes(tmp_path):
