@@ -29,7 +29,9 @@ from ..models.near import (
 )
 
 COLUMNS = ["group", "path", "split", "label", "kind", "distance", "conflict"]
-FIGURE_GROUPS = 6  # rows of the figure
+# A 4 x 4 grid, always full (blank cells): plot_image_grid shapes a grid by the image count,
+# and only a full one keeps one group per row.
+FIGURE_GROUPS = 4  # rows of the figure
 FIGURE_MEMBERS = 4  # photos shown per group
 
 
@@ -104,9 +106,10 @@ def draw_groups(groups: list[NearGroup], root: Path, path: Path) -> Path | None:
     if not shown:
         return None
     images, captions = [], []
-    for number, group in enumerate(shown, 1):
+    for number in range(1, FIGURE_GROUPS + 1):
+        group = shown[number - 1] if number <= len(shown) else None
         for i in range(FIGURE_MEMBERS):
-            if i < len(group.files):
+            if group is not None and i < len(group.files):
                 file = group.files[i]
                 with Image.open(file.path) as image:
                     images.append(np.asarray(image.convert("RGB").resize((150, 150))))
@@ -115,7 +118,7 @@ def draw_groups(groups: list[NearGroup], root: Path, path: Path) -> Path | None:
             else:
                 images.append(np.full((150, 150, 3), 255, np.uint8))
                 captions.append("")
-    title = f"top near-duplicate groups of {root.name} (distance to the row's first photo)"
+    title = "near-duplicate groups, one per row\n(d: cosine distance to the row's first photo)"
     return plot_image_grid(images, captions, path, title=title, columns=FIGURE_MEMBERS)
 
 
