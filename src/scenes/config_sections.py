@@ -57,7 +57,7 @@ class DataConfig(Section):
         "balanced (each class drawn equally often: small classes repeat, large ones are "
         "partly seen); both seeded, sharded across processes and exactly resumable",
     )
-    num_workers: int | Literal["auto"] = Field(
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         "auto",
         description="DataLoader workers; auto: 0 on a CPU (the decoded cache makes loading cheap), "
         "min(8, cores) with CUDA; unused with on_device",
@@ -82,18 +82,18 @@ class DataConfig(Section):
         "with a path column (label_issues.csv of `scenes data issues`) or one path per line; "
         "applied after the split, recorded in split.csv",
     )
+    relabel: str | None = Field(
+        None,
+        description="decisions CSV to train with (RUN/review/decisions.csv of `scenes review`): "
+        "columns path and decision (a class, several separated by ; when multi-label, keep or "
+        "exclude), optional sha256; applied after the split; split.csv records both labels",
+    )
     on_device: bool | Literal["auto"] = Field(
         "auto",
         description="keep the decoded uint8 images on the training device (14k images at 150 px "
         "are 0.95 GB) and draw each batch there by index, in the sampler's order; auto: on "
         "when training on CUDA",
     )
-
-    @model_validator(mode="after")
-    def _workers_not_negative(self) -> DataConfig:
-        if isinstance(self.num_workers, int) and self.num_workers < 0:
-            raise ValueError("num_workers must be 'auto' or an integer >= 0")
-        return self
 
 
 class AugmentConfig(Section):

@@ -4,7 +4,8 @@ commands read and write, ``split.csv`` and ``metrics.csv``.
 ``split.csv`` lists every training image with its label, the side of the split it was on
 (``train``, ``val``; other values, e.g. ``excluded``, are kept as written), and its size and
 modification time (``size``, ``mtime_ns``) when the run started, so a resume can tell that a
-file changed since (older files without those columns are still read). Paths are stored
+file changed since (older files without those columns are still read), and ``given_label``, the
+folder's label when ``data.relabel`` trained on another. Paths are stored
 resolved, so the file means the same from any working directory. ``metrics.csv`` holds one
 row per epoch (``METRICS_COLUMNS``); the best epoch is the one ``checkpoints/best.ckpt``
 records, chosen during training by ``train.monitor``.
@@ -77,6 +78,7 @@ class SplitRow:
     # The file as it was when the run started (None: gone then, or an older split.csv).
     size: int | None = None
     mtime_ns: int | None = None
+    given_label: str | None = None  # the folder's label when data.relabel changed it
 
 
 def _stat(path: Path) -> tuple[int | str, int | str]:
@@ -120,10 +122,11 @@ class RunDir:
         """split.csv, each file's size and modification time read from the disk now."""
         with atomic.replacing(self.split_csv, "w") as fh:
             writer = SafeWriter(fh)
-            writer.writerow(["path", "label", "split", "size", "mtime_ns"])
+            writer.writerow(["path", "label", "split", "size", "mtime_ns", "given_label"])
             for row in rows:
                 path = Path(row.path).resolve()
-                writer.writerow([str(path), row.label, row.split, *_stat(path)])
+                given = row.given_label or row.label
+                writer.writerow([str(path), row.label, row.split, *_stat(path), given])
         return self.split_csv
 
     def read_split(self) -> list[SplitRow]:
@@ -140,6 +143,7 @@ class RunDir:
                     r["split"],
                     _int_or_none(r.get("size")),
                     _int_or_none(r.get("mtime_ns")),
+                    restore(r["given_label"]) if r.get("given_label") else None,
                 )
                 for r in csv.DictReader(fh)
             ]

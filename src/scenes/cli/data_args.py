@@ -25,11 +25,23 @@ def add_data_parser(sub, common) -> None:
     c = dsub.add_parser(
         "check",
         help="find corrupt files, non-images, duplicates, label conflicts",
-        description="Exit code 0 when the folder is clean, 1 when problems were found.",
+        description="Exit code 0 when the folder is clean, 1 when problems (or, with --near, "
+        "near-duplicate groups) were found.",
     )
     common(c)
     c.add_argument("directory", metavar="DIR", help="a dataset folder (any accepted layout)")
-    c.set_defaults(target=".data.check:run_check")
+    c.add_argument(
+        "--near",
+        action="store_true",
+        help="also group near-duplicates (re-encoded, resized, slightly cropped or brightened "
+        "copies) by ImageNet MobileNetV2 features; writes duplicates.csv and duplicates.png",
+    )
+    c.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where --near writes (default: near_duplicates/<data-name>)",
+    )
+    c.set_defaults(target=".label_issues.near_check:run_check")
     s = dsub.add_parser("stats", help="image counts per split and class")
     common(s)
     s.add_argument("directory", metavar="DIR", help="a dataset folder (any accepted layout)")

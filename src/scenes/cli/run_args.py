@@ -47,6 +47,13 @@ def add_evaluate_parser(sub, common) -> None:
         help="the folder for metrics.json, the CSVs and figures (default: RUN_DIR/eval/<name>, "
         "numbered when another folder of that name was evaluated there)",
     )
+    p.add_argument(
+        "--no-leakage-check",
+        dest="leakage_check",
+        action="store_false",
+        help="skip comparing the images with the run's training images (near-duplicates, "
+        "by ImageNet MobileNetV2 features; single-label runs)",
+    )
     add_batch_size(p, INFERENCE_BATCH)
     add_backend(p)
     add_device(p)

@@ -28,6 +28,7 @@ from .discover import LabelledFiles, Layout, find_layout, list_labelled_files
 from .exclude import apply_exclusion
 from .images import Preprocess
 from .multilabel import class_totals, label_text, read_labels_csv, split_multilabel
+from .relabel import relabel_rows
 from .samplers import (
     BalancedSampler,
     DecodedDataset,
@@ -51,6 +52,7 @@ class PreparedData:
     layout_name: str
     skipped: dict[str, str] = field(default_factory=dict)
     excluded: list[tuple[Path, str]] = field(default_factory=list)  # (path, label) left out
+    given_labels: dict[Path, str] = field(default_factory=dict)  # the folder's, before relabel
 
     def class_counts(self) -> dict[str, dict[str, int]]:
         counts = {}
@@ -117,6 +119,12 @@ def prepare_data(
     train_idx, val_idx, excluded_idx = split_rows(
         cfg, layout.train_dir, paths, labels, files.class_names, decoded.digests, saved_split
     )
+    given = labels
+    if cfg.data.relabel:  # after the split, as data.exclude: the same validation images
+        labels, train_idx, val_idx, excluded_idx = relabel_rows(
+            cfg.data.relabel, layout.train_dir, paths, labels, files.class_names,
+            train_idx, val_idx, excluded_idx,
+        )  # fmt: skip
     if len(val_idx) == 0:
         raise DataError(
             f"no validation images are left in {layout.train_dir}: the split, less exact "
@@ -134,7 +142,8 @@ def prepare_data(
         val_paths=[paths[i] for i in val_idx],
         layout_name=layout.name,
         skipped=decoded.failed,
-        excluded=[(paths[i], label_text(labels[i], files.class_names)) for i in excluded_idx],
+        excluded=[(paths[i], label_text(given[i], files.class_names)) for i in excluded_idx],
+        given_labels={paths[i]: label_text(given[i], files.class_names) for i in range(len(paths))},
     )
 
 
@@ -190,7 +199,7 @@ def reuse_split(
                 sides["excluded"].append(i)
         elif i is None:
             gone.append(row.path)
-        elif label_text(labels[i], class_names) != row.label:
+        elif label_text(labels[i], class_names) != (row.given_label or row.label):
             relabelled.append(row.path)
         else:
             sides[row.split].append(i)

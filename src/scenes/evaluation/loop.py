@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from ..choices import INFERENCE_BATCH
+from ..config import default_cache_dir
 from ..console import stage
 from ..errors import DataError, UsageError
 from ..metrics import compute_metrics, expected_calibration_error
@@ -24,6 +25,7 @@ from ..serve.answers import Answers
 from ..serve.decoding import decoded_batches
 from ..serve.predictor import Predictor
 from ..serve.ray_jobs import RayEngine, engine_from_options
+from .leakage import leakage_summary
 from .multilabel import (
     MultilabelResult,
     format_multilabel,
@@ -135,6 +137,7 @@ def evaluate(
     accept_all: bool = False,
     labels_csv: str | Path | None = None,
     engine: RayEngine | None = None,
+    leakage: bool = False,
 ) -> EvalResult | MultilabelResult:
     """Evaluate the bundle of ``run`` on ``data`` (a labelled folder) or on its ``split``.
 
@@ -142,7 +145,8 @@ def evaluate(
     errors.png to ``out`` (default RUN/eval/<data-name> or RUN/eval/<split>); ``out=False``
     writes nothing. With ``explain`` the error grid shows the Grad-CAM heatmap of the
     predicted class over each image. With ``engine`` the logits come from a pool of Ray
-    workers (the same numbers); the metrics and files are this process's.
+    workers (the same numbers); the metrics and files are this process's. With ``leakage``
+    the images are checked against the run's training images (``evaluation/leakage.py``).
     """
     check_evaluate_options(data, split, labels_csv, batch_size)
     if out:
@@ -171,6 +175,8 @@ def evaluate(
             result.out_dir = write_multilabel_outputs(result, model, out_dir)
         return result
     result = single_label_result(found, logits, kept_paths, y_true, model, accepted, **context)
+    if leakage:
+        result.leakage = leakage_summary(run_dir, result.predictions, default_cache_dir())
     if out_dir is not None:
         result.out_dir = write_outputs(result, model, out_dir, explain=explain)
     return result
@@ -222,6 +228,7 @@ def run_evaluate(
     address: str | None = None,
     workers: int | None = None,
     gpus_per_worker: float = 0.0,
+    leakage_check: bool = True,
 ) -> int:
     result = evaluate(
         run,
@@ -236,6 +243,7 @@ def run_evaluate(
         accept_all=accept_all,
         labels_csv=labels,
         engine=engine_from_options(engine, address, workers, gpus_per_worker),
+        leakage=leakage_check,
     )
     print(
         format_multilabel(result) if isinstance(result, MultilabelResult) else format_result(result)

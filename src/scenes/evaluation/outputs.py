@@ -16,6 +16,7 @@ from ..atomic import replacing, write_text
 from ..console import plural
 from ..csvfile import SafeWriter
 from ..models.probabilities import softmax
+from .leakage import leakage_lines
 
 if TYPE_CHECKING:
     from ..serve.predictor import Predictor
@@ -53,6 +54,7 @@ class EvalResult:
     skipped: dict[str, str] = field(default_factory=dict)  # unreadable path -> error
     logits: np.ndarray | None = field(default=None, repr=False)  # (images, classes), raw
     probs: np.ndarray | None = field(default=None, repr=False)  # as served (temperature)
+    leakage: dict | None = None  # near-duplicates of training images (evaluation/leakage.py)
 
     @property
     def num_images(self) -> int:
@@ -79,6 +81,7 @@ class EvalResult:
             "per_class": self.per_class,
             "confusion": self.confusion,
             "skipped": self.skipped,
+            **(self.leakage or {}),
         }
 
 
@@ -196,7 +199,7 @@ def format_result(result: EvalResult) -> str:
     lines.append(f"{'':<{width}} " + " ".join(f"{n:>{cell}}" for n in result.class_names))
     for name, row in zip(result.class_names, result.confusion):
         lines.append(f"{name:<{width}} " + " ".join(f"{v:>{cell}d}" for v in row))
-    return "\n".join(lines + closing_lines(result))
+    return "\n".join(lines + leakage_lines(result.leakage or {}) + closing_lines(result))
 
 
 def closing_lines(result) -> list[str]:

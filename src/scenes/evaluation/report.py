@@ -188,6 +188,13 @@ def headline(m: dict) -> str:
         text += "."
     if m.get("accepted_share") is not None:
         text += f" Accepted as one of the known classes: {m['accepted_share']:.1%}."
+    if m.get("near_duplicates_of_training"):
+        without = m.get("accuracy_without_near_duplicates")
+        text += (
+            f" **Warning: {m['near_duplicates_of_training']} of these images are near-duplicates "
+            "of the run's training images; a score on them is not a test score**"
+            + (f" (top-1 accuracy without them {without:.4f})." if without is not None else ".")
+        )
     return text
 
 

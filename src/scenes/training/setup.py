@@ -148,7 +148,12 @@ def _checkpoint_meta(path: Path) -> dict:
 def _split_rows(data: PreparedData) -> list[SplitRow]:
     """Which file went where, so evaluation on the validation split can be reproduced."""
     return [
-        SplitRow(path, label_text(label, data.class_names), split)
+        SplitRow(
+            path,
+            label_text(label, data.class_names),
+            split,
+            given_label=data.given_labels.get(path),
+        )
         for split, paths, ds in (
             ("train", data.train_paths, data.train),
             ("val", data.val_paths, data.val),

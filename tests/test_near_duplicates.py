@@ -1,0 +1,104 @@
+"""Near-duplicates: ``data check --near`` groups planted copies of real photos, and
+``evaluate`` counts evaluated photos that are copies of the run's training images."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageEnhance
+
+from scenes.cli import main
+from scenes.evaluation.loop import evaluate
+from scenes.evaluation.outputs import format_result
+from scenes.evaluation.report import headline
+from scenes.rundir import RunDir
+
+from conftest import CLASSES, INTEL_TRAIN, needs_intel, needs_weights
+
+pytestmark = [needs_intel, needs_weights]
+
+
+def near_copy(source: Path, dest: Path) -> Path:
+    """Re-encoded at JPEG quality 60, cropped by 4% on each side, resized, brightened."""
+    with Image.open(source) as image:
+        w, h = image.size
+        copy = image.convert("RGB").crop((6, 6, w - 6, h - 6)).resize((120, 120))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    ImageEnhance.Brightness(copy).enhance(1.15).save(dest, "JPEG", quality=60)
+    return dest
+
+
+def real_photo(cls: str, index: int) -> Path:
+    return sorted((INTEL_TRAIN / cls).iterdir())[index]
+
+
+@pytest.fixture
+def planted(tmp_path) -> Path:
+    """train/: one photo of each of four classes and an exact copy of the first; test/: a near
+    copy of the sea photo under another label (a conflict across splits)."""
+    root = tmp_path / "dataset"
+    for cls in CLASSES[:4]:
+        (root / "train" / cls).mkdir(parents=True)
+        (root / "train" / cls / "photo.jpg").symlink_to(real_photo(cls, 3))
+    (root / "train" / "buildings" / "again.jpg").write_bytes(
+        real_photo("buildings", 3).read_bytes()
+    )
+    near_copy(real_photo("glacier", 3), root / "test" / "mountain" / "copy.jpg")
+    return root
+
+
+def test_near_copy_is_grouped_and_unrelated_photos_are_not(
+    planted, tmp_path, capsys, offline_weights
+):
+    out = tmp_path / "out"
+    assert main(["data", "check", str(planted), "--near", "--out", str(out)]) == 1
+    with (out / "duplicates.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["group", "path", "split", "label", "kind", "distance", "conflict"]
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["group"], []).append(row)
+    by_members = {frozenset(r["path"] for r in g): g for g in groups.values()}
+    near = by_members.pop(frozenset({"train/glacier/photo.jpg", "test/mountain/copy.jpg"}))
+    exact = by_members.pop(frozenset({"train/buildings/photo.jpg", "train/buildings/again.jpg"}))
+    assert not by_members, f"unrelated photos grouped: {by_members}"  # forest, mountain alone
+    assert {r["kind"] for r in near} == {"near"} and {r["conflict"] for r in near} == {"true"}
+    assert {r["kind"] for r in exact} == {"exact"} and {r["conflict"] for r in exact} == {"false"}
+    assert 0 < max(float(r["distance"]) for r in near) < 0.5
+    assert (out / "duplicates.png").stat().st_size > 10_000
+    text = capsys.readouterr().out
+    assert (
+        "2 groups (1 with a near copy), 1 within a split, 1 across splits, 1 with conflicting labels"
+        in text
+    )
+
+
+def test_out_without_near_is_refused(planted, tmp_path, capsys):
+    assert main(["data", "check", str(planted), "--out", str(tmp_path / "o")]) == 2
+    assert "--near" in capsys.readouterr().err
+
+
+def test_evaluate_counts_copies_of_training_images(fresh_run, tmp_path, offline_weights):
+    training = [r.path for r in RunDir(fresh_run).read_split() if r.split == "train"]
+    folder = tmp_path / "test"
+    leaked = folder / training[0].parent.name / "leaked.png"  # a resized copy (40 to 64 px)
+    leaked.parent.mkdir(parents=True)
+    with Image.open(training[0]) as image:
+        image.convert("RGB").resize((64, 64)).save(leaked)
+    for cls, index in (("cat_a", 0), ("cat_b", 1), ("cat_c", 2)):  # real photos: no copies
+        (folder / cls).mkdir(parents=True, exist_ok=True)
+        (folder / cls / "photo.jpg").symlink_to(real_photo(CLASSES[index], 5))
+    result = evaluate(fresh_run, data=folder, out=tmp_path / "eval", leakage=True)
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["near_duplicates_of_training"] == 1
+    assert [f["path"] for f in metrics["near_duplicate_files"]] == [str(leaked)]
+    assert metrics["near_duplicate_files"][0]["training_path"] == str(training[0])
+    others = [p for p in result.predictions if p["path"] != str(leaked)]
+    expected = sum(p["predicted"] == p["true"] for p in others) / len(others)
+    assert metrics["accuracy_without_near_duplicates"] == pytest.approx(expected)
+    warning = "near-duplicates of the run's training images among the evaluated images: 1"
+    assert warning in format_result(result)
+    assert "Warning: 1 of these images are near-duplicates" in headline(metrics)
