@@ -105,7 +105,13 @@ LAYERS = [
     {"scenes.data"},
     {"scenes.models"},
     {"scenes.training", "scenes.serve"},
-    {"scenes.evaluation", "scenes.explain", "scenes.label_issues", "scenes.selection", "scenes.tune"},
+    {
+        "scenes.evaluation",
+        "scenes.explain",
+        "scenes.label_issues",
+        "scenes.selection",
+        "scenes.tune",
+    },
     {"scenes.hub"},  # the Hub folder's card reads evaluations and label issues
     {"scenes.cli", "scenes", "scenes.__main__"},
 ]
