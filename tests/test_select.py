@@ -61,28 +61,30 @@ def test_n_larger_than_the_pool_gives_every_row_once():
 
 
 def burst_and_others(rng):
-    """40 near-identical photos with the smallest margins, then 10 distinct ones a little
-    more certain: features (50, 16), probabilities (50, 2)."""
+    """40 near-identical photos with the smallest margins, then 20 distinct ones a little
+    more certain: features (60, 16), probabilities (60, 2)."""
     burst = np.ones(16) + rng.normal(0, 1e-3, (40, 16))
-    others = rng.normal(0, 1, (10, 16))
-    margin = np.concatenate([np.linspace(0.00, 0.04, 40), np.linspace(0.05, 0.09, 10)])
+    others = rng.normal(0, 1, (20, 16))
+    margin = np.concatenate([np.linspace(0.00, 0.04, 40), np.linspace(0.05, 0.09, 20)])
     probs = np.stack([(1 + margin) / 2, (1 - margin) / 2], axis=1)
     return np.concatenate([burst, others]), probs
 
 
 def test_diverse_takes_one_of_a_burst_of_near_identical_photos():
     features, probs = burst_and_others(np.random.default_rng(0))
-    chosen, scores = select("diverse", probs, 5, features)
+    n = 10  # candidates: the 50 smallest margins, the burst and 10 distinct photos
+    assert CANDIDATES_PER_PICK * n > 40
+    chosen, scores = select("diverse", probs, n, features)
     assert chosen[0] == 0  # the most uncertain starts the list
-    assert sum(i < 40 for i in chosen) == 1  # the other 4 are the distinct photos
+    assert sum(i < 40 for i in chosen) == 1  # the other 9 are distinct photos
     assert scores == pytest.approx(margins(probs)[chosen])
-    by_margin, _ = select("margin", probs, 5)
+    by_margin, _ = select("margin", probs, n)
     assert all(i < 40 for i in by_margin)  # what margin alone does: the burst
 
 
 def test_diverse_looks_only_at_the_most_uncertain():
     features, probs = burst_and_others(np.random.default_rng(1))
-    n = 2  # candidates: the 20 smallest margins, all of them in the burst
+    n = 4  # candidates: the 20 smallest margins, all of them in the burst
     assert CANDIDATES_PER_PICK * n <= 40
     chosen, _ = select("diverse", probs, n, features)
     assert all(i < 40 for i in chosen)

@@ -125,7 +125,7 @@ def add_select_parser(dsub, common) -> None:
         choices=SELECT_STRATEGIES,
         default=DEFAULT_SELECT_STRATEGY,
         help="margin: smallest top-1 minus top-2 probability first; entropy: highest entropy "
-        "first; diverse: k-center greedy on the features among the 10N smallest margins, so "
+        "first; diverse: k-center greedy on the features among the 5N smallest margins, so "
         "near-identical photos are not all chosen; random: the baseline (default: "
         f"{DEFAULT_SELECT_STRATEGY})",
     )
