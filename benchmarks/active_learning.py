@@ -1,7 +1,8 @@
 """Does choosing what to label (``scenes data select``) beat labelling at random?
 
     python benchmarks/active_learning.py [--data DIR] [--pool 3000] [--val 1000]
-        [--rounds 3] [--round-size 150] [--seeds 0 1 2 3 4] [--per-pick 5] [--figure FILE] [--table FILE]
+        [--rounds 3] [--round-size 150] [--seeds 0 1 2 3 4] [--per-pick 5]
+        [--figure FILE] [--table FILE]
 
 A stratified subset of the Intel training split is drawn (``--pool`` photos that play the
 unlabelled pool, ``--val`` held-out validation photos; a subset because the backbone features
@@ -10,8 +11,10 @@ of all 14,034 photos take too long on 2 shared CPU cores). Each seed starts from
 is fitted on the labelled photos' frozen features, scored on the validation photos, and picks
 ``--round-size`` more photos to label with ``scenes.selection.ranking.select``, the function
 behind ``scenes data select``: random, margin, diverse. Features are the pretrained
-MobileNetV2's (IMAGENET1K_V1, 150 px), computed once and cached by content. Head-only
-training on cached features stands in for fine-tuning, for speed: the ranking is the same.
+MobileNetV2's (IMAGENET1K_V1, 150 px), computed once and cached by content; they are also
+the features ``diverse`` spreads its picks over (the head's input, as the command uses the
+network's penultimate layer). Head-only training on cached features stands in for
+fine-tuning, for speed: the selection code is the command's, the model is not.
 """
 
 from __future__ import annotations
