@@ -115,15 +115,15 @@ def run_select(
 ) -> int:
     """The ``n`` photos of ``pool`` to label next, to ``out``; exit 1 when one was unreadable."""
     check_options(strategy, seed, out)
+    found = collect_images(pool)  # a missing POOL path is refused before the model loads
+    if not found:
+        raise MissingPathError(f"no image files in {', '.join(pool)}")
     predictor = Predictor.load(run, device=device)
     if predictor.meta.task == "multilabel":
         raise UsageError(
             f"{run} is a multi-label run: data select ranks single-label runs (margin and "
             "entropy compare classes that exclude each other)"
         )
-    found = collect_images(pool)
-    if not found:
-        raise MissingPathError(f"no image files in {', '.join(pool)}")
     files, known = unlabelled(run, found)
     if known:
         log.info("skipped %s that the run's split.csv lists (labelled)", plural(known, "photo"))
