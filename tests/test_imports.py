@@ -95,6 +95,7 @@ LAYERS = [
         "scenes.outputs",
         "scenes.config",
         "scenes.rundir",
+        "scenes.selection_file",
         "scenes.metrics",
         "scenes.plots",
         "scenes.choices",
@@ -106,7 +107,13 @@ LAYERS = [
     {"scenes.data"},
     {"scenes.models"},
     {"scenes.training", "scenes.serve"},
-    {"scenes.evaluation", "scenes.explain", "scenes.label_issues", "scenes.tune"},
+    {
+        "scenes.evaluation",
+        "scenes.explain",
+        "scenes.label_issues",
+        "scenes.selection",
+        "scenes.tune",
+    },
     {"scenes.hub"},  # the Hub folder's card reads evaluations and label issues
     {"scenes.cli", "scenes", "scenes.__main__"},
 ]

@@ -28,6 +28,10 @@ DEFAULT_CAM_METHOD = "gradcam"
 RANKING_METHODS = ("self_confidence", "normalized_margin", "confidence_weighted_entropy")
 DEFAULT_RANKING_METHOD = "self_confidence"  # measured best (README, Results)
 
+# How data select orders the photos to label next (selection/ranking.py says what each does).
+SELECT_STRATEGIES = ("margin", "entropy", "diverse", "random")
+DEFAULT_SELECT_STRATEGY = "margin"
+
 # Default batch size of each kind of work (training's is data.batch_size in the config).
 INFERENCE_BATCH = 64  # forward passes only: evaluate, predict, data issues' features
 EXPLAIN_BATCH = 16  # a forward and a backward pass per image: explain

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from ..choices import DEFAULT_RANKING_METHOD, INFERENCE_BATCH, RANKING_METHODS
+from ..choices import (
+    DEFAULT_RANKING_METHOD,
+    DEFAULT_SELECT_STRATEGY,
+    INFERENCE_BATCH,
+    RANKING_METHODS,
+    SELECT_STRATEGIES,
+)
 from .common import add_batch_size, add_device, add_engine
 from .types import at_least, positive, positive_float
 
 
 def add_data_parser(sub, common) -> None:
-    p = sub.add_parser("data", help="dataset tools: download, check, stats, issues, cache")
+    p = sub.add_parser("data", help="dataset tools: download, check, stats, issues, select, cache")
     common(p)
     dsub = p.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
     d = dsub.add_parser("download", help="download Intel Image Classification with kagglehub")
@@ -47,6 +53,7 @@ def add_data_parser(sub, common) -> None:
     s.add_argument("directory", metavar="DIR", help="a dataset folder (any accepted layout)")
     s.set_defaults(target=".data.check:run_stats")
     add_issues_parser(dsub, common)
+    add_select_parser(dsub, common)
     add_cache_parser(dsub, common)
 
 
@@ -110,6 +117,35 @@ def add_issues_parser(dsub, common) -> None:
         "the same ranking",
     )
     i.set_defaults(target=".label_issues.command:run_issues")
+
+
+def add_select_parser(dsub, common) -> None:
+    s = dsub.add_parser(
+        "select",
+        help="choose which unlabelled photos to label next (active learning)",
+        description="Scores the photos of POOL with the run's model (the probabilities of "
+        "`scenes predict`) and writes the N to label next, in order, to a CSV: rank, path, "
+        "score, strategy, label_1, prob_1, label_2, prob_2. Photos listed in the run's "
+        "split.csv are skipped. Exit code 1 when a photo could not be read (named).",
+    )
+    common(s)
+    s.add_argument("--run", required=True, metavar="RUN_DIR", help="a run or model bundle")
+    s.add_argument("pool", nargs="+", metavar="POOL", help="unlabelled photos: files, folders")
+    s.add_argument("--n", type=positive, required=True, help="how many photos to choose")
+    s.add_argument(
+        "--strategy",
+        choices=SELECT_STRATEGIES,
+        default=DEFAULT_SELECT_STRATEGY,
+        help="margin: smallest top-1 minus top-2 probability first; entropy: highest entropy "
+        "first; diverse: k-center greedy on the features among the 5N smallest margins, so "
+        "near-identical photos are not all chosen; random: the baseline (default: "
+        f"{DEFAULT_SELECT_STRATEGY})",
+    )
+    s.add_argument("--seed", type=int, default=None, help="--strategy random's seed (default: 0)")
+    s.add_argument("--out", required=True, metavar="FILE.csv", help="the list to write")
+    add_batch_size(s, INFERENCE_BATCH)
+    add_device(s)
+    s.set_defaults(target=".selection.command:run_select")
 
 
 def add_cache_parser(dsub, common) -> None:
