@@ -105,7 +105,8 @@ LAYERS = [
     {"scenes.models"},
     {"scenes.training", "scenes.serve"},
     {"scenes.evaluation", "scenes.explain", "scenes.label_issues", "scenes.tune"},
-    {"scenes.hub"},  # the Hub folder's card reads evaluations and label issues
+    # the Hub folder's card reads evaluations and label issues; review queues them
+    {"scenes.hub", "scenes.review"},
     {"scenes.cli", "scenes", "scenes.__main__"},
 ]
 
