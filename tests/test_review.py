@@ -111,6 +111,68 @@ def test_queues_say_what_they_need(trained_run, tmp_path, capsys):
     assert main(run) == 2 and "--selection" in capsys.readouterr().err
 
 
+def test_a_session_counts_reshows_changed_files_and_toggles_multilabel_classes(
+    trained_run, tmp_path
+):
+    from scenes.review.queues import QueueItem
+    from scenes.review.session import ReviewSession
+
+    colours = [(220, 40, 40), (40, 200, 40), (40, 40, 220)]
+    photos = [make_image(tmp_path / f"{i}.png", c) for i, c in enumerate(colours)]
+    items = [QueueItem(p, "cat_a", "issues", i, 0.1, "") for i, p in enumerate(photos, 1)]
+    predictor = Predictor.load(trained_run)
+    session = ReviewSession(predictor, items, DecisionStore(tmp_path / "review"))
+    session.decide(0, "exclude")
+    session.choose_class(1, "cat_a")  # relabelled to its given label: not a change
+    assert session.counts() == (2, 1, 1) and session.first_undecided() == 2
+    make_image(photos[0], (200, 60, 60))  # changed since its decision: shown again
+    assert session.counts() == (1, 2, 0) and session.first_undecided() == 0
+    shown = session.show(2)
+    assert list(shown.top) == [label for label, _ in predictor.predict(photos[2])]
+    assert shown.photo.shape == (40, 40, 3) and shown.heatmap.shape == (32, 32, 3)
+    (tmp_path / "broken.png").write_text("not a photo")
+    session.items.append(QueueItem(tmp_path / "broken.png", "cat_a", "issues", 4, 0.1, ""))
+    assert "cannot be read" in session.show(3).problem and session.show(3).photo is None
+
+    session.multilabel = True  # as for a multi-label run: digits add or take off classes
+    assert session.choose_class(2, "cat_c").decision == "cat_c"
+    assert session.choose_class(2, "cat_a").decision == "cat_a;cat_c"  # in the model's order
+    assert session.choose_class(2, "cat_c").decision == "cat_a"
+    assert session.choose_class(2, "cat_a") is None and session.decision(2) is None
+
+
+def test_scenes_review_computes_the_missing_ranking_and_serves_in_its_own_folder(
+    trained_run, fresh_run, offline_weights, monkeypatch, capsys
+):
+    import os
+
+    from scenes.review import command
+
+    seen = []
+
+    def serve(page, host, port, share, block=True):
+        seen.append((os.environ.get("GRADIO_TEMP_DIR"), host, port))
+        return ""
+
+    monkeypatch.setattr(command, "serve_review", serve)
+    data = trained_run.parent / "data"
+    args = ["review", "--run", str(fresh_run), "--data", str(data), "--port", "7999"]
+    assert main(args) == 0  # one colour a class: data issues flags none
+    ranking = fresh_run / "label_issues" / data.name / "label_issues.csv"
+    with ranking.open(newline="") as fh:
+        assert list(csv.DictReader(fh)) == []  # computed and written where data issues puts it
+    assert "queue of" in capsys.readouterr().out and not seen  # nothing to serve
+
+    photos = sorted((data / "cat_a").iterdir())[:2]
+    rows = [[str(p), "cat_b", "cat_a", "0.01"] for p in photos]
+    write_csv(ranking, ["path", "given", "suggested", "score"], rows)  # now read, not recomputed
+    assert main([*args, "--queue", "issues", str(photos[1])]) == 0
+    ((folder, host, port),) = seen
+    assert folder.rsplit("/", 1)[-1].startswith("scenes-app-") and port == 7999
+    assert not os.path.exists(folder)  # removed when the page stops
+    assert "1 photo in the issues queue, 0 decided, 1 left" in capsys.readouterr().out
+
+
 # -- the page in a browser ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def review_run(trained_run, tmp_path_factory):
