@@ -39,7 +39,9 @@ def add_review_parser(sub, common) -> None:
         help="mistakes: an evaluation's predictions.csv (default: the newest in RUN_DIR/eval/)",
     )
     p.add_argument(
-        "--selection", metavar="CSV", help="uncertain: the CSV `scenes data select` wrote"
+        "--selection",
+        metavar="CSV",
+        help="uncertain: the CSV `scenes data select` wrote (required with --queue uncertain)",
     )
     p.add_argument(
         "paths",
