@@ -107,6 +107,8 @@ def test_queues_say_what_they_need(trained_run, tmp_path, capsys):
         load_queue(trained_run, "uncertain")
     with pytest.raises(UsageError, match="scenes evaluate"):
         load_queue(tmp_path, "mistakes")
+    with pytest.raises(UsageError, match="--predictions is for --queue mistakes"):
+        load_queue(trained_run, "issues", predictions="p.csv")
     run = ["review", "--run", str(trained_run), "--queue", "uncertain"]
     assert main(run) == 2 and "--selection" in capsys.readouterr().err
 
@@ -125,8 +127,10 @@ def test_a_session_counts_reshows_changed_files_and_toggles_multilabel_classes(
     session.decide(0, "exclude")
     session.choose_class(1, "cat_a")  # relabelled to its given label: not a change
     assert session.counts() == (2, 1, 1) and session.first_undecided() == 2
-    make_image(photos[0], (200, 60, 60))  # changed since its decision: shown again
+    before = session.show(0).photo
+    make_image(photos[0], (20, 60, 200), size=(24, 24))  # changed since its decision: reshown
     assert session.counts() == (1, 2, 0) and session.first_undecided() == 0
+    assert before.shape == (40, 40, 3) and session.show(0).photo.shape == (24, 24, 3)
     shown = session.show(2)
     assert list(shown.top) == [label for label, _ in predictor.predict(photos[2])]
     assert shown.photo.shape == (40, 40, 3) and shown.heatmap.shape == (32, 32, 3)

@@ -134,6 +134,14 @@ def load_queue(
     selection: str | None = None,
 ) -> list[QueueItem]:
     run = Path(run)
+    given = {"issues": data, "mistakes": predictions, "uncertain": selection}
+    stray = [q for q, value in given.items() if value is not None and q != queue]
+    if stray:
+        option = {"issues": "--data", "mistakes": "--predictions", "uncertain": "--selection"}
+        raise UsageError(
+            f"{option[stray[0]]} is for --queue {stray[0]}, not --queue {queue}: it would be "
+            "ignored; leave it out or choose that queue"
+        )
     if queue == "issues":
         return issues_queue(issues_file(run, data))
     if queue == "mistakes":

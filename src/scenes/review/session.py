@@ -54,7 +54,7 @@ class ReviewSession:
         self.multilabel = predictor.meta.task == "multilabel"
         self.top_k = len(self.class_names) if self.multilabel else min(3, len(self.class_names))
         self._digests: dict[tuple[str, int, int], str] = {}
-        self._shown: dict[int, Shown] = {}
+        self._shown: dict[tuple[int, str], Shown] = {}
 
     def digest(self, index: int) -> str:
         """The photo's sha256 now (re-read only when its size or modification time changed)."""
@@ -89,9 +89,11 @@ class ReviewSession:
         return min(start, n - 1)
 
     def show(self, index: int) -> Shown:
-        if index not in self._shown:
-            self._shown[index] = self._explain(self.items[index].path)
-        return self._shown[index]
+        """What the page shows of the item, computed again when its file changed."""
+        key = (index, self.digest(index))
+        if key not in self._shown:
+            self._shown[key] = self._explain(self.items[index].path)
+        return self._shown[key]
 
     def _explain(self, path: Path) -> Shown:
         try:
