@@ -12,7 +12,7 @@ from ..models.bundle import bundle_run_dir, resolve_bundle_dir
 from ..serve.app import MAX_UPLOAD, own_upload_folder
 from ..serve.predictor import Predictor
 from .decisions import DecisionStore
-from .page import KEYS_HEAD, build_review_page
+from .page import KEYS_HEAD, PAGE_CSS, build_review_page
 from .queues import load_queue, only_under
 from .session import ReviewSession
 
@@ -35,6 +35,7 @@ def serve_review(page: gr.Blocks, host: str, port: int, share: bool, block: bool
             prevent_thread_lock=True,
             quiet=not block,
             head=KEYS_HEAD,
+            css=PAGE_CSS,
         )
     except OSError as exc:
         if "port" not in str(exc).lower():

@@ -16,6 +16,11 @@ from .session import ReviewSession
 
 ELEMENT = "review-"  # the prefix of every element id the keys and the tests find
 MAX_KEYED_CLASSES = 9
+# The photo and the heatmap fill their boxes: a 150-pixel photo is shown large, not as a stamp.
+PAGE_CSS = """
+#review-photo img, #review-heatmap img { width: 100%; height: 100%; object-fit: contain; }
+#review-heatmap img { image-rendering: pixelated; }
+"""
 KEYS_HEAD = """
 <script>
 document.addEventListener("keydown", (event) => {
@@ -59,7 +64,8 @@ def item_text(session: ReviewSession, index: int) -> str:
 
 
 def build_review_page(session: ReviewSession) -> gr.Blocks:
-    """The page; the caller launches it with ``head=KEYS_HEAD`` (``serve_review``)."""
+    """The page; the caller launches it with ``head=KEYS_HEAD`` and ``css=PAGE_CSS``
+    (``serve_review``)."""
     names = session.class_names
 
     def view(index: int):
@@ -101,7 +107,13 @@ def build_review_page(session: ReviewSession) -> gr.Blocks:
         position = gr.State(0)
         counter = gr.Markdown(elem_id=f"{ELEMENT}counter")
         with gr.Row():
-            photo = gr.Image(label="Photo", interactive=False, height=480, format="png")
+            photo = gr.Image(
+                label="Photo",
+                interactive=False,
+                height=520,
+                format="png",
+                elem_id=f"{ELEMENT}photo",
+            )
             with gr.Column():
                 info = gr.Markdown(elem_id=f"{ELEMENT}item")
                 top = gr.Label(
@@ -110,6 +122,7 @@ def build_review_page(session: ReviewSession) -> gr.Blocks:
                 heatmap = gr.Image(
                     label="Where it saw its top class (Grad-CAM)",
                     interactive=False,
+                    height=300,
                     format="png",
                     elem_id=f"{ELEMENT}heatmap",
                 )
