@@ -87,6 +87,13 @@ def test_mistakes_come_most_confident_first_and_selections_in_their_order(tmp_pa
         ("b.jpg", "cat_a", 2),
     ]
     assert "answered cat_b with confidence 0.900" in items[0].why
+    multilabel = [["a.jpg", "cat_a", "cat_a", "0.9"], ["b.jpg", "cat_a cat_c", "cat_b", "0.6"]]
+    written = write_csv(
+        tmp_path / "ml.csv", ["path", "true", "predicted", "prob_cat_a"], multilabel
+    )
+    assert [(i.path.name, i.given, i.score) for i in mistakes_queue(written)] == [
+        ("b.jpg", "cat_a;cat_c", 3.0)
+    ]
 
     picked = [
         ["2", str(tmp_path / "y.jpg"), "0.2", "margin", "cat_a", "0.5", "cat_b", "0.3"],
@@ -139,10 +146,11 @@ def test_a_session_counts_reshows_changed_files_and_toggles_multilabel_classes(
     assert "cannot be read" in session.show(3).problem and session.show(3).photo is None
 
     session.multilabel = True  # as for a multi-label run: digits add or take off classes
-    assert session.choose_class(2, "cat_c").decision == "cat_c"
-    assert session.choose_class(2, "cat_a").decision == "cat_a;cat_c"  # in the model's order
-    assert session.choose_class(2, "cat_c").decision == "cat_a"
-    assert session.choose_class(2, "cat_a") is None and session.decision(2) is None
+    assert session.choose_class(2, "cat_c").decision == "cat_a;cat_c"  # added to its given one
+    assert session.choose_class(2, "cat_a").decision == "cat_c"
+    assert session.choose_class(2, "cat_b").decision == "cat_b;cat_c"  # in the model's order
+    assert session.choose_class(2, "cat_b").decision == "cat_c"
+    assert session.choose_class(2, "cat_c") is None and session.decision(2) is None
 
 
 def test_scenes_review_computes_the_missing_ranking_and_serves_in_its_own_folder(

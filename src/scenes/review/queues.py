@@ -4,7 +4,8 @@
   likely errors first; its score is the label quality, low = suspicious), computed with the
   pretrained backbone when the run has none for the data folder yet.
 - ``mistakes``: the wrong answers of ``scenes evaluate`` (its ``predictions.csv``), the most
-  confident first; the score is that confidence.
+  confident first; the score is that confidence. Of a multi-label evaluation: the photos with
+  the most wrong labels first, the score their count, the given labels joined by ``;``.
 - ``uncertain``: the rows of a selection CSV that ``scenes data select`` writes (``rank``,
   ``path``, ``score``, ``strategy``, ``label_1``, ``prob_1``, ``label_2``, ``prob_2``), in its
   order; these photos are unlabelled, so their given label is empty.
@@ -21,6 +22,7 @@ from ..errors import DataError, MissingPathError, UsageError
 from ..evaluation.outputs import PREDICTIONS_CSV
 from ..label_issues.outputs import ISSUES_CSV
 from ..rundir import RunDir
+from .decisions import LABEL_SEPARATOR
 
 QUEUES = ("issues", "mistakes", "uncertain")
 SELECTION_COLUMNS = ["rank", "path", "score", "strategy", "label_1", "prob_1", "label_2", "prob_2"]
@@ -65,8 +67,31 @@ def issues_queue(path: Path) -> list[QueueItem]:
     return items
 
 
+def multilabel_mistakes(path: Path, rows: list[dict[str, str]]) -> list[QueueItem]:
+    """A multi-label evaluation's wrong photos, the most wrong labels first (as its grid)."""
+    wrong = []
+    for line, r in enumerate(rows, 2):
+        true, predicted = set(r["true"].split()), set(r["predicted"].split())
+        if true != predicted:
+            wrong.append((len(true ^ predicted), line, r))
+    wrong.sort(key=lambda found: (-found[0], found[1]))
+    return [
+        QueueItem(
+            Path(r["path"]).resolve(),
+            LABEL_SEPARATOR.join(r["true"].split()),
+            "mistakes",
+            rank,
+            float(count),
+            f"mistake #{rank}: answered {r['predicted'] or 'no label'}, {count} label(s) wrong",
+        )
+        for rank, (count, _, r) in enumerate(wrong, 1)
+    ]
+
+
 def mistakes_queue(path: Path) -> list[QueueItem]:
-    rows = read_rows(path, ["path", "true", "predicted", "confidence"])
+    rows = read_rows(path, ["path", "true", "predicted"])
+    if rows and "confidence" not in rows[0]:  # a multi-label evaluation: no one confidence
+        return multilabel_mistakes(path, rows)
     wrong = [
         (number(path, line, "confidence", r["confidence"]), line, r)
         for line, r in enumerate(rows, 2)

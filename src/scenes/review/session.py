@@ -113,15 +113,17 @@ class ReviewSession:
         return self.store.decide(item.path, digest, item.given, decision, item.queue, item.rank)
 
     def choose_class(self, index: int, class_name: str) -> Decision | None:
-        """Relabel to ``class_name``; multi-label: add it to the item's classes, or take it off
-        (None when no class is left: the item is undecided again)."""
+        """Relabel to ``class_name``; multi-label: add it to the photo's labels, or take it off
+        (None when no label is left: the item is undecided again)."""
         if not self.multilabel:
             return self.decide(index, class_name)
         current = self.decision(index)
-        chosen = set()
+        # The classes toggled are the photo's labels as they stand: its given ones until
+        # relabelled, none once excluded.
+        labels = self.items[index].given if current is None or current.decision == KEEP else ""
         if current is not None and current.decision not in (KEEP, EXCLUDE):
-            chosen = set(current.decision.split(LABEL_SEPARATOR))
-        chosen ^= {class_name}
+            labels = current.decision
+        chosen = {name for name in labels.split(LABEL_SEPARATOR) if name} ^ {class_name}
         if not chosen:
             self.store.forget(self.items[index].path)
             return None
