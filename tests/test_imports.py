@@ -114,7 +114,8 @@ LAYERS = [
         "scenes.selection",
         "scenes.tune",
     },
-    {"scenes.hub"},  # the Hub folder's card reads evaluations and label issues
+    # the Hub folder's card reads evaluations and label issues; review queues them
+    {"scenes.hub", "scenes.review"},
     {"scenes.cli", "scenes", "scenes.__main__"},
 ]
 

@@ -15,6 +15,7 @@ from .. import __version__
 from .benchmark_args import add_benchmark_parser
 from .common import add_verbosity
 from .data_args import add_data_parser, add_models_parser, add_resize_parser
+from .review_args import add_review_parser
 from .run_args import (
     add_app_parser,
     add_ensemble_parser,
@@ -34,6 +35,7 @@ PARSERS = [
     add_evaluate_parser,
     add_predict_parser,
     add_app_parser,
+    add_review_parser,
     add_export_parser,
     add_benchmark_parser,
     add_ensemble_parser,

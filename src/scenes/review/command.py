@@ -1,0 +1,80 @@
+"""``scenes review``: serve the review page of a run's queue until stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from ..console import plural
+from ..errors import UsageError
+from ..models.bundle import bundle_run_dir, resolve_bundle_dir
+from ..serve.app import MAX_UPLOAD, own_upload_folder
+from ..serve.predictor import Predictor
+from .decisions import DecisionStore
+from .page import KEYS_HEAD, PAGE_CSS, build_review_page
+from .queues import load_queue, only_under
+from .session import ReviewSession
+
+REVIEW_FOLDER = "review"  # RUN/review/decisions.csv
+
+
+def review_folder(run: str | Path) -> Path:
+    return Path(bundle_run_dir(run)) / REVIEW_FOLDER
+
+
+def serve_review(page: gr.Blocks, host: str, port: int, share: bool, block: bool = True) -> str:
+    """Launch the page (with its keys) and, with ``block``, serve until stopped; its address."""
+    try:
+        _, local_url, _ = page.launch(
+            server_name=host,
+            server_port=port,
+            max_file_size=MAX_UPLOAD,
+            show_error=True,
+            share=share,
+            prevent_thread_lock=True,
+            quiet=not block,
+            head=KEYS_HEAD,
+            css=PAGE_CSS,
+        )
+    except OSError as exc:
+        if "port" not in str(exc).lower():
+            raise
+        raise UsageError(
+            f"cannot serve on {host}:{port}: the port is in use (or not allowed); "
+            "pass another --port"
+        ) from None
+    if block:
+        page.block_thread()
+    return local_url
+
+
+def run_review(
+    run: str,
+    queue: str = "issues",
+    data: str | None = None,
+    predictions: str | None = None,
+    selection: str | None = None,
+    paths: list[str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    share: bool = False,
+    device: str = "auto",
+) -> int:
+    resolve_bundle_dir(run)  # fail early, with the bundle's own message
+    items = only_under(load_queue(run, queue, data, predictions, selection), paths or [])
+    if not items:
+        print(f"the {queue} queue of {run} is empty: nothing to review")
+        return 0
+    store = DecisionStore(review_folder(run))
+    predictor = Predictor.load(run, device=device)
+    session = ReviewSession(predictor, items, store)
+    done, left, _ = session.counts()
+    print(
+        f"{plural(len(items), 'photo')} in the {queue} queue, {done} decided, {left} left; "
+        f"decisions are written to {store.path}"
+    )
+    with own_upload_folder():
+        page = build_review_page(session)
+        serve_review(page, host, port, share)
+    return 0
