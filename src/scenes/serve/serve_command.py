@@ -1,0 +1,101 @@
+"""``scenes serve``: the run's model as an HTTP service on LitServe (FastAPI and uvicorn
+underneath): ``POST /predict``, ``GET /health``, ``/info``, ``/metrics`` and ``/docs``.
+
+Processes: this one starts LitServe, which forks one API server (HTTP, ``http_gate``) and
+spawns ``--workers`` inference workers (``http_model``: one ``Predictor`` each). SIGTERM is
+made a Ctrl-C here, so both end the same way: the API server stops taking connections and
+finishes the requests in flight (uvicorn's graceful shutdown), then the workers are stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+from .. import __version__
+from ..errors import UsageError
+from ..models.bundle import answers_digest, read_meta, resolve_bundle_dir
+from .http_gate import Gate, GateOptions
+from .http_model import ModelOptions, ScenesAPI
+
+log = logging.getLogger(__name__)
+HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds (it refuses other addresses)
+
+
+def model_info(run: str, backend: str, tta: bool) -> dict:
+    """What ``GET /info`` says of the model (read from the bundle, no network loaded)."""
+    directory = resolve_bundle_dir(run)
+    meta = read_meta(directory)
+    return {
+        "classes": meta.class_names,
+        "task": meta.task,
+        "digest": answers_digest(directory),
+        "backend": backend,
+        "tta": tta,
+        "preprocessing": {
+            "size": meta.image_size,
+            "resize": meta.preprocess.resize,
+            "interpolation": meta.preprocess.interpolation,
+            "mean": list(meta.mean),
+            "std": list(meta.std),
+        },
+        "accepts_unknown": meta.acceptance is not None,
+        "scenes_version": __version__,
+    }
+
+
+def api_key_from(variable: str | None) -> str | None:
+    if variable is None:
+        return None
+    key = os.environ.get(variable, "")
+    if not key:
+        raise UsageError(f"--api-key-env {variable}: that environment variable is empty or unset")
+    return key
+
+
+def _as_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def run_serve(
+    run: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    backend: str = "torch",
+    workers: int = 1,
+    max_batch_size: int = 1,
+    batch_timeout: float = 0.0,
+    api_key_env: str | None = None,
+    tta: bool = False,
+    max_upload_mb: float = 20.0,
+    timeout: float = 30.0,
+) -> int:
+    import litserve as ls
+
+    if host not in HOSTS:
+        raise UsageError(f"--host {host}: LitServe binds {', '.join(HOSTS)}; choose one")
+    info = model_info(run, backend, tta)
+    gate = GateOptions(len(info["classes"]), int(max_upload_mb * 2**20), timeout, api_key_from(api_key_env))
+    api = ScenesAPI(ModelOptions(str(run), backend, tta), max_batch_size, batch_timeout)
+    server = ls.LitServer(
+        api,
+        accelerator="cpu" if backend != "torch" else "auto",
+        workers_per_device=workers,
+        timeout=False,  # the gate answers 503 at --timeout, for waiting and running alike
+        model_metadata=info,
+        middlewares=[(Gate, {"options": gate})],
+    )
+    shown = f"[{host}]" if ":" in host else host
+    log.info("serving %s (%s) at http://%s:%d; API docs at http://%s:%d/docs", run, backend, shown, port, shown, port)
+    signal.signal(signal.SIGTERM, _as_interrupt)
+    server.run(
+        host=host,
+        port=port,
+        num_api_servers=1,
+        log_level="warning",
+        generate_client_file=False,
+        access_log=False,
+    )
+    log.info("stopped: requests in flight were answered")
+    return 0
