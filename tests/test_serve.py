@@ -20,16 +20,18 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
+from test_one_answer import awkward_corpus
 
 from scenes.serve.http_gate import Gate, GateOptions
 from scenes.serve.predictor import Predictor
 
 from conftest import INTEL_TRAIN, needs_intel
 from test_app import free_port
-from test_one_answer import awkward_corpus
 
 KEY = "s3cret-for-tests"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+# Batching on (the batched path is the one with more to get wrong), a 1 MB upload limit.
+LIMITS = ["--max-batch-size", "4", "--batch-timeout", "0.01", "--max-upload-mb", "1"]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,7 @@ def server(trained_run, tmp_path_factory):
     args = ["--run", str(trained_run), "--port", str(port), "--api-key-env", "SCENES_TEST_KEY"]
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scenes", "serve", *args, "--max-upload-mb", "1"],
+            [sys.executable, "-m", "scenes", "serve", *args, *LIMITS],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

@@ -43,9 +43,14 @@ class Metrics:
         self.latency = Histogram("scenes_request_seconds", "request latency", ["path"], registry=r)
         buckets = (1, 2, 4, 8, 16, 32, 64)
         self.batch = Histogram(
-            "scenes_batch_photos", "photos per network call", buckets=buckets, registry=r
+            "scenes_batch_photos",
+            "photos in the network call that answered each request",
+            buckets=buckets,
+            registry=r,
         )
-        self.in_flight = Gauge("scenes_queue_depth", "predict requests not yet answered", registry=r)
+        self.in_flight = Gauge(
+            "scenes_queue_depth", "predict requests not yet answered", registry=r
+        )
 
 
 class Gate:
@@ -154,7 +159,10 @@ def _as_json(photos: Photos) -> bytes:
 
 def _json_scope(scope, body: bytes) -> dict:
     headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
-    headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
     return {**scope, "headers": headers}
 
 

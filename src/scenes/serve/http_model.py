@@ -90,12 +90,6 @@ class ScenesAPI(ls.LitAPI):
                 return Decoded(names, None, request["top_k"], error)
         return Decoded(names, np.stack(pixels), request["top_k"])
 
-    def batch(self, inputs: list[Decoded]) -> list[Decoded]:
-        return inputs  # ``predict`` joins the photos of the requests itself
-
-    def unbatch(self, output: list) -> list:
-        return output
-
     def predict(self, requests: list[Decoded] | Decoded) -> list[dict] | dict:
         single = isinstance(requests, Decoded)
         group = [requests] if single else requests
@@ -116,4 +110,14 @@ class ScenesAPI(ls.LitAPI):
         return out[0] if single else out
 
     def encode_response(self, output: dict) -> dict:
+        return output
+
+
+class BatchedScenesAPI(ScenesAPI):
+    """With ``--max-batch-size`` over 1: LitServe hands ``predict`` a list of requests."""
+
+    def batch(self, inputs: list[Decoded]) -> list[Decoded]:
+        return inputs  # ``predict`` joins the photos of the requests itself
+
+    def unbatch(self, output: list) -> list:
         return output

@@ -12,12 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from importlib.metadata import version
 
-from .. import __version__
 from ..errors import UsageError
 from ..models.bundle import answers_digest, read_meta, resolve_bundle_dir
 from .http_gate import Gate, GateOptions
-from .http_model import ModelOptions, ScenesAPI
+from .http_model import BatchedScenesAPI, ModelOptions, ScenesAPI
 
 log = logging.getLogger(__name__)
 HOSTS = ("127.0.0.1", "0.0.0.0", "::")  # what LitServe binds (it refuses other addresses)
@@ -41,7 +41,7 @@ def model_info(run: str, backend: str, tta: bool) -> dict:
             "std": list(meta.std),
         },
         "accepts_unknown": meta.acceptance is not None,
-        "scenes_version": __version__,
+        "scenes_version": version("scenes"),  # the installed distribution's
     }
 
 
@@ -54,7 +54,14 @@ def api_key_from(variable: str | None) -> str | None:
     return key
 
 
+MAIN_PID = os.getpid()
+
+
 def _as_interrupt(signum, frame):
+    # The forked API server inherits this handler; uvicorn raises the signal again once it
+    # has drained: that process just ends, the main one stops the rest.
+    if os.getpid() != MAIN_PID:
+        raise SystemExit(0)
     raise KeyboardInterrupt
 
 
@@ -76,8 +83,11 @@ def run_serve(
     if host not in HOSTS:
         raise UsageError(f"--host {host}: LitServe binds {', '.join(HOSTS)}; choose one")
     info = model_info(run, backend, tta)
-    gate = GateOptions(len(info["classes"]), int(max_upload_mb * 2**20), timeout, api_key_from(api_key_env))
-    api = ScenesAPI(ModelOptions(str(run), backend, tta), max_batch_size, batch_timeout)
+    gate = GateOptions(
+        len(info["classes"]), int(max_upload_mb * 2**20), timeout, api_key_from(api_key_env)
+    )
+    kind = BatchedScenesAPI if max_batch_size > 1 else ScenesAPI
+    api = kind(ModelOptions(str(run), backend, tta), max_batch_size, batch_timeout)
     server = ls.LitServer(
         api,
         accelerator="cpu" if backend != "torch" else "auto",
@@ -87,7 +97,15 @@ def run_serve(
         middlewares=[(Gate, {"options": gate})],
     )
     shown = f"[{host}]" if ":" in host else host
-    log.info("serving %s (%s) at http://%s:%d; API docs at http://%s:%d/docs", run, backend, shown, port, shown, port)
+    log.info(
+        "serving %s (%s) at http://%s:%d; API docs at http://%s:%d/docs",
+        run,
+        backend,
+        shown,
+        port,
+        shown,
+        port,
+    )
     signal.signal(signal.SIGTERM, _as_interrupt)
     server.run(
         host=host,
