@@ -54,6 +54,17 @@ def api_key_from(variable: str | None) -> str | None:
     return key
 
 
+def _export_first(run: str, backend: str) -> None:
+    """The backend's file, exported here when missing or stale, before any worker starts:
+    its mistakes (openvino not installed, no training image to calibrate on) are the user's
+    to read as one line, and two workers never export the same file at once."""
+    from .formats import get_format, require
+    from .served_exports import current_export
+
+    require(get_format(backend))
+    current_export(resolve_bundle_dir(run), backend)
+
+
 MAIN_PID = os.getpid()
 
 
@@ -83,6 +94,8 @@ def run_serve(
     if host not in HOSTS:
         raise UsageError(f"--host {host}: LitServe binds {', '.join(HOSTS)}; choose one")
     info = model_info(run, backend, tta)
+    if backend != "torch":
+        _export_first(run, backend)
     gate = GateOptions(
         len(info["classes"]), int(max_upload_mb * 2**20), timeout, api_key_from(api_key_env)
     )
