@@ -201,7 +201,7 @@ def test_a_request_over_the_timeout_gets_503():
 
 
 def test_sigterm_answers_the_request_in_flight_then_exits_0(server, tmp_path):
-    """Last in this module: it stops the shared server."""
+    """Last of the tests that use the shared server: it stops it."""
     url, proc, log = server
     photo = Image.new("RGB", (1200, 900), (10, 120, 40))
     buffer = io.BytesIO()
@@ -217,3 +217,23 @@ def test_sigterm_answers_the_request_in_flight_then_exits_0(server, tmp_path):
     assert answers and answers[0].status_code == 200, log.read_text()
     assert len(answers[0].json()["results"]) == 40
     assert "POST /predict 200" in log.read_text()
+
+
+def test_the_triton_repository_has_the_graph_config_and_labels(fresh_run, tmp_path):
+    import onnx
+
+    from scenes.cli import main
+
+    assert main(["serve", "--run", str(fresh_run), "--triton-repo", str(tmp_path / "repo")]) == 0
+    model = tmp_path / "repo" / "scenes"
+    predictor = Predictor.load(fresh_run)
+    size, classes = predictor.meta.image_size, predictor.class_names
+    config = (model / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config and "dynamic_batching" in config
+    assert f"dims: [ 3, {size}, {size} ]" in config and f"dims: [ {len(classes)} ]" in config
+    assert (model / "labels.txt").read_text().split() == classes
+    graph = onnx.load(str(model / "1" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["input"]
+    assert [o.name for o in graph.output] == ["logits", "features"]
+    width = graph.output[1].type.tensor_type.shape.dim[1].dim_value
+    assert width > 0 and f"dims: [ {width} ]" in config

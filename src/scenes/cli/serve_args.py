@@ -68,4 +68,10 @@ def add_serve_parser(sub, common) -> None:
         metavar="S",
         help="a request not answered within this many seconds gets a 503 (default: 30)",
     )
+    p.add_argument(
+        "--triton-repo",
+        metavar="DIR",
+        help="instead of serving: write a Triton Inference Server model repository (the ONNX "
+        "graph, config.pbtxt with dynamic batching, labels.txt) to DIR and exit (default: serve)",
+    )
     p.set_defaults(target=".serve.serve_command:run_serve")

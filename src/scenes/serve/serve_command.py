@@ -88,7 +88,13 @@ def run_serve(
     tta: bool = False,
     max_upload_mb: float = 20.0,
     timeout: float = 30.0,
+    triton_repo: str | None = None,
 ) -> int:
+    if triton_repo is not None:
+        from .triton_repo import write_triton_repo
+
+        log.info("wrote the Triton model repository %s", write_triton_repo(run, triton_repo))
+        return 0
     import litserve as ls
 
     if host not in HOSTS:
