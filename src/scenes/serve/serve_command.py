@@ -68,12 +68,14 @@ def _export_first(run: str, backend: str) -> None:
 MAIN_PID = os.getpid()
 
 
-def _as_interrupt(signum, frame):
-    # The forked API server inherits this handler; uvicorn raises the signal again once it
-    # has drained: that process just ends, the main one stops the rest.
-    if os.getpid() != MAIN_PID:
-        raise SystemExit(0)
-    raise KeyboardInterrupt
+def _stop(signum, frame):
+    """SIGINT and SIGTERM in this process: a Ctrl-C, which LitServe answers by draining.
+    Processes forked from this one inherit the handler and ignore the signal: LitServe's
+    queue manager must outlive the drain (a Ctrl-C reaches the whole process group), and the
+    API server, once uvicorn has drained, raises the signal again only to end, as it then
+    does; this process stops them in order."""
+    if os.getpid() == MAIN_PID:
+        raise KeyboardInterrupt
 
 
 def run_serve(
@@ -125,7 +127,8 @@ def run_serve(
         shown,
         port,
     )
-    signal.signal(signal.SIGTERM, _as_interrupt)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     server.run(
         host=host,
         port=port,
