@@ -1,5 +1,7 @@
 """The network's input from decoded pixels, in NumPy: what every runner and the int8
-calibration feed their networks (no torch, so the exported formats serve without it)."""
+calibration feed their networks (no torch, so the exported formats serve without it); and
+the pixel limit every server (``scenes app``, ``scenes serve``) checks a photo's header
+against before decoding it."""
 
 from __future__ import annotations
 
