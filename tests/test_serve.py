@@ -237,3 +237,16 @@ def test_the_triton_repository_has_the_graph_config_and_labels(fresh_run, tmp_pa
     assert [o.name for o in graph.output] == ["logits", "features"]
     width = graph.output[1].type.tensor_type.shape.dim[1].dim_value
     assert width > 0 and f"dims: [ {width} ]" in config
+
+
+def test_mistakes_are_refused_before_anything_starts(trained_run, tmp_path, capsys, monkeypatch):
+    from scenes.cli import main
+
+    monkeypatch.delenv("SCENES_NO_SUCH_KEY", raising=False)
+    argv = ["serve", "--run", str(trained_run), "--api-key-env", "SCENES_NO_SUCH_KEY"]
+    assert main(argv) == 2
+    assert (
+        "SCENES_NO_SUCH_KEY: that environment variable is empty or unset" in capsys.readouterr().err
+    )
+    assert main(["serve", "--run", str(tmp_path / "no-run")]) == 2
+    assert "no model bundle" in capsys.readouterr().err
