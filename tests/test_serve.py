@@ -61,9 +61,13 @@ def server(trained_run, tmp_path_factory):
         proc.kill()
         pytest.fail(f"the server did not become healthy:\n{log.read_text()}")
     yield url, proc, log
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    if proc.poll() is None:  # SIGTERM: the server stops its worker processes too
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def png_bytes(color=(200, 30, 30), size=(40, 40)) -> bytes:
@@ -166,6 +170,7 @@ def test_health_info_and_metrics(server, trained_run):
     assert info["backend"] == "torch" and info["preprocessing"]["size"] == predictor.meta.image_size
     assert len(info["digest"]) == 64 and info["scenes_version"]
     post(url, files={"file": ("ok.png", png_bytes())})
+    post(url, files={"file": ("empty.png", b"")})
     text = requests.get(f"{url}/metrics", headers=AUTH, timeout=10).text
     assert 'scenes_requests_total{path="/predict",status="200"}' in text
     assert 'scenes_requests_total{path="/predict",status="400"}' in text
