@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q -e ".[dev,hf,openvino,mlflow,wandb,ray]"
+	$(BIN)/python -m pip install -q -e ".[dev,hf,openvino,mlflow,wandb,ray,serve]"
 	touch $@
 
 # A local data bundle beside the checkout (as CI and these machines lay it out): used when

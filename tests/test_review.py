@@ -207,7 +207,7 @@ def review_server(review_run):
     from scenes.review.command import review_folder, serve_review
     from scenes.review.page import build_review_page
     from scenes.review.session import ReviewSession
-    from scenes.serve.app import own_upload_folder
+    from scenes.serve.app_files import own_upload_folder
 
     run, _ = review_run
     session = ReviewSession(

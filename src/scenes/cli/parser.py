@@ -25,6 +25,7 @@ from .run_args import (
     add_predict_parser,
     add_report_parser,
 )
+from .serve_args import add_serve_parser
 from .train_args import add_train_parser
 from .tune_args import add_compare_parser, add_tune_parser
 
@@ -36,6 +37,7 @@ PARSERS = [
     add_predict_parser,
     add_app_parser,
     add_review_parser,
+    add_serve_parser,
     add_export_parser,
     add_benchmark_parser,
     add_ensemble_parser,

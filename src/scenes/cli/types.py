@@ -58,3 +58,13 @@ def devices(text: str) -> int | list[int] | str:
         raise argparse.ArgumentTypeError(
             f"expected a count, comma-separated GPU ids or auto, got {text!r}"
         ) from None
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value

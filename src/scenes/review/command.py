@@ -9,7 +9,8 @@ import gradio as gr
 from ..console import plural
 from ..errors import UsageError
 from ..models.bundle import bundle_run_dir, resolve_bundle_dir
-from ..serve.app import MAX_UPLOAD, own_upload_folder
+from ..serve.app import MAX_UPLOAD
+from ..serve.app_files import own_upload_folder
 from ..serve.predictor import Predictor
 from .decisions import DecisionStore
 from .page import KEYS_HEAD, PAGE_CSS, build_review_page

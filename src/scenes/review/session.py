@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..serve.app import check_pixel_count
+from ..serve.app_files import check_pixel_count
 from ..serve.heatmaps import explain_batch
 from ..serve.predictor import Predictor
 from .decisions import EXCLUDE, KEEP, LABEL_SEPARATOR, Decision, DecisionStore, file_digest

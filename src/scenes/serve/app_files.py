@@ -21,11 +21,10 @@ from PIL import Image
 from ..atomic import replacing_path
 from ..data.files import list_files
 from ..errors import UsageError
+from .pixels import MAX_PIXELS, pixel_count
 from .predictor import Predictor
 
 READABLE = "JPEG, PNG, WebP, BMP, GIF or TIFF"
-# Decoding more pixels than this could exhaust the server's memory (Pillow's own limit).
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +64,8 @@ def uploaded_file(payload: dict | None, upload_folder: str | Path) -> str | None
 def check_pixel_count(path: str) -> None:
     """Refuse a decompression bomb (a small file of a huge image) from its header alone, for
     this request only: no process-wide warning filter is touched while others decode."""
-    try:
-        with Image.open(path) as image:
-            pixels = image.width * image.height
-    except Image.DecompressionBombError:
-        pixels = MAX_PIXELS + 1
-    except Exception:  # not an image at all: decoding says so next
-        return
-    if pixels > MAX_PIXELS:
+    pixels = pixel_count(path)  # None: not an image at all, decoding says so next
+    if pixels is not None and pixels > MAX_PIXELS:
         raise user_error(
             f"{Path(path).name} is too large to decode safely ({pixels:,} pixels; at most "
             f"{MAX_PIXELS:,}). Please upload a smaller photo."
