@@ -110,7 +110,7 @@ def test_a_resumed_run_keeps_its_excluded_images_out(tmp_path):
     image that is gone or relabelled since: it was left out on purpose."""
     import numpy as np
 
-    from scenes.data.loaders import reuse_split
+    from scenes.data.split_sides import reuse_split
     from scenes.rundir import SplitRow
 
     paths = [tmp_path / f"{i}.jpg" for i in range(4)]

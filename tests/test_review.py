@@ -10,12 +10,12 @@ from scenes.cli import main
 from scenes.errors import DataError, UsageError
 from scenes.review.decisions import DECISION_COLUMNS, DecisionStore, file_digest
 from scenes.review.queues import (
-    SELECTION_COLUMNS,
     load_queue,
     mistakes_queue,
     only_under,
     selection_queue,
 )
+from scenes.selection_file import COLUMNS
 from scenes.serve.predictor import Predictor
 
 from conftest import make_image
@@ -99,13 +99,13 @@ def test_mistakes_come_most_confident_first_and_selections_in_their_order(tmp_pa
         ["2", str(tmp_path / "y.jpg"), "0.2", "margin", "cat_a", "0.5", "cat_b", "0.3"],
         ["1", str(tmp_path / "x.jpg"), "0.1", "margin", "cat_b", "0.5", "cat_a", "0.4"],
     ]
-    items = selection_queue(write_csv(tmp_path / "sel.csv", SELECTION_COLUMNS, picked))
+    items = selection_queue(write_csv(tmp_path / "sel.csv", list(COLUMNS), picked))
     assert [(i.path.name, i.given, i.rank) for i in items] == [("x.jpg", "", 1), ("y.jpg", "", 2)]
     assert [i.path.name for i in only_under(items, [str(tmp_path / "y.jpg")])] == ["y.jpg"]
     with pytest.raises(UsageError, match="none of the 2 queued photos"):
         only_under(items, [str(tmp_path / "elsewhere")])
     write_csv(tmp_path / "bad.csv", ["path", "score"], [["x.jpg", "0.1"]])
-    with pytest.raises(DataError, match="lacks the column"):
+    with pytest.raises(DataError, match="a selection file has rank,path,score"):
         selection_queue(tmp_path / "bad.csv")
 
 

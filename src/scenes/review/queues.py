@@ -22,10 +22,10 @@ from ..errors import DataError, MissingPathError, UsageError
 from ..evaluation.outputs import PREDICTIONS_CSV
 from ..label_issues.outputs import ISSUES_CSV
 from ..rundir import RunDir
+from ..selection_file import read_selection
 from .decisions import LABEL_SEPARATOR
 
 QUEUES = ("issues", "mistakes", "uncertain")
-SELECTION_COLUMNS = ["rank", "path", "score", "strategy", "label_1", "prob_1", "label_2", "prob_2"]
 
 
 @dataclass(frozen=True)
@@ -112,12 +112,11 @@ def mistakes_queue(path: Path) -> list[QueueItem]:
 
 
 def selection_queue(path: Path) -> list[QueueItem]:
+    """A ``scenes data select`` file, read by its own reader (``selection_file``)."""
     items = []
-    for line, row in enumerate(read_rows(path, SELECTION_COLUMNS), 2):
-        rank = int(number(path, line, "rank", row["rank"]))
-        score = number(path, line, "score", row["score"])
-        why = f"uncertain #{rank}: {row['strategy']} score {score:.3f}"
-        items.append(QueueItem(Path(row["path"]).resolve(), "", "uncertain", rank, score, why))
+    for row in read_selection(path):
+        why = f"uncertain #{row.rank}: {row.strategy} score {row.score:.3f}"
+        items.append(QueueItem(Path(row.path).resolve(), "", "uncertain", row.rank, row.score, why))
     return sorted(items, key=lambda item: item.rank)
 
 
