@@ -57,7 +57,7 @@ class DataConfig(Section):
         "balanced (each class drawn equally often: small classes repeat, large ones are "
         "partly seen); both seeded, sharded across processes and exactly resumable",
     )
-    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+    num_workers: int | Literal["auto"] = Field(
         "auto",
         description="DataLoader workers; auto: 0 on a CPU (the decoded cache makes loading cheap), "
         "min(8, cores) with CUDA; unused with on_device",
@@ -94,6 +94,13 @@ class DataConfig(Section):
         "are 0.95 GB) and draw each batch there by index, in the sampler's order; auto: on "
         "when training on CUDA",
     )
+
+    @model_validator(mode="after")
+    def _workers_not_negative(self) -> DataConfig:
+        # A plain message: pydantic's for a union names each branch's failure separately.
+        if isinstance(self.num_workers, int) and self.num_workers < 0:
+            raise ValueError("num_workers must be 'auto' or an integer >= 0")
+        return self
 
 
 class AugmentConfig(Section):

@@ -129,9 +129,11 @@ def add_select_parser(dsub, common) -> None:
         "split.csv are skipped. Exit code 1 when a photo could not be read (named).",
     )
     common(s)
-    s.add_argument("--run", required=True, metavar="RUN_DIR", help="a run or model bundle")
+    s.add_argument(
+        "--run", required=True, metavar="RUN_DIR", help="a run or model bundle (required)"
+    )
     s.add_argument("pool", nargs="+", metavar="POOL", help="unlabelled photos: files, folders")
-    s.add_argument("--n", type=positive, required=True, help="how many photos to choose")
+    s.add_argument("--n", type=positive, required=True, help="how many photos to choose (required)")
     s.add_argument(
         "--strategy",
         choices=SELECT_STRATEGIES,
@@ -142,7 +144,7 @@ def add_select_parser(dsub, common) -> None:
         f"{DEFAULT_SELECT_STRATEGY})",
     )
     s.add_argument("--seed", type=int, default=None, help="--strategy random's seed (default: 0)")
-    s.add_argument("--out", required=True, metavar="FILE.csv", help="the list to write")
+    s.add_argument("--out", required=True, metavar="FILE.csv", help="the list to write (required)")
     add_batch_size(s, INFERENCE_BATCH)
     add_device(s)
     s.set_defaults(target=".selection.command:run_select")
