@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 
 from ..choices import BACKENDS, SPLITS
-from .types import positive
+from .types import port_number, positive
 
 
 def add_verbosity(p: argparse.ArgumentParser, top_level: bool = False) -> None:
@@ -132,4 +132,21 @@ def add_engine(p: argparse.ArgumentParser, ray_does: str) -> None:
         default=0.0,
         metavar="F",
         help="--engine ray: GPUs per worker, e.g. 1 or 0.5 (default: 0, CPU workers)",
+    )
+
+
+def add_page_address(p) -> None:
+    """Where a Gradio page listens (``scenes app``, ``scenes review``): one definition."""
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on; 0.0.0.0 serves other machines (default: 127.0.0.1)",
+    )
+    p.add_argument(
+        "--port", type=port_number, default=7860, help="the port to listen on (default: 7860)"
+    )
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="also a public link through Gradio's share servers (needs internet)",
     )

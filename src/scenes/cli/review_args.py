@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .common import add_device, add_run
-from .types import port_number
+from .common import add_device, add_page_address, add_run
 
 QUEUES = ("issues", "mistakes", "uncertain")  # scenes.review.queues.QUEUES, without its imports
 
@@ -49,18 +48,6 @@ def add_review_parser(sub, common) -> None:
         metavar="PATH",
         help="review only the queued photos that are these files or inside these folders",
     )
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="the address to listen on; 0.0.0.0 serves other machines (default: 127.0.0.1)",
-    )
-    p.add_argument(
-        "--port", type=port_number, default=7860, help="the port to listen on (default: 7860)"
-    )
-    p.add_argument(
-        "--share",
-        action="store_true",
-        help="also a public link through Gradio's share servers (needs internet)",
-    )
+    add_page_address(p)
     add_device(p)
     p.set_defaults(target=".review.command:run_review")

@@ -18,10 +18,11 @@ from .common import (
     add_device,
     add_engine,
     add_labelled_source,
+    add_page_address,
     add_run,
     add_tta,
 )
-from .types import port_number, positive
+from .types import positive
 
 
 def add_evaluate_parser(sub, common) -> None:
@@ -107,19 +108,7 @@ def add_app_parser(sub, common) -> None:
     )
     common(p)
     add_run(p)
-    p.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="the address to listen on; 0.0.0.0 serves other machines (default: 127.0.0.1)",
-    )
-    p.add_argument(
-        "--port", type=port_number, default=7860, help="the port to listen on (default: 7860)"
-    )
-    p.add_argument(
-        "--share",
-        action="store_true",
-        help="also a public link through Gradio's share servers (needs internet)",
-    )
+    add_page_address(p)
     p.add_argument(
         "--no-explain",
         dest="explain",
