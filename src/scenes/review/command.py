@@ -7,9 +7,8 @@ from pathlib import Path
 import gradio as gr
 
 from ..console import plural
-from ..errors import UsageError
 from ..models.bundle import bundle_run_dir, resolve_bundle_dir
-from ..serve.app import MAX_UPLOAD
+from ..serve.app import launch_page
 from ..serve.app_files import own_upload_folder
 from ..serve.predictor import Predictor
 from .decisions import DecisionStore
@@ -26,25 +25,7 @@ def review_folder(run: str | Path) -> Path:
 
 def serve_review(page: gr.Blocks, host: str, port: int, share: bool, block: bool = True) -> str:
     """Launch the page (with its keys) and, with ``block``, serve until stopped; its address."""
-    try:
-        _, local_url, _ = page.launch(
-            server_name=host,
-            server_port=port,
-            max_file_size=MAX_UPLOAD,
-            show_error=True,
-            share=share,
-            prevent_thread_lock=True,
-            quiet=not block,
-            head=KEYS_HEAD,
-            css=PAGE_CSS,
-        )
-    except OSError as exc:
-        if "port" not in str(exc).lower():
-            raise
-        raise UsageError(
-            f"cannot serve on {host}:{port}: the port is in use (or not allowed); "
-            "pass another --port"
-        ) from None
+    local_url = launch_page(page, host, port, share, quiet=not block, head=KEYS_HEAD, css=PAGE_CSS)
     if block:
         page.block_thread()
     return local_url

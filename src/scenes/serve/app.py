@@ -158,14 +158,27 @@ def serve(
 ) -> int:
     """Launch the page and serve until stopped (``compile``: ``torch.compile`` the network
     beside it)."""
+    launch_page(demo, host, port, share)
+    if compile:
+        # A server lives long: compile once, beside it; requests are answered by the eager
+        # network until the compiled one has run its first photo.
+        threading.Thread(target=compile_quietly, args=(predictor,), daemon=True).start()
+    demo.block_thread()
+    return 0
+
+
+def launch_page(page: gr.Blocks, host: str, port: int, share: bool, **options) -> str:
+    """Start serving a page (the app's, the review's) without blocking; its local address.
+    A port in use is the user's to change, named."""
     try:
-        demo.launch(
+        _, local_url, _ = page.launch(
             server_name=host,
             server_port=port,
             max_file_size=MAX_UPLOAD,
             show_error=True,
             share=share,
             prevent_thread_lock=True,
+            **options,
         )
     except OSError as exc:
         if "port" not in str(exc).lower():
@@ -174,12 +187,7 @@ def serve(
             f"cannot serve on {host}:{port}: the port is in use (or not allowed); "
             "pass another --port"
         ) from None
-    if compile:
-        # A server lives long: compile once, beside it; requests are answered by the eager
-        # network until the compiled one has run its first photo.
-        threading.Thread(target=compile_quietly, args=(predictor,), daemon=True).start()
-    demo.block_thread()
-    return 0
+    return local_url
 
 
 def compile_quietly(predictor: Predictor) -> None:
