@@ -501,3 +501,23 @@ def test_scenes_app_builds_and_serves_its_page_inside_its_own_upload_folder(
     ((folder, cache),) = seen
     assert folder == cache and Path(folder).name.startswith("scenes-app-")
     assert not Path(folder).exists()  # removed when the app stops
+
+
+def test_a_port_in_use_is_named_as_the_users_to_change():
+    """``scenes app`` and ``scenes review`` launch through ``launch_page``: a taken port is a
+    usage error naming it, not Gradio's traceback."""
+    import gradio as gr
+
+    from scenes.serve.app import launch_page
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with gr.Blocks() as page:
+            gr.Markdown("a page")
+        try:
+            with pytest.raises(UsageError, match=f"cannot serve on 127.0.0.1:{port}.*--port"):
+                launch_page(page, "127.0.0.1", port, share=False, quiet=True)
+        finally:
+            page.close()
