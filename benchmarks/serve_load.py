@@ -3,6 +3,8 @@
     python benchmarks/serve_load.py --run RUN [--levels 1,8,32,64] [--requests 256]
         [--rounds 5] [--configs no-batching,batching,2-workers,openvino-int8,local]
         [--out DIR]
+    python benchmarks/serve_load.py --run RUN --soak 600 [--soak-level 8]
+        [--soak-config no-batching] [--out DIR]
 
 Each round, in an order rotated round by round, every server configuration is started
 (`scenes serve` in a subprocess, waited for until /health says ok), driven at each concurrency
@@ -13,9 +15,14 @@ in this process (no HTTP), the floor a server is measured against. The photos ar
 run's validation split (its split.csv), else ../shared/data/intel/train, read into memory once.
 
 Writes OUT/serve_load.md (median and range over rounds of requests/s, images/s, p50, p95, p99,
-errors, RSS), OUT/serve_load.json (every round) and OUT/serve_load.png (p99 latency against
-throughput, one line per configuration, a point per level). The machine should be otherwise
-idle: this is a measurement.
+errors, RSS, and images/s as a ratio to the same round's local loop), OUT/serve_load.json (every
+round) and OUT/serve_load.png (p99 latency against throughput, one line per configuration, a
+point per level).
+
+--soak SECONDS instead keeps one server busy at one concurrency for that long, in windows of
+--requests requests, and writes OUT/serve_soak.md (images/s, p99 and resident memory in the
+first and the last minute, errors over the whole soak), .json (every window) and .png (p99 and
+memory against time). The machine should be otherwise idle: this is a measurement.
 """
 
 from __future__ import annotations
@@ -176,8 +183,9 @@ def cell(values: list, digits: int = 1) -> str:
 
 def table(rounds: list[dict], names: list[str], levels: list[int]) -> str:
     lines = [
-        "| config | concurrency | requests/s | images/s | p50 ms | p95 ms | p99 ms | errors | RSS MB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| config | concurrency | requests/s | images/s | vs local | p50 ms | p95 ms | p99 ms "
+        "| errors | RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in names:
         for level in levels:
@@ -187,9 +195,16 @@ def table(rounds: list[dict], names: list[str], levels: list[int]) -> str:
                 for k in KEYS
             ]
             errors = sum(row["errors"] for row in rows)
+            # Each round's own local loop is the denominator: the machine's speed drifts.
+            ratios = [
+                r[name][str(level)]["ips"] / r["local"][str(level)]["ips"]
+                for r in rounds
+                if "local" in r and name != "local"
+            ]
+            ratio = cell(ratios, 2)
             lines.append(
-                f"| {name} | {level} | {values[0]} | {values[1]} | {values[2]} | {values[3]} "
-                f"| {values[4]} | {errors} | {values[5]} |"
+                f"| {name} | {level} | {values[0]} | {values[1]} | {ratio} | {values[2]} "
+                f"| {values[3]} | {values[4]} | {errors} | {values[5]} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -223,6 +238,67 @@ def figure(rounds: list[dict], names: list[str], levels: list[int], path: Path) 
         fig.savefig(fh, format="png", facecolor="white")
 
 
+def soak(args, photos: list, out: Path) -> None:
+    """One server, one concurrency, --soak seconds: does p99 or memory grow?"""
+    proc, url = start_server(args.run, CONFIGS[args.soak_config], out / "servers.log")
+    windows = []
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < args.soak:
+            row = asyncio.run(drive(url, photos, args.soak_level, args.requests))
+            row = {"t": time.monotonic() - started, **row, "rss_mb": resident_mb(proc)}
+            windows.append(row)
+            print(
+                f"  t={row['t']:.0f}s: {row['ips']:.1f} img/s, p99 {row['p99']:.0f} ms, "
+                f"RSS {row['rss_mb']:.0f} MB, errors {row['errors']}"
+            )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(120)
+    write_text(out / "serve_soak.json", json.dumps(windows, indent=1))
+    first = [w for w in windows if w["t"] <= 60] or windows[:1]
+    last = [w for w in windows if w["t"] >= windows[-1]["t"] - 60] or windows[-1:]
+    lines = [
+        f"{args.soak_config}, concurrency {args.soak_level}, {windows[-1]['t']:.0f} s, "
+        f"{len(windows)} windows of {args.requests} requests, {os.cpu_count()} cores\n",
+        "| minute | images/s | p99 ms | RSS MB |",
+        "| --- | --- | --- | --- |",
+    ]
+    for label, rows in (("first", first), ("last", last)):
+        lines.append(
+            f"| {label} | {cell([w['ips'] for w in rows])} | {cell([w['p99'] for w in rows], 0)} "
+            f"| {cell([w['rss_mb'] for w in rows], 0)} |"
+        )
+    lines.append(f"\nerrors: {sum(w['errors'] for w in windows)} of {len(windows) * args.requests}")
+    text = "\n".join(lines) + "\n"
+    write_text(out / "serve_soak.md", text)
+    soak_figure(windows, out / "serve_soak.png", args)
+    print(text)
+    print(f"wrote {out}/serve_soak.md, .json and .png")
+
+
+def soak_figure(windows: list[dict], path: Path, args) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    minutes = [w["t"] / 60 for w in windows]
+    ax.plot(minutes, [w["p99"] for w in windows], marker=".", color="tab:blue")
+    ax.set_xlabel("minutes")
+    ax.set_ylabel("p99 latency (ms)", color="tab:blue")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    mem = ax.twinx()
+    mem.plot(minutes, [w["rss_mb"] for w in windows], marker=".", color="tab:orange")
+    mem.set_ylabel("server resident memory (MB)", color="tab:orange")
+    mem.set_ylim(bottom=0)
+    ax.set_title(f"soak: {args.soak_config} at concurrency {args.soak_level}")
+    with replacing(path, "wb") as fh:
+        fig.savefig(fh, format="png", facecolor="white")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", required=True)
@@ -232,6 +308,9 @@ def main() -> None:
     parser.add_argument("--configs", default=",".join([*CONFIGS, "local"]))
     parser.add_argument("--photos", type=int, default=200, help="distinct photos sent")
     parser.add_argument("--out", default=None, help="default: RUN/serve_load")
+    parser.add_argument("--soak", type=float, default=0, help="seconds; 0: the load table")
+    parser.add_argument("--soak-level", type=int, default=8)
+    parser.add_argument("--soak-config", default="no-batching", choices=sorted(CONFIGS))
     args = parser.parse_args()
     args.levels = [int(v) for v in args.levels.split(",")]
     names = args.configs.split(",")
@@ -241,6 +320,9 @@ def main() -> None:
     out = Path(args.out or Path(args.run) / "serve_load")
     out.mkdir(parents=True, exist_ok=True)
     photos = photos_of(args.run, args.photos)
+    if args.soak:
+        soak(args, photos, out)
+        return
     rounds = []
     for r in range(args.rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
