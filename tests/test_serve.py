@@ -255,3 +255,39 @@ def test_mistakes_are_refused_before_anything_starts(trained_run, tmp_path, caps
     )
     assert main(["serve", "--run", str(tmp_path / "no-run")]) == 2
     assert "no model bundle" in capsys.readouterr().err
+
+
+@pytest.fixture
+def restored_threads():
+    import torch
+
+    from scenes.serve import cpu_threads
+
+    before, handler = torch.get_num_threads(), signal.getsignal(signal.SIGINT)
+    yield cpu_threads
+    torch.set_num_threads(before)
+    cpu_threads._share = None
+    signal.signal(signal.SIGINT, handler)  # a worker's setup ignores Ctrl-C
+
+
+def test_each_worker_computes_on_its_share_of_the_cores(fresh_run, restored_threads, monkeypatch):
+    """Two workers on 4 cores: 2 threads each in PyTorch, ONNX Runtime and OpenVINO (each
+    would start one per core, and two workers would then thrash on the cores)."""
+    import torch
+
+    from scenes.serve.http_model import ModelOptions, ScenesAPI
+    from scenes.serve.runners import OnnxRunner, OpenVinoRunner
+
+    monkeypatch.setattr(restored_threads, "cores", lambda: 4)
+    api = ScenesAPI(ModelOptions(str(fresh_run), workers=2), 1, 0.0)
+    api.setup("cpu")
+    assert torch.get_num_threads() == 2 and restored_threads.share() == 2
+    for fmt in ("onnx", "openvino"):
+        Predictor.load(fresh_run, backend=fmt, device="cpu")  # exported here
+    meta = api.predictor.meta
+    onnx = OnnxRunner(fresh_run / "model" / "model.onnx", meta, "cpu")
+    assert onnx.session.get_session_options().intra_op_num_threads == 2
+    openvino = OpenVinoRunner(fresh_run / "model" / "openvino" / "model.xml", meta, "cpu")
+    assert int(openvino.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
+    restored_threads.limit(1)  # one worker: every core, as without a limit
+    assert torch.get_num_threads() == 4

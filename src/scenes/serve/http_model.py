@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import litserve as ls
 import numpy as np
 
+from . import cpu_threads
 from .answers import Prediction
 from .predictor import Predictor
 
@@ -32,6 +33,7 @@ class ModelOptions:
     run: str
     backend: str = "torch"
     tta: bool = False
+    workers: int = 1  # inference processes sharing the machine's cores
 
 
 @dataclass
@@ -69,6 +71,8 @@ class ScenesAPI(ls.LitAPI):
         # Ctrl-C reaches the whole process group: the main process drains, workers keep
         # answering what is in flight until it stops them.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if str(device).startswith("cpu"):  # several workers: each on its share of the cores
+            cpu_threads.limit(self.options.workers)
         self.predictor = Predictor.load(self.options.run, backend=self.options.backend)
         # /health says ready only once a worker has answered a photo (LitServe marks a worker
         # ready when setup returns): the first client does not pay for lazy initialisation.

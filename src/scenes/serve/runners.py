@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import UsageError
 from ..models.meta import BundleMeta
+from . import cpu_threads
 from .pixels import normalize
 
 
@@ -103,7 +104,10 @@ class OnnxRunner:
         if gpu and device != "cpu":
             providers.insert(0, "CUDAExecutionProvider")
         self.device = "cuda" if providers[0].startswith("CUDA") else "cpu"
-        self.session = ort.InferenceSession(str(onnx_path), providers=providers)
+        options = ort.SessionOptions()
+        if cpu_threads.share() is not None:  # one of several serving processes: its share
+            options.intra_op_num_threads = cpu_threads.share()
+        self.session = ort.InferenceSession(str(onnx_path), options, providers=providers)
         self.meta = meta
         self.want_features = False
 

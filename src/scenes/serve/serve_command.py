@@ -108,7 +108,7 @@ def run_serve(
         len(info["classes"]), int(max_upload_mb * 2**20), timeout, api_key_from(api_key_env)
     )
     kind = BatchedScenesAPI if max_batch_size > 1 else ScenesAPI
-    api = kind(ModelOptions(str(run), backend, tta), max_batch_size, batch_timeout)
+    api = kind(ModelOptions(str(run), backend, tta, workers), max_batch_size, batch_timeout)
     server = ls.LitServer(
         api,
         accelerator="cpu" if backend != "torch" else "auto",

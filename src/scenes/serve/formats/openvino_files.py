@@ -96,4 +96,9 @@ def compile_model(path: Path, device: str):
         raise UsageError(f"--device {device}: the openvino backends run on the cpu here")
     # On CPUs with bf16 units (AMX, AVX512-BF16) OpenVINO computes in bf16 unless told not
     # to: fp32 layers then differ from PyTorch by ~1e-2. int8 layers stay int8 either way.
-    return ov.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    from .. import cpu_threads
+
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    if cpu_threads.share() is not None:  # one of several serving processes: its share
+        config["INFERENCE_NUM_THREADS"] = cpu_threads.share()
+    return ov.Core().compile_model(str(path), "CPU", config)
