@@ -52,6 +52,8 @@ CONFIGS = {
     "no-batching": [],
     "batching": ["--max-batch-size", "8", "--batch-timeout", "0.01"],
     "2-workers": ["--workers", "2"],
+    "1-thread": ["--threads", "1"],
+    "2-workers-batching": ["--workers", "2", "--max-batch-size", "8", "--batch-timeout", "0.01"],
     "openvino-int8": ["--backend", "openvino-int8"],
 }
 

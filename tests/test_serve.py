@@ -291,3 +291,5 @@ def test_each_worker_computes_on_its_share_of_the_cores(fresh_run, restored_thre
     assert int(openvino.compiled.get_property("INFERENCE_NUM_THREADS")) == 2
     restored_threads.limit(1)  # one worker: every core, as without a limit
     assert torch.get_num_threads() == 4
+    restored_threads.limit(1, threads=1)  # --threads 1
+    assert torch.get_num_threads() == 1 and restored_threads.share() == 1

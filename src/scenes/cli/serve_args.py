@@ -34,6 +34,13 @@ def add_serve_parser(sub, common) -> None:
         help="inference worker processes, each with its own copy of the model (default: 1)",
     )
     p.add_argument(
+        "--threads",
+        type=positive,
+        metavar="N",
+        help="compute threads of each worker on the CPU (default: the cores shared among the "
+        "workers)",
+    )
+    p.add_argument(
         "--max-batch-size",
         type=positive,
         default=1,

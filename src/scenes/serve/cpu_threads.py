@@ -22,12 +22,13 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def limit(processes: int) -> int:
-    """Give this process 1/``processes`` of the cores (at least one thread); the count."""
+def limit(processes: int, threads: int | None = None) -> int:
+    """Give this process ``threads`` compute threads, by default 1/``processes`` of the cores
+    (at least one); the count."""
     global _share
     import torch
 
-    _share = max(1, cores() // max(1, processes))
+    _share = threads or max(1, cores() // max(1, processes))
     torch.set_num_threads(_share)
     return _share
 

@@ -34,6 +34,7 @@ class ModelOptions:
     backend: str = "torch"
     tta: bool = False
     workers: int = 1  # inference processes sharing the machine's cores
+    threads: int | None = None  # compute threads of each (None: its share of the cores)
 
 
 @dataclass
@@ -72,7 +73,7 @@ class ScenesAPI(ls.LitAPI):
         # answering what is in flight until it stops them.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if str(device).startswith("cpu"):  # several workers: each on its share of the cores
-            cpu_threads.limit(self.options.workers)
+            cpu_threads.limit(self.options.workers, self.options.threads)
         self.predictor = Predictor.load(self.options.run, backend=self.options.backend)
         # /health says ready only once a worker has answered a photo (LitServe marks a worker
         # ready when setup returns): the first client does not pay for lazy initialisation.

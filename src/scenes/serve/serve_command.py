@@ -84,6 +84,7 @@ def run_serve(
     port: int = 8000,
     backend: str = "torch",
     workers: int = 1,
+    threads: int | None = None,
     max_batch_size: int = 1,
     batch_timeout: float = 0.0,
     api_key_env: str | None = None,
@@ -108,7 +109,9 @@ def run_serve(
         len(info["classes"]), int(max_upload_mb * 2**20), timeout, api_key_from(api_key_env)
     )
     kind = BatchedScenesAPI if max_batch_size > 1 else ScenesAPI
-    api = kind(ModelOptions(str(run), backend, tta, workers), max_batch_size, batch_timeout)
+    api = kind(
+        ModelOptions(str(run), backend, tta, workers, threads), max_batch_size, batch_timeout
+    )
     server = ls.LitServer(
         api,
         accelerator="cpu" if backend != "torch" else "auto",
