@@ -4,7 +4,7 @@
         [--rounds 5] [--configs no-batching,batching,2-workers,openvino-int8,local]
         [--out DIR]
     python benchmarks/serve_load.py --run RUN --soak 600 [--soak-level 8]
-        [--soak-config no-batching] [--out DIR]
+        [--soak-config 2-workers-batching] [--out DIR]
 
 Each round, in an order rotated round by round, every server configuration is started
 (`scenes serve` in a subprocess, waited for until /health says ok), driven at each concurrency
@@ -48,13 +48,16 @@ from scenes.rundir import RunDir
 
 from _common import INTEL
 
+# Every option spelled out, so that a changed default does not change what a name measured.
+ONE_BY_ONE = ["--max-batch-size", "1"]
+BATCHES = ["--max-batch-size", "8", "--batch-timeout", "0.01"]
 CONFIGS = {
-    "no-batching": [],
-    "batching": ["--max-batch-size", "8", "--batch-timeout", "0.01"],
-    "2-workers": ["--workers", "2"],
-    "1-thread": ["--threads", "1"],
-    "2-workers-batching": ["--workers", "2", "--max-batch-size", "8", "--batch-timeout", "0.01"],
-    "openvino-int8": ["--backend", "openvino-int8"],
+    "no-batching": ["--workers", "1", *ONE_BY_ONE],
+    "batching": ["--workers", "1", *BATCHES],
+    "2-workers": ["--workers", "2", *ONE_BY_ONE],
+    "1-thread": ["--workers", "1", "--threads", "1", *ONE_BY_ONE],
+    "2-workers-batching": ["--workers", "2", *BATCHES],  # scenes serve's defaults
+    "openvino-int8": ["--backend", "openvino-int8", "--workers", "1", *ONE_BY_ONE],
 }
 
 
@@ -312,7 +315,7 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: RUN/serve_load")
     parser.add_argument("--soak", type=float, default=0, help="seconds; 0: the load table")
     parser.add_argument("--soak-level", type=int, default=8)
-    parser.add_argument("--soak-config", default="no-batching", choices=sorted(CONFIGS))
+    parser.add_argument("--soak-config", default="2-workers-batching", choices=sorted(CONFIGS))
     args = parser.parse_args()
     args.levels = [int(v) for v in args.levels.split(",")]
     names = args.configs.split(",")

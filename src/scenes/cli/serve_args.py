@@ -29,9 +29,10 @@ def add_serve_parser(sub, common) -> None:
     p.add_argument(
         "--workers",
         type=positive,
-        default=1,
+        default=2,
         metavar="N",
-        help="inference worker processes, each with its own copy of the model (default: 1)",
+        help="inference worker processes, each with its own copy of the model (default: 2, "
+        "the fastest measured on 2 cores: docs/results.md)",
     )
     p.add_argument(
         "--threads",
@@ -43,16 +44,16 @@ def add_serve_parser(sub, common) -> None:
     p.add_argument(
         "--max-batch-size",
         type=positive,
-        default=1,
+        default=8,
         metavar="B",
-        help="requests a worker answers in one network call (default: 1, no batching)",
+        help="requests a worker answers in one network call (default: 8; 1: no batching)",
     )
     p.add_argument(
         "--batch-timeout",
         type=non_negative_float,
-        default=0.0,
+        default=0.01,
         metavar="S",
-        help="seconds a worker waits to fill a batch (default: 0)",
+        help="seconds a worker waits to fill a batch (default: 0.01)",
     )
     p.add_argument(
         "--api-key-env",
