@@ -102,3 +102,79 @@ def test_evaluate_counts_copies_of_training_images(fresh_run, tmp_path, offline_
     warning = "near-duplicates of the run's training images among the evaluated images: 1"
     assert warning in format_result(result)
     assert "Warning: 1 of these images are near-duplicates" in headline(metrics)
+
+
+def test_review_shows_each_queued_photos_near_duplicates_with_their_labels(
+    planted, fresh_run, tmp_path, monkeypatch, capsys, offline_weights
+):
+    """`scenes review --near DIR`: the queued copy is shown its original under another label
+    (a conflict), an exact copy is called exact, and a photo without copies none."""
+    from scenes.review import command
+
+    copy = planted / "test" / "mountain" / "copy.jpg"
+    alone = planted / "train" / "forest" / "photo.jpg"
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text(
+        "path,true,predicted,confidence\n"
+        f"{copy},mountain,glacier,0.9\n{alone},forest,sea,0.8\n"
+        f"{planted / 'train/buildings/again.jpg'},buildings,street,0.7\n"
+    )
+    sessions, build_page = [], command.build_review_page
+
+    def build(session):
+        sessions.append(session)
+        return build_page(session)
+
+    monkeypatch.setattr(command, "build_review_page", build)
+    monkeypatch.setattr(command, "serve_review", lambda *args, **kwargs: "")
+    argv = ["review", "--run", str(fresh_run), "--queue", "mistakes"]
+    argv += ["--predictions", str(predictions), "--near", str(planted)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"2 queued photos with near-duplicates in {planted}, 1 of them labelled otherwise" in out
+    (session,) = sessions
+    # queued paths are resolved: the symlinked photo is known by its target's name
+    by_name = {
+        name: [item.path for item in session.items].index(path.resolve())
+        for name, path in (
+            ("copy.jpg", copy),
+            ("photo.jpg", alone),
+            ("again.jpg", planted / "train" / "buildings" / "again.jpg"),
+        )
+    }
+    original = session.near(by_name["copy.jpg"])
+    assert [(n.path.name, n.label, n.split, n.kind) for n in original] == [
+        ("photo.jpg", "glacier", "train", "near")
+    ]
+    assert "labelled glacier (**labels differ**" in session.near_text(by_name["copy.jpg"])
+    ((pixels, caption),) = session.near_photos(by_name["copy.jpg"])
+    assert (
+        pixels.shape == (150, 150, 3)
+        and caption == "glacier (train), near: train/glacier/photo.jpg"
+    )
+    exact = session.near(by_name["again.jpg"])
+    assert [(n.path.name, n.kind) for n in exact] == [("photo.jpg", "exact")]
+    assert "labels differ" not in session.near_text(by_name["again.jpg"])
+    assert session.near(by_name["photo.jpg"]) == []
+    assert session.near_text(by_name["photo.jpg"]) == f"near-duplicates: none in {planted}"
+
+    # The page's first view hands the thumbnails to its gallery, which takes them as they are.
+    page = build_page(session)
+    (opening,) = [f for f in page.fns.values() if f.name == "opening"]
+    shown = opening.fn()
+    gallery = next(b for b in page.blocks.values() if getattr(b, "elem_id", "") == "review-near")
+    assert session.items[shown[0]].path.name == "copy.jpg"  # the most confident mistake
+    assert len(gallery.postprocess(shown[-1]).root) == 1
+
+
+def test_review_without_near_says_near_duplicates_were_not_looked_for(trained_run, tmp_path):
+    from scenes.review.decisions import DecisionStore
+    from scenes.review.queues import QueueItem
+    from scenes.review.session import ReviewSession
+    from scenes.serve.predictor import Predictor
+
+    photo = next((trained_run.parent / "data" / "cat_a").iterdir())
+    item = QueueItem(photo, "cat_a", "issues", 1, 0.1, "label issue #1")
+    session = ReviewSession(Predictor.load(trained_run), [item], DecisionStore(tmp_path / "r"))
+    assert session.near(0) == [] and session.near_photos(0) == []
+    assert session.near_text(0) == "near-duplicates: not looked for (add --near DIR)"

@@ -48,6 +48,12 @@ def add_review_parser(sub, common) -> None:
         metavar="PATH",
         help="review only the queued photos that are these files or inside these folders",
     )
+    p.add_argument(
+        "--near",
+        metavar="DIR",
+        help="show each queued photo's near-duplicates in this labelled folder, with their "
+        "labels (the test of `scenes data check --near`; the folder is embedded once, cached)",
+    )
     add_page_address(p)
     add_device(p)
     p.set_defaults(target=".review.command:run_review")

@@ -31,6 +31,27 @@ def serve_review(page: gr.Blocks, host: str, port: int, share: bool, block: bool
     return local_url
 
 
+def find_neighbours(items, near: str) -> dict:
+    """The queued photos' near-duplicates in the folder ``near``, with a line on what was
+    found (the folder is embedded once: its features are cached by content)."""
+    from ..config import default_cache_dir
+    from ..errors import MissingPathError
+    from .neighbours import labelled_otherwise, near_neighbours
+
+    if not Path(near).is_dir():
+        raise MissingPathError(f"--near {near}: no such folder (the labelled data folder)")
+    print(f"looking for the queued photos' near-duplicates in {near} ...")
+    found = near_neighbours(items, near, default_cache_dir())
+    conflicting = sum(
+        bool(labelled_otherwise(item.given, found.get(item.path.resolve(), []))) for item in items
+    )
+    print(
+        f"{plural(len(found), 'queued photo')} with near-duplicates in {near}, "
+        f"{conflicting} of them labelled otherwise there"
+    )
+    return found
+
+
 def run_review(
     run: str,
     queue: str = "issues",
@@ -38,6 +59,7 @@ def run_review(
     predictions: str | None = None,
     selection: str | None = None,
     paths: list[str] | None = None,
+    near: str | None = None,
     host: str = "127.0.0.1",
     port: int = 7860,
     share: bool = False,
@@ -48,9 +70,12 @@ def run_review(
     if not items:
         print(f"the {queue} queue of {run} is empty: nothing to review")
         return 0
+    neighbours = None
+    if near is not None:
+        neighbours = find_neighbours(items, near)
     store = DecisionStore(review_folder(run))
     predictor = Predictor.load(run, device=device)
-    session = ReviewSession(predictor, items, store)
+    session = ReviewSession(predictor, items, store, neighbours, Path(near) if near else None)
     done, left, _ = session.counts()
     print(
         f"{plural(len(items), 'photo')} in the {queue} queue, {done} decided, {left} left; "

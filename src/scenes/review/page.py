@@ -57,6 +57,7 @@ def item_text(session: ReviewSession, index: int) -> str:
         f"- given label: **{item.given or '(none: unlabelled)'}**",
         f"- queued because: {item.why}",
         f"- decision: **{decision.decision if decision else 'not decided yet'}**",
+        f"- {session.near_text(index)}",
     ]
     if shown.problem:
         lines.append(f"- {shown.problem}")
@@ -78,6 +79,7 @@ def build_review_page(session: ReviewSession) -> gr.Blocks:
             top,
             item_text(session, index),
             counter_text(session),
+            session.near_photos(index) or None,
         )
 
     def opening():
@@ -126,6 +128,14 @@ def build_review_page(session: ReviewSession) -> gr.Blocks:
                     format="png",
                     elem_id=f"{ELEMENT}heatmap",
                 )
+        near = gr.Gallery(
+            label="Near-duplicates (label, split, exact or near)",
+            columns=6,
+            height=220,
+            format="png",
+            elem_id=f"{ELEMENT}near",
+            visible=session.neighbours is not None,
+        )
         keyed = "toggle " if session.multilabel else ""
         with gr.Row():
             class_buttons = [
@@ -141,7 +151,7 @@ def build_review_page(session: ReviewSession) -> gr.Blocks:
             undo_button = gr.Button("u: undo", elem_id=f"{ELEMENT}undo")
             previous = gr.Button("← previous", elem_id=f"{ELEMENT}previous")
             following = gr.Button("→ next", elem_id=f"{ELEMENT}next")
-        shown = [position, photo, heatmap, top, info, counter]
+        shown = [position, photo, heatmap, top, info, counter, near]
         for button, name in zip(class_buttons, names):
             button.click(lambda i, n=name: choose(i, n), position, shown, trigger_mode="once")
         keep.click(lambda i: decide(i, KEEP), position, shown, trigger_mode="once")

@@ -18,9 +18,11 @@ from ..serve.app_files import check_pixel_count
 from ..serve.heatmaps import explain_batch
 from ..serve.predictor import Predictor
 from .decisions import EXCLUDE, KEEP, LABEL_SEPARATOR, Decision, DecisionStore, file_digest
+from .neighbours import Neighbour, labelled_otherwise
 from .queues import QueueItem
 
 SHOWN_SIDE = 1024  # the photo is sent at most this wide or high (the page shows it large)
+NEIGHBOUR_SIDE = 256  # a near-duplicate's thumbnail
 log = logging.getLogger(__name__)
 
 
@@ -34,22 +36,32 @@ class Shown:
     problem: str = ""  # why the photo cannot be shown ("" when it can)
 
 
-def photo_pixels(path: Path) -> np.ndarray:
-    """The photo upright (EXIF orientation), RGB, at most SHOWN_SIDE on its longer side."""
+def photo_pixels(path: Path, side: int = SHOWN_SIDE) -> np.ndarray:
+    """The photo upright (EXIF orientation), RGB, at most ``side`` on its longer side."""
     check_pixel_count(str(path))
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image).convert("RGB")
-        image.thumbnail((SHOWN_SIDE, SHOWN_SIDE))
+        image.thumbnail((side, side))
         return np.asarray(image)
 
 
 class ReviewSession:
     """A queue reviewed against a decisions store; the page's handlers call it."""
 
-    def __init__(self, predictor: Predictor, items: list[QueueItem], store: DecisionStore):
+    def __init__(
+        self,
+        predictor: Predictor,
+        items: list[QueueItem],
+        store: DecisionStore,
+        neighbours: dict[Path, list[Neighbour]] | None = None,
+        near_root: Path | None = None,
+    ):
         self.predictor = predictor
         self.items = items
         self.store = store
+        # None: near-duplicates were not looked for (no --near); {} : looked for, none found
+        self.neighbours = neighbours
+        self.near_root = near_root
         self.class_names = predictor.class_names
         self.multilabel = predictor.meta.task == "multilabel"
         self.top_k = len(self.class_names) if self.multilabel else min(3, len(self.class_names))
@@ -106,6 +118,40 @@ class ReviewSession:
             return Shown(None, None, {}, f"this file cannot be read as a photo ({exc})")
         explained = explain_batch(self.predictor, pixels[None], [str(path)], top_k=self.top_k)[0]
         return Shown(photo, explained.overlay(), dict(explained.top))
+
+    def near(self, index: int) -> list[Neighbour]:
+        """The item's near-duplicates (none when they were not looked for)."""
+        return (self.neighbours or {}).get(self.items[index].path.resolve(), [])
+
+    def near_text(self, index: int) -> str:
+        """One line on the item's near-duplicates: how many, and whether their labels differ
+        from the photo's given one."""
+        if self.neighbours is None:
+            return "near-duplicates: not looked for (add --near DIR)"
+        found = self.near(index)
+        if not found:
+            return f"near-duplicates: none in {self.near_root}"
+        labels = sorted({n.label for n in found if n.label})
+        text = f"near-duplicates: {len(found)} in {self.near_root}"
+        if labels:
+            text += f", labelled {', '.join(labels)}"
+        if labelled_otherwise(self.items[index].given, found):
+            text += " (**labels differ**: one of them is wrong)"
+        return text
+
+    def near_photos(self, index: int) -> list[tuple[np.ndarray, str]]:
+        """The near-duplicates' thumbnails and captions, pixels only (no path is served)."""
+        shown = []
+        for neighbour in self.near(index):
+            try:
+                pixels = photo_pixels(neighbour.path, NEIGHBOUR_SIDE)
+            except MemoryError:
+                raise
+            except Exception as exc:  # gone or changed since it was grouped
+                log.info("review: near-duplicate %s cannot be shown (%s)", neighbour.path, exc)
+                continue
+            shown.append((pixels, neighbour.caption(self.near_root or Path("/"))))
+        return shown
 
     def decide(self, index: int, decision: str) -> Decision:
         item = self.items[index]
