@@ -52,7 +52,8 @@ def add_review_parser(sub, common) -> None:
         "--near",
         metavar="DIR",
         help="show each queued photo's near-duplicates in this labelled folder, with their "
-        "labels (the test of `scenes data check --near`; the folder is embedded once, cached)",
+        "labels (the test of `scenes data check --near`; the folder is embedded once, cached; "
+        "default: none, near-duplicates are not looked for)",
     )
     add_page_address(p)
     add_device(p)
