@@ -1,7 +1,8 @@
 """`scenes serve` under load on loopback, beside the floor of a local `predict_many` loop.
 
     python benchmarks/serve_load.py --run RUN [--levels 1,8,32,64] [--requests 256]
-        [--rounds 5] [--configs no-batching,batching,2-workers,openvino-int8,local]
+        [--rounds 5] [--configs no-batching,batching,2-workers,1-thread,
+                          2-workers-batching,openvino-int8,local]
         [--out DIR]
     python benchmarks/serve_load.py --run RUN --soak 600 [--soak-level 8]
         [--soak-config 2-workers-batching] [--out DIR]

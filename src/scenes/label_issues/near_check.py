@@ -39,6 +39,7 @@ FIGURE_MEMBERS = 4  # photos shown per group
 class NearGroup:
     files: list[DataFile]
     kinds: list[str]  # "exact" when another member has the same bytes, else "near"
+    digests: list[str]  # each member's content digest (equal bytes, equal digest)
     distances: list[float]  # cosine distance to the group's first member
 
     @property
@@ -69,6 +70,7 @@ def find_near_groups(files: list[DataFile], cache_dir: Path | None, threshold: f
             NearGroup(
                 files=[files[embedded.kept[m]] for m in members],
                 kinds=["exact" if digests.count(d) > 1 else "near" for d in digests],
+                digests=digests,
                 distances=[float(d) for d in distances],
             )
         )

@@ -16,7 +16,7 @@ from ..data.check import DataFile, iter_files
 from ..data.files import has_image_extension
 from ..label_issues.near_check import find_near_groups
 from ..models.near import NEAR_DISTANCE
-from .decisions import LABEL_SEPARATOR, file_digest
+from .decisions import LABEL_SEPARATOR
 from .queues import QueueItem
 
 QUEUED = "queued"  # the split of a queued photo that is not in the folder
@@ -54,10 +54,7 @@ def near_neighbours(
     for group in find_near_groups(files, cache_dir, NEAR_DISTANCE):
         # A group's "exact" says a member has a copy somewhere in the group; shown beside one
         # photo, "exact" must mean the same bytes as that photo.
-        digests = [
-            file_digest(f.path) if kind == "exact" else ""
-            for f, kind in zip(group.files, group.kinds)
-        ]
+        digests = group.digests
         for i, file in enumerate(group.files):
             if file.path.resolve() not in queued:
                 continue
@@ -66,7 +63,7 @@ def near_neighbours(
                     other.path,
                     other.split,
                     other.label,
-                    "exact" if digests[i] and digests[j] == digests[i] else "near",
+                    "exact" if digests[j] == digests[i] else "near",
                 )
                 for j, other in enumerate(group.files)
                 if j != i

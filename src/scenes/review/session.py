@@ -136,7 +136,7 @@ class ReviewSession:
         if labels:
             text += f", labelled {', '.join(labels)}"
         if labelled_otherwise(self.items[index].given, found):
-            text += " (**labels differ**: one of them is wrong)"
+            text += " (**labels differ**: if it is a copy, one label is wrong)"
         return text
 
     def near_photos(self, index: int) -> list[tuple[np.ndarray, str]]:

@@ -2,8 +2,8 @@
 
 Each of PyTorch, ONNX Runtime and OpenVINO starts as many compute threads as there are cores.
 Two `scenes serve` workers on a 2-core machine then run 4 threads on 2 cores and thrash: in
-benchmarks/serve_load.py the second worker cut the images/s to a fifth and made p99 ten times
-longer. A process that shares the machine sets its share once (``limit``) before it loads a
+benchmarks/serve_load.py two such workers answered a fifth of one worker's images/s at
+concurrency 32, with a p99 seven times longer. A process that shares the machine sets its share once (``limit``) before it loads a
 model; the runners read it (``share``) when they create their sessions.
 """
 
