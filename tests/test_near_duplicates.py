@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from unittest.mock import patch
 
+import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
@@ -14,6 +16,7 @@ from scenes.cli import main
 from scenes.evaluation.loop import evaluate
 from scenes.evaluation.outputs import format_result
 from scenes.evaluation.report import headline
+from scenes.models.near import NEAR_DISTANCE, near_distance, near_pairs
 from scenes.rundir import RunDir
 
 from conftest import CLASSES, INTEL_TRAIN, needs_intel, needs_weights
@@ -74,6 +77,35 @@ def test_near_copy_is_grouped_and_unrelated_photos_are_not(
         "2 groups (1 with a near copy), 1 within a split, 1 across splits, 1 with conflicting labels"
         in text
     )
+
+
+def test_a_pair_is_near_only_when_both_measures_vouch_for_it():
+    """Close features with half the pHash bits differing (two sunsets), or equal hashes with
+    distant features (two dark photos), are not near; a copy close by both is."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=64).astype(np.float32)
+    base /= np.linalg.norm(base)
+
+    def unit(v):
+        return (v / np.linalg.norm(v)).astype(np.float32)
+
+    close = unit(base + 0.3 * unit(rng.normal(size=64)))  # cosine distance about 0.04
+    far = unit(rng.normal(size=64))  # about 1
+    bits = rng.random(64) < 0.5
+    flipped = bits.copy()
+    flipped[:32] ^= True  # 32 of 64 bits differ: +0.25
+    few = bits.copy()
+    few[:4] ^= True  # 4 differ: +0.03
+    features = np.stack([base, close, close, far])
+    hashes = np.stack([bits, flipped, few, bits])
+    pairs = near_pairs(features, hashes)
+    assert [(int(i), int(j)) for i, j, _ in pairs] == [(0, 2)]
+    expected = near_distance(features[[0]], features[[2]], hashes[[0]], hashes[[2]])[0]
+    assert pairs[0, 2] == pytest.approx(expected)
+    assert 0.03 < expected <= NEAR_DISTANCE
+    # A block boundary between the two members changes nothing.
+    with patch("scenes.models.near.PAIR_BLOCK", 1):
+        assert near_pairs(features, hashes) == pytest.approx(pairs, abs=1e-6)
 
 
 def test_out_without_near_is_refused(planted, tmp_path, capsys):

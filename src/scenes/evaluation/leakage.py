@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MissingPathError, WeightsUnavailableError
-from ..models.near import HASH_BITS, NEAR_DISTANCE, embed_files, near_backbone, nearest_reference
+from ..models.near import HASH_WEIGHT, NEAR_DISTANCE, embed_files, near_backbone, nearest_reference
 from ..rundir import RunDir
 
 
@@ -24,7 +24,7 @@ def training_paths(run_dir: Path) -> list[Path]:
 
 def leaked_files(evaluated: list[Path], training: list[Path], cache_dir: Path | None) -> list[dict]:
     """{path, training_path, distance} of each evaluated photo that the near-duplicate test
-    pairs with a training image, nearest first (distance: cosine, of the features)."""
+    pairs with a training image, nearest first (distance: ``models.near``'s near distance)."""
     backbone = near_backbone()
     queries = embed_files(evaluated, backbone, cache_dir, progress=False)
     references = embed_files(training, backbone, cache_dir, progress=False)
@@ -55,7 +55,7 @@ def leakage_summary(run_dir: Path, predictions: list[dict], cache_dir: Path | No
         "near_duplicates_of_training": len(found),
         "accuracy_without_near_duplicates": accuracy,
         "near_duplicate_files": found,
-        "near_duplicate_test": {"cosine_distance": NEAR_DISTANCE, "phash_bits": HASH_BITS},
+        "near_duplicate_test": {"near_distance": NEAR_DISTANCE, "hash_weight": HASH_WEIGHT},
     }
 
 

@@ -2,7 +2,8 @@
 
 The exact check (``data.check``) runs first, as without --near. Then every readable image is
 embedded and hashed (``models.near``) and the photos that its test calls near are grouped
-(connected components: a chain of near copies is one group). ``duplicates.csv`` lists every
+(connected components: a chain of near copies is one group; the test is tight enough that
+on the whole Intel split no chain joins different scenes, docs/results.md). ``duplicates.csv`` lists every
 member of every group; ``duplicates.png`` shows the top groups side by side, one per row.
 """
 
@@ -20,11 +21,12 @@ from ..data.check import CheckReport, DataFile, check_folder, format_report, ite
 from ..data.files import has_image_extension
 from ..errors import UsageError
 from ..models.near import (
-    HASH_BITS,
+    HASH_WEIGHT,
     NEAR_DISTANCE,
     embed_files,
     group_pairs,
     near_backbone,
+    near_distance,
     near_pairs,
 )
 
@@ -40,7 +42,7 @@ class NearGroup:
     files: list[DataFile]
     kinds: list[str]  # "exact" when another member has the same bytes, else "near"
     digests: list[str]  # each member's content digest (equal bytes, equal digest)
-    distances: list[float]  # cosine distance to the group's first member
+    distances: list[float]  # near distance (models.near) to the group's first member
 
     @property
     def across_splits(self) -> bool:
@@ -64,8 +66,13 @@ def find_near_groups(files: list[DataFile], cache_dir: Path | None, threshold: f
     groups = []
     for members in group_pairs(len(embedded.kept), pairs):
         digests = [embedded.digests[m] for m in members]
-        anchor = embedded.features[members[0]]
-        distances = np.clip(1.0 - embedded.features[members] @ anchor, 0.0, None)
+        first = [members[0]] * len(members)
+        distances = near_distance(
+            embedded.features[members],
+            embedded.features[first],
+            embedded.bits[members],
+            embedded.bits[first],
+        )
         groups.append(
             NearGroup(
                 files=[files[embedded.kept[m]] for m in members],
@@ -120,7 +127,7 @@ def draw_groups(groups: list[NearGroup], root: Path, path: Path) -> Path | None:
             else:
                 images.append(np.full((150, 150, 3), 255, np.uint8))
                 captions.append("")
-    title = "near-duplicate groups, one per row\n(d: cosine distance to the row's first photo)"
+    title = "near-duplicate groups, one per row\n(d: near distance to the row's first photo)"
     return plot_image_grid(images, captions, path, title=title, columns=FIGURE_MEMBERS)
 
 
@@ -129,8 +136,9 @@ def summary(groups: list[NearGroup], root: Path, shown: int = 10) -> str:
     conflicts = sum(g.conflict for g in groups)
     near = sum("near" in g.kinds for g in groups)
     lines = [
-        f"exact and near-duplicate groups (pHash within {HASH_BITS} bits, or cosine distance "
-        f"<= {NEAR_DISTANCE} on ImageNet MobileNetV2 features): "
+        f"exact and near-duplicate groups (near distance <= {NEAR_DISTANCE}: cosine distance "
+        f"of ImageNet MobileNetV2 features + {HASH_WEIGHT} x the fraction of pHash bits that "
+        f"differ): "
         f"{plural(len(groups), 'group')} ({near} with a near copy), "
         f"{len(groups) - across} within a split, {across} across splits, "
         f"{conflicts} with conflicting labels"

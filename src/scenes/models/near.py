@@ -1,12 +1,17 @@
 """Near-duplicate photos: the same picture re-encoded, resized, slightly cropped or brightened.
 
-Two photos are near-duplicates when either of two tests says so, each the better one for
-some changes (measured in ``benchmarks/near_duplicates.py``; docs/results.md):
-- their perceptual hashes (``imagehash.phash``, 64 bits) differ in at most ``HASH_BITS`` bits:
-  it finds JPEG re-encoded, resized and brightened copies, but a crop moves it too far;
-- the cosine distance between their ImageNet MobileNetV2 features is at most
-  ``NEAR_DISTANCE``: they find crops, but blur (a resized copy) moves them as far as an
-  unrelated photo of the same kind of scene.
+Two photos are near-duplicates when their *near distance* is at most ``NEAR_DISTANCE``: the
+cosine distance between their ImageNet MobileNetV2 features plus ``HASH_WEIGHT`` times the
+fraction of their perceptual hashes' bits (``imagehash.phash``, 64 bits) that differ. Each
+measure alone fails somewhere (measured in ``benchmarks/near_duplicates.py``; docs/results.md):
+- the features find crops, but the blur of a resized copy moves them as far as an unrelated
+  photo of the same kind of scene, and on a large folder many different photos of similar
+  scenes (two sunsets, two valleys) lie as close as copies;
+- pHash finds re-encoded, resized and brightened copies, but a crop moves it far, and dark or
+  smooth photos share most of their bits.
+Added, each vouches for the other: a copy is close by both, an unrelated look-alike only by
+one. An earlier test called a pair near when *either* measure did; on the whole Intel split it
+chained different photos into groups of dozens.
 The features are the ones ``scenes data issues`` caches by image content
 (``features.image_features``), so a folder is embedded once. The backbone is fixed, not the
 recipe's: the threshold was measured on these features, and another network's distances
@@ -26,8 +31,9 @@ NEAR_BACKBONE = "mobilenet_v2"
 # was measured on these (mobilenet_v2-b0353104.pth).
 NEAR_WEIGHTS = "IMAGENET1K_V1"
 NEAR_IMAGE_SIZE = 150  # the Intel photos' own size
-NEAR_DISTANCE = 0.08  # cosine distance; measured in benchmarks/near_duplicates.py
-HASH_BITS = 10  # of pHash's 64 bits; measured there too
+NEAR_DISTANCE = 0.2  # of near_distance; measured in benchmarks/near_duplicates.py
+HASH_WEIGHT = 0.5  # of the fraction of pHash bits that differ; measured there too
+PAIR_BLOCK = 1024  # rows compared at once: a block's distances take 4 bytes x 1024 x photos
 
 
 @dataclass
@@ -85,30 +91,59 @@ def phash_bits(paths: list[Path]) -> np.ndarray:
     return np.stack(found) if found else np.zeros((0, 64), bool)
 
 
-def _pairs(points: np.ndarray, radius: float, metric: str) -> set[tuple[int, int]]:
-    from sklearn.neighbors import radius_neighbors_graph
+def _differing_bits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row by row, how many bits differ between two (n, 64) bool arrays."""
+    return np.bitwise_count(np.packbits(a, axis=1) ^ np.packbits(b, axis=1)).sum(axis=1)
 
-    if len(points) < 2:
-        return set()
-    graph = radius_neighbors_graph(points, radius, mode="connectivity", metric=metric).tocoo()
-    return {(int(i), int(j)) for i, j in zip(graph.row, graph.col) if i < j}
+
+def near_distance(
+    features_a: np.ndarray,
+    features_b: np.ndarray,
+    bits_a: np.ndarray,
+    bits_b: np.ndarray,
+    hash_weight: float = HASH_WEIGHT,
+) -> np.ndarray:
+    """Row by row: cosine distance of the (unit) features + hash_weight x the fraction of
+    pHash bits that differ. 0 for the same bytes; near-duplicates at most NEAR_DISTANCE."""
+    cosine = 1.0 - np.einsum("nd,nd->n", features_a, features_b)
+    return _add_hash_term(cosine, bits_a, bits_b, hash_weight)
+
+
+def _add_hash_term(cosine, bits_a, bits_b, hash_weight: float) -> np.ndarray:
+    cosine = np.clip(cosine, 0.0, None)
+    if not hash_weight:
+        return cosine
+    return cosine + hash_weight * _differing_bits(bits_a, bits_b) / bits_a.shape[1]
+
+
+def _within(queries, query_bits, references, reference_bits, threshold, hash_weight, above=False):
+    """(query row, reference row, near distance) of every pair within ``threshold``, a block
+    of queries at a time (memory: one block's cosine distances to every reference). The hash
+    term is never negative, so only pairs whose cosine distance alone is within the threshold
+    are candidates. ``above``: keep only reference rows above the query's (pairs in one set)."""
+    found = []
+    for start in range(0, len(queries), PAIR_BLOCK):
+        cosine = 1.0 - queries[start : start + PAIR_BLOCK] @ references.T
+        rows, refs = np.nonzero(cosine <= threshold)
+        if above:
+            keep = refs > rows + start
+            rows, refs = rows[keep], refs[keep]
+        distance = _add_hash_term(
+            cosine[rows, refs], query_bits[rows + start], reference_bits[refs], hash_weight
+        )
+        keep = distance <= threshold
+        found.append(np.stack([rows[keep] + start, refs[keep], distance[keep]], axis=1))
+    return np.concatenate(found) if found else np.empty((0, 3))
 
 
 def near_pairs(
     features: np.ndarray,
     bits: np.ndarray,
     threshold: float = NEAR_DISTANCE,
-    hash_bits: int = HASH_BITS,
+    hash_weight: float = HASH_WEIGHT,
 ) -> np.ndarray:
-    """(i, j, cosine distance) rows, i < j, of every pair that either test calls near."""
-    pairs = _pairs(features, threshold, "cosine") if threshold >= 0 else set()
-    if hash_bits >= 0 and len(bits):  # a negative setting turns a test off (the benchmark)
-        pairs |= _pairs(bits, (hash_bits + 0.5) / bits.shape[1], "hamming")
-    if not pairs:
-        return np.empty((0, 3))
-    i, j = np.array(sorted(pairs)).T
-    distance = np.clip(1.0 - np.einsum("nd,nd->n", features[i], features[j]), 0.0, None)
-    return np.stack([i, j, distance], axis=1)
+    """(i, j, near distance) rows, i < j, of every pair within ``threshold``."""
+    return _within(features, bits, features, bits, threshold, hash_weight, above=True)
 
 
 def group_pairs(count: int, pairs: np.ndarray) -> list[list[int]]:
@@ -129,22 +164,18 @@ def group_pairs(count: int, pairs: np.ndarray) -> list[list[int]]:
 
 
 def nearest_reference(queries: EmbeddedFiles, references: EmbeddedFiles) -> list[tuple]:
-    """(query row, reference row, cosine distance) of each query that either test calls a
-    near-duplicate of a reference, with its nearest such reference (by features, else hash)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    if not len(references.kept) or not len(queries.kept):
-        return []
-    by_features = NearestNeighbors(n_neighbors=1, metric="cosine").fit(references.features)
-    distance, nearest = (a[:, 0] for a in by_features.kneighbors(queries.features))
-    by_hash = NearestNeighbors(n_neighbors=1, metric="hamming").fit(references.bits)
-    flipped, hashed = (a[:, 0] for a in by_hash.kneighbors(queries.bits))
-    found = []
-    for row in range(len(queries.kept)):
-        if distance[row] <= NEAR_DISTANCE:
-            found.append((row, int(nearest[row]), max(float(distance[row]), 0.0)))
-        elif flipped[row] * queries.bits.shape[1] <= HASH_BITS + 0.5:
-            ref = int(hashed[row])
-            d = 1.0 - float(queries.features[row] @ references.features[ref])
-            found.append((row, ref, max(d, 0.0)))
-    return found
+    """(query row, reference row, near distance) of each query within NEAR_DISTANCE of a
+    reference, with its nearest such reference."""
+    pairs = _within(
+        queries.features,
+        queries.bits,
+        references.features,
+        references.bits,
+        NEAR_DISTANCE,
+        HASH_WEIGHT,
+    )
+    nearest: dict[int, tuple[int, float]] = {}
+    for row, ref, distance in pairs.tolist():
+        if int(row) not in nearest or distance < nearest[int(row)][1]:
+            nearest[int(row)] = (int(ref), distance)
+    return [(row, ref, distance) for row, (ref, distance) in sorted(nearest.items())]

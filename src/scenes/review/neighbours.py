@@ -1,7 +1,7 @@
 """The near-duplicates of each queued photo in a labelled folder (``scenes review --near DIR``).
 
 The same test as ``scenes data check --near`` (``label_issues.near_check.find_near_groups``:
-pHash bits or MobileNetV2 feature distance, features cached by content): the folder and the
+MobileNetV2 feature distance plus pHash bits, features cached by content): the folder and the
 queued photos are grouped together, and each queued photo is shown the other members of its
 group with their labels. A copy under another label is the strongest hint that one of the two
 labels is wrong; a copy of an unlabelled photo in the labelled folder says it is labelled already.
