@@ -2,9 +2,10 @@
 
 The exact check (``data.check``) runs first, as without --near. Then every readable image is
 embedded and hashed (``models.near``) and the photos that its test calls near are grouped
-(connected components: a chain of near copies is one group; the test is tight enough that
-on the whole Intel split no chain joins different scenes, docs/results.md). ``duplicates.csv`` lists every
-member of every group; ``duplicates.png`` shows the top groups side by side, one per row.
+(connected components: a chain of near copies is one group; on the whole Intel split the
+test is tight enough that no chain joins different scenes, docs/results.md).
+``duplicates.csv`` lists every member of every group; ``duplicates.png`` shows the top groups
+side by side, one per row.
 """
 
 from __future__ import annotations
