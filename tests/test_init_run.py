@@ -161,3 +161,24 @@ def test_init_options_need_each_other(trained_run):
     )
     with pytest.raises(ConfigError, match="weights changed"):
         read_init(changed)
+
+
+def test_old_classes_without_images_are_warned_of_once_not_as_imbalance(
+    trained_run, tmp_path, caplog
+):
+    """Without rehearsal the old classes have no training image: the run says so in its own
+    words, and the imbalance notice does not add "cat_a 0 (...x)" to it."""
+    new = make_folder(tmp_path / "new", ["cat_d", "cat_e"], 8, seed=2)
+    cfg = init_config(
+        trained_run,
+        new,
+        tmp_path / "continued",
+        **{"train.epochs": 1, "train.mode": "head", "train.rehearsal": 0},
+    )
+    from scenes.training import train
+
+    with caplog.at_level("WARNING"):
+        train(cfg)
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "the new data has no image of cat_a, cat_b, cat_c" in warned
+    assert "imbalanced" not in warned

@@ -79,6 +79,12 @@ def test_an_imbalanced_run_says_so_and_records_its_options(tmp_path, capsys):
 
     assert "imbalanced" in imbalance_notice(np.array([16, 16, 3]), ["a", "b", "c"], load_config())
     assert imbalance_notice(np.array([16, 15, 9]), ["a", "b", "c"], load_config()) is None
+    # An --init run's old class the new data lacks is warned of elsewhere, not as "0 (16.0x)";
+    # the classes it trains are still compared.
+    names = ["a", "b", "c", "old"]
+    assert imbalance_notice(np.array([16, 15, 9, 0]), names, load_config(), ["old"]) is None
+    notice = imbalance_notice(np.array([16, 15, 3, 0]), names, load_config(), ["old"])
+    assert "c 3 (5.3x)" in notice and "old" not in notice
     argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "1"]
     argv += ["--image-size", "32", "--batch-size", "8", "--no-pretrained", "--mode", "full"]
     assert main(argv) == 0

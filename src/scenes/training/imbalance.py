@@ -28,14 +28,25 @@ def class_weights(counts: np.ndarray, kind: str, beta: float = 0.999) -> np.ndar
     return raw * len(raw) / raw.sum()
 
 
-def imbalance_notice(counts: np.ndarray, class_names: list[str], cfg) -> str | None:
+def imbalance_notice(
+    counts: np.ndarray, class_names: list[str], cfg, untrained: list[str] = ()
+) -> str | None:
     """One line when the largest training class is over IMBALANCE_RATIO times the smallest
-    and neither option for it is on; None otherwise."""
+    and neither option for it is on; None otherwise.
+
+    ``untrained``: classes left without training images on purpose (an ``--init`` run's old
+    classes the new data lacks). The run warns of them in its own words, so they are left out
+    here rather than reported as "0 images (450.0x)".
+    """
     counts = np.asarray(counts)
-    ratio = counts.max() / max(counts.min(), 1)
+    kept = [i for i, name in enumerate(class_names) if name not in set(untrained)]
+    if len(kept) < 2:
+        return None
+    ratio = counts[kept].max() / max(counts[kept].min(), 1)
     if ratio <= IMBALANCE_RATIO:
         return None
-    big, small = int(counts.argmax()), int(counts.argmin())
+    big = kept[int(counts[kept].argmax())]
+    small = kept[int(counts[kept].argmin())]
     text = (
         f"the training classes are imbalanced: {class_names[big]} has {counts[big]:,} images, "
         f"{class_names[small]} {counts[small]:,} ({ratio:.1f}x); watch macro F1 and per-class "

@@ -120,7 +120,7 @@ def set_up_run(cfg: Config, resume: str | Path | None) -> RunSetup:
             write_rehearsal(run_dir, continued.rehearsed, init.run_dir)
 
     counts = class_totals(data.train.labels, len(data.class_names))
-    notice = imbalance_notice(counts, data.class_names, cfg)
+    notice = imbalance_notice(counts, data.class_names, cfg, untrained=empty)
     if first and notice:
         log.warning("warning: %s", notice)
     module = SceneClassifier(built, cfg, data.class_names, counts, distiller)
