@@ -45,11 +45,16 @@ INT8 = ["onnx-int8", "openvino-int8"]
 # are set for it. The saturation itself is checked on every CPU by the weights' width.
 # On an AMD EPYC with VNNI (this stop's machine) the same test measured: ONNX Runtime 95.7%
 # kept, one flip at a top-2 margin of 0.577 (the next 0.31), largest difference 0.38, 99th
-# percentile 0.23; OpenVINO 97.3%, flips at most 0.29, 0.21 and 0.14. So a flip's margin is
-# bounded like a probability's change (INT8_MAX_DIFF), not by "near ties" alone.
+# percentile 0.23; OpenVINO 97.3%, flips at most 0.29, 0.21 and 0.14.
+# On an Intel Xeon with VNNI and AMX (the model trains to 88.3% there): ONNX Runtime 96.8%
+# kept, one flip at a top-2 margin of 0.709 (a sea photo at 0.84 in fp32, 0.37 in int8, glacier
+# 0.57), largest difference 0.48, 99th percentile 0.24; OpenVINO 98.5%, 0.19 and 0.12. Both
+# int8 files 87.8% top-1, 0.5 points below fp32. Which photos flip, and at what margin, depends
+# on the CPU (a bound on the flips' margin failed on two of the three), so the test bounds what a
+# user sees instead: how far any probability moves, and the top-1 lost on these labelled photos.
 INT8_SAME_TOP1 = 0.95
-INT8_FLIP_MARGIN = 0.6  # int8 never changes an answer fp32 gives by more than this margin
 INT8_MAX_DIFF, INT8_P99_DIFF = 0.6, 0.35
+INT8_TOP1_LOSS = 0.015  # 9 of the 600 photos; measured 0.005 (3)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +98,9 @@ def pytorch_answers(real_run, validation_sample):
 @needs_intel
 @needs_weights
 @pytest.mark.parametrize("fmt", FP32 + INT8)
-def test_every_format_exports_stamped_and_answers_like_pytorch(real_run, pytorch_answers, fmt):
+def test_every_format_exports_stamped_and_answers_like_pytorch(
+    real_run, pytorch_answers, validation_sample, fmt
+):
     path = export(real_run, fmt)
     assert path == real_run / "model" / FORMATS[fmt].file and is_current(path, real_run, fmt)
     assert recorded(path, fmt)[DIGEST_KEY] == file_sha256(real_run / "model" / WEIGHTS_FILE)
@@ -106,8 +113,11 @@ def test_every_format_exports_stamped_and_answers_like_pytorch(real_run, pytorch
         return
     flipped = found.probs.argmax(1) != expected.probs.argmax(1)
     assert 1 - flipped.mean() >= INT8_SAME_TOP1, flipped.mean()
-    top2 = np.sort(expected.probs, axis=1)[:, -2:]
-    assert np.all(top2[flipped, 1] - top2[flipped, 0] < INT8_FLIP_MARGIN)
+    truth = np.array([model.class_names.index(p.parent.name) for p in validation_sample])
+    top1 = {
+        name: (a.probs.argmax(1) == truth).mean() for name, a in [("fp32", expected), (fmt, found)]
+    }
+    assert top1["fp32"] - top1[fmt] <= INT8_TOP1_LOSS, top1
     diff = np.abs(found.probs - expected.probs).max(axis=1)
     assert diff.max() < INT8_MAX_DIFF and np.quantile(diff, 0.99) < INT8_P99_DIFF
     assert path.stat().st_size < 0.4 * (real_run / "model" / WEIGHTS_FILE).stat().st_size
