@@ -39,7 +39,8 @@ def imbalance_notice(
     here rather than reported as "0 images (450.0x)".
     """
     counts = np.asarray(counts)
-    kept = [i for i, name in enumerate(class_names) if name not in set(untrained)]
+    skipped = set(untrained)
+    kept = [i for i, name in enumerate(class_names) if name not in skipped]
     if len(kept) < 2:
         return None
     ratio = counts[kept].max() / max(counts[kept].min(), 1)
